@@ -1,0 +1,1 @@
+"""topup-sim: a prepaid-credits billing module (``sim.billing``) and the harness around it."""

@@ -1,0 +1,94 @@
+"""The billing module: prepaid credits with low-balance auto top-up.
+
+Production code: it imports nothing from the simulation. Every dependency (clock, Redis client,
+store, payment gateway, notifier, task runner, vault) is passed to :class:`BillingService`.
+"""
+
+from .cache import Trigger
+from .clock import Clock, ManualClock, SystemClock
+from .errors import (
+    BillingError,
+    CacheUnavailable,
+    DecryptionError,
+    DuplicateUser,
+    GatewayConfigurationError,
+    InsufficientCredits,
+    InvalidAmount,
+    InvalidSettings,
+    PaymentMethodMissing,
+    PriceMismatch,
+    StoreUnavailable,
+    TransientGatewayError,
+    UnknownCurrency,
+    UnknownTier,
+    UnknownUser,
+)
+from .gateway import (
+    ChargeDeclined,
+    ChargeNeedsAuthentication,
+    ChargeRequest,
+    ChargeResult,
+    ChargeSucceeded,
+    PaymentGateway,
+)
+from .notify import Notification, Notifier, RecordingNotifier
+from .pricing import CURRENCIES, TIER_CREDITS, TIERS, Money, Tier, price_of, tier_for
+from .service import BillingConfig, BillingService, Deduction, idempotency_key
+from .settings import ACTIVE, PAUSED, SUSPENDED, THRESHOLDS, AutoTopupSettings
+from .store import SQLiteStore, Store
+from .tasks import InlineRunner, QueueRunner, TaskRunner, ThreadRunner
+from .vault import Vault
+
+__all__ = [
+    "ACTIVE",
+    "CURRENCIES",
+    "PAUSED",
+    "SUSPENDED",
+    "THRESHOLDS",
+    "TIERS",
+    "TIER_CREDITS",
+    "AutoTopupSettings",
+    "BillingConfig",
+    "BillingError",
+    "BillingService",
+    "CacheUnavailable",
+    "ChargeDeclined",
+    "ChargeNeedsAuthentication",
+    "ChargeRequest",
+    "ChargeResult",
+    "ChargeSucceeded",
+    "Clock",
+    "DecryptionError",
+    "Deduction",
+    "DuplicateUser",
+    "GatewayConfigurationError",
+    "InlineRunner",
+    "InsufficientCredits",
+    "InvalidAmount",
+    "InvalidSettings",
+    "ManualClock",
+    "Money",
+    "Notification",
+    "Notifier",
+    "PaymentGateway",
+    "PaymentMethodMissing",
+    "PriceMismatch",
+    "QueueRunner",
+    "RecordingNotifier",
+    "SQLiteStore",
+    "Store",
+    "StoreUnavailable",
+    "SystemClock",
+    "TaskRunner",
+    "ThreadRunner",
+    "Tier",
+    "TransientGatewayError",
+    "Trigger",
+    "UnknownCurrency",
+    "UnknownTier",
+    "UnknownUser",
+    "Vault",
+    "idempotency_key",
+    "price_of",
+    "tier_for",
+]

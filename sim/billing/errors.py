@@ -1,0 +1,114 @@
+"""Typed errors of the billing module.
+
+Every error a caller can act on has its own class, so an API layer can map it to a status code and a
+simulation can count it, without parsing messages. All derive from :class:`BillingError`.
+"""
+
+from __future__ import annotations
+
+
+class BillingError(Exception):
+    """Base class of every error the billing module raises on purpose."""
+
+
+class UnknownUser(BillingError):
+    """No user with this id exists in the store."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"unknown user {user_id!r}")
+        self.user_id = user_id
+
+
+class DuplicateUser(BillingError):
+    """A user with this id already exists."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} already exists")
+        self.user_id = user_id
+
+
+class InsufficientCredits(BillingError):
+    """The request costs more than the balance holds; no credits were taken."""
+
+    def __init__(
+        self, user_id: str, requested: int, balance: int, attempt: int | None = None
+    ) -> None:
+        super().__init__(f"user {user_id!r} cannot afford {requested} credits (balance {balance})")
+        self.user_id = user_id
+        self.requested = requested
+        self.balance = balance
+        #: The auto top-up attempt this refused request claimed, if it claimed one.
+        self.attempt = attempt
+
+
+class InvalidAmount(BillingError, ValueError):
+    """A credit amount is not a positive whole number."""
+
+
+class UnknownCurrency(BillingError, ValueError):
+    """The currency has no price column in the tier table."""
+
+    def __init__(self, currency: object, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"unknown currency {currency!r}; allowed: {', '.join(allowed)}")
+        self.currency = currency
+        self.allowed = allowed
+
+
+class UnknownTier(BillingError, ValueError):
+    """No price tier sells exactly this many credits."""
+
+    def __init__(self, credits: object, allowed: tuple[int, ...]) -> None:
+        super().__init__(
+            f"no price tier for {credits!r} credits; allowed: {', '.join(map(str, allowed))}"
+        )
+        self.credits = credits
+        self.allowed = allowed
+
+
+class InvalidSettings(BillingError, ValueError):
+    """An auto top-up setting is out of range. Names the field and what it allows."""
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        super().__init__(f"invalid {field}: {value!r}; allowed: {allowed}")
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
+class PaymentMethodMissing(BillingError):
+    """The user has no saved, usable payment method."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} has no saved, usable payment method")
+        self.user_id = user_id
+
+
+class PriceMismatch(BillingError):
+    """A payment's amount or currency does not match the price table for its credits.
+
+    Raised instead of crediting: credits are granted from what was actually paid, never from
+    metadata alone.
+    """
+
+
+class DecryptionError(BillingError):
+    """A ciphertext was tampered with, truncated, or belongs to another user or field."""
+
+
+class StoreUnavailable(BillingError):
+    """The durable store could not complete a write; the operation changed nothing."""
+
+
+class CacheUnavailable(BillingError):
+    """The cache could not be reached; the operation changed nothing."""
+
+
+class TransientGatewayError(BillingError):
+    """The payment provider did not answer usefully (timeout, 5xx, 429, dropped connection).
+
+    The same attempt may be retried with the same idempotency key: it can never charge twice.
+    """
+
+
+class GatewayConfigurationError(BillingError):
+    """The payment gateway is set up in a way that must never reach production (e.g. a live key)."""

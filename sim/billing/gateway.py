@@ -1,0 +1,69 @@
+"""The payment gateway port: what the billing core asks of a payment provider.
+
+The core never imports ``stripe``: it calls a :class:`PaymentGateway` and gets back one of the
+result types below. ``sim.billing.payments`` adapts Stripe to this port; tests use small fakes.
+A transient failure (timeout, 5xx, 429) is raised as
+:class:`~sim.billing.errors.TransientGatewayError` so the caller can retry the same attempt with the
+same idempotency key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .pricing import Money
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """An off-session charge of a saved card, identified by an idempotency key."""
+
+    customer_id: str
+    payment_method_id: str
+    price: Money
+    idempotency_key: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeSucceeded:
+    """The money was taken: credit the user exactly once for ``payment_intent_id``."""
+
+    payment_intent_id: str
+    price: Money
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeDeclined:
+    """The card was declined; ``code``/``decline_code`` are Stripe's."""
+
+    payment_intent_id: str | None
+    code: str
+    decline_code: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeNeedsAuthentication:
+    """The bank wants the customer present (SCA / 3-D Secure): nothing was charged."""
+
+    payment_intent_id: str | None
+    message: str = ""
+
+
+ChargeResult = ChargeSucceeded | ChargeDeclined | ChargeNeedsAuthentication
+
+
+class PaymentGateway(Protocol):
+    """Charges saved cards off-session."""
+
+    def payment_method_usable(self, customer_id: str, payment_method_id: str) -> bool:
+        """Whether the saved payment method exists and belongs to the customer."""
+        ...
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Create and confirm a PaymentIntent; raise ``TransientGatewayError`` to be retried."""
+        ...

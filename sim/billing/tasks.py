@@ -1,0 +1,85 @@
+"""The task-runner port: how fire-and-forget work (a top-up) runs without blocking a deduction.
+
+A server passes :class:`ThreadRunner` (or an asyncio adapter); the simulation passes a runner that
+starts a SimPy process; tests pick :class:`QueueRunner` to prove that a deduction returns before
+the top-up runs, or :class:`InlineRunner` for straight-line scripts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+Task = Callable[[], object]
+
+
+class TaskRunner(Protocol):
+    """Runs a task later, somewhere else; never blocks the caller on it."""
+
+    def submit(self, task: Task) -> None:
+        """Schedule ``task``."""
+        ...
+
+
+class InlineRunner:
+    """Runs each task at once, in the caller's thread (after the caller's own writes)."""
+
+    def submit(self, task: Task) -> None:
+        """Run ``task`` now."""
+        task()
+
+
+class QueueRunner:
+    """Holds tasks until :meth:`run_pending` is called."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Task] = deque()
+        self._lock = threading.Lock()
+
+    def submit(self, task: Task) -> None:
+        """Queue ``task``."""
+        with self._lock:
+            self._queue.append(task)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def run_pending(self) -> int:
+        """Run queued tasks (and tasks they queue) until none is left; return how many ran."""
+        ran = 0
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return ran
+                task = self._queue.popleft()
+            task()
+            ran += 1
+
+
+class ThreadRunner:
+    """Runs tasks on a thread pool, as a server would."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="topup")
+        self._futures: list[Future[object]] = []
+        self._lock = threading.Lock()
+
+    def submit(self, task: Task) -> None:
+        """Start ``task`` on the pool."""
+        future = self._pool.submit(task)
+        with self._lock:
+            self._futures.append(future)
+
+    def join(self) -> None:
+        """Wait for every task submitted so far; re-raise the first error a task raised."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+
+    def shutdown(self) -> None:
+        """Wait for running tasks and stop the pool."""
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,85 @@
+"""Test doubles shipped with the billing module, for anyone testing code built on it.
+
+:class:`ScriptedGateway` is a :class:`~sim.billing.gateway.PaymentGateway` that answers from a
+queue of outcomes and replays by idempotency key as Stripe does, so tests can count real money
+movements (distinct succeeded keys) apart from calls. The Stripe emulator in ``sim.stripe_emulator``
+is the full-fidelity stand-in; this one is for the core's own unit tests and tiny scripts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Mapping
+
+from .errors import TransientGatewayError
+from .gateway import (
+    ChargeDeclined,
+    ChargeNeedsAuthentication,
+    ChargeRequest,
+    ChargeResult,
+    ChargeSucceeded,
+)
+
+#: Outcomes a script may hold: ``succeeded``, ``authentication_required``, ``transient``, or
+#: ``declined:<decline_code>`` (e.g. ``declined:insufficient_funds``).
+SUCCEEDED, AUTHENTICATION_REQUIRED, TRANSIENT = "succeeded", "authentication_required", "transient"
+
+
+class ScriptedGateway:
+    """Answers each new charge with the next scripted outcome (``succeeded`` when none is left).
+
+    ``cards`` gives fixed outcomes per payment method id (``{"pm_bad": "declined:lost_card"}``),
+    which take precedence over the queue.
+    """
+
+    def __init__(
+        self, *outcomes: str, cards: Mapping[str, str] | None = None, usable: bool = True
+    ) -> None:
+        self._outcomes: deque[str] = deque(outcomes)
+        self._cards = dict(cards or {})
+        self._replies: dict[str, ChargeResult] = {}
+        self._lock = threading.Lock()
+        self.usable = usable
+        #: Every charge call, replays included.
+        self.calls: list[ChargeRequest] = []
+
+    def queue(self, *outcomes: str) -> None:
+        """Append outcomes to the script."""
+        with self._lock:
+            self._outcomes.extend(outcomes)
+
+    def payment_method_usable(self, customer_id: str, payment_method_id: str) -> bool:
+        """Whatever ``usable`` says."""
+        return self.usable
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Answer from the script; a key seen before gets its first answer again."""
+        with self._lock:
+            self.calls.append(request)
+            if request.idempotency_key in self._replies:
+                return self._replies[request.idempotency_key]
+            outcome = self._cards.get(request.payment_method_id)
+            if outcome is None:
+                outcome = self._outcomes.popleft() if self._outcomes else SUCCEEDED
+            if outcome == TRANSIENT:
+                raise TransientGatewayError("scripted transient failure")
+            intent = f"pi_scripted_{len(self._replies) + 1:04d}"
+            reply: ChargeResult
+            if outcome == SUCCEEDED:
+                reply = ChargeSucceeded(intent, request.price, dict(request.metadata))
+            elif outcome == AUTHENTICATION_REQUIRED:
+                reply = ChargeNeedsAuthentication(intent, "authentication required")
+            elif outcome.startswith("declined:"):
+                code = outcome.removeprefix("declined:")
+                reply = ChargeDeclined(intent, "card_declined", code, "your card was declined")
+            else:
+                raise ValueError(f"unknown scripted outcome {outcome!r}")
+            self._replies[request.idempotency_key] = reply
+            return reply
+
+    @property
+    def succeeded_keys(self) -> list[str]:
+        """Idempotency keys that moved money, in order: one per real charge."""
+        with self._lock:
+            return [k for k, r in self._replies.items() if isinstance(r, ChargeSucceeded)]

@@ -1,0 +1,175 @@
+"""Fixtures for the billing core: every port is a small in-process stand-in.
+
+The cache fixture runs each test against fakeredis and, when ``REDIS_URL`` is set, against that real
+Redis too (CI starts one). Real-Redis tests use a fresh key prefix and delete only their own keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from sim.billing import (
+    AutoTopupSettings,
+    BillingConfig,
+    BillingService,
+    ManualClock,
+    QueueRunner,
+    RecordingNotifier,
+    SQLiteStore,
+    StoreUnavailable,
+    TaskRunner,
+    Vault,
+)
+from sim.billing.testing import ScriptedGateway
+
+MASTER_KEY = bytes(range(32))
+_prefixes = itertools.count()
+
+
+def _backends() -> list[str]:
+    return ["fakeredis", "redis"] if os.environ.get("REDIS_URL") else ["fakeredis"]
+
+
+@pytest.fixture(params=_backends())
+def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A redis-py client: fakeredis, or the real Redis at ``REDIS_URL``."""
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis()
+        return
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cache_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards."""
+    prefix = f"topup-test-{os.getpid()}-{next(_prefixes)}"
+    yield prefix
+    keys = list(redis_client.scan_iter(f"{prefix}:*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
+class FlakyStore:
+    """Wraps a store; methods named in ``failing`` raise ``StoreUnavailable`` instead of writing."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+        self.failing: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.failing:
+
+            def fail(*args: object, **kwargs: object) -> None:
+                raise StoreUnavailable(f"injected failure in {name}")
+
+            return fail
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Virtual time, starting 2026-01-01T00:00:00Z."""
+    return ManualClock()
+
+
+@pytest.fixture
+def store() -> FlakyStore:
+    """An in-memory SQLite store that can be told to fail."""
+    return FlakyStore(SQLiteStore(":memory:"))
+
+
+@pytest.fixture
+def gateway() -> ScriptedGateway:
+    """A gateway that succeeds unless scripted otherwise."""
+    return ScriptedGateway()
+
+
+@pytest.fixture
+def notifier() -> RecordingNotifier:
+    """Records notifications."""
+    return RecordingNotifier()
+
+
+@pytest.fixture
+def tasks() -> QueueRunner:
+    """Holds top-ups until the test runs them, proving deductions never wait for them."""
+    return QueueRunner()
+
+
+@pytest.fixture
+def vault() -> Vault:
+    """A vault with a fixed master key."""
+    return Vault(MASTER_KEY)
+
+
+BillingFactory = Callable[..., BillingService]
+
+
+@pytest.fixture
+def make_billing(
+    clock: ManualClock,
+    redis_client: redis.Redis,
+    cache_prefix: str,
+    store: FlakyStore,
+    gateway: ScriptedGateway,
+    notifier: RecordingNotifier,
+    tasks: QueueRunner,
+    vault: Vault,
+) -> BillingFactory:
+    """Build a service from the fixtures, overriding any port or the config."""
+
+    def build(
+        *, config: BillingConfig | None = None, tasks_runner: TaskRunner | None = None
+    ) -> BillingService:
+        return BillingService(
+            clock=clock,
+            cache=redis_client,
+            store=store,  # type: ignore[arg-type]
+            gateway=gateway,
+            notifier=notifier,
+            tasks=tasks_runner or tasks,
+            vault=vault,
+            config=config,
+            cache_prefix=cache_prefix,
+        )
+
+    return build
+
+
+@pytest.fixture
+def billing(make_billing: BillingFactory) -> BillingService:
+    """The service with default rules (threshold per user, cooldown 1 h)."""
+    return make_billing()
+
+
+@pytest.fixture
+def add_user(billing: BillingService) -> Callable[..., str]:
+    """Create a user with a card and auto top-up settings (enabled unless told otherwise)."""
+
+    def add(
+        user_id: str = "u1",
+        *,
+        balance: int = 5_000,
+        threshold: int = 1_000,
+        amount: int = 10_000,
+        currency: str = "eur",
+        card: str = "pm_card_visa",
+        enabled: bool = True,
+        service: BillingService | None = None,
+    ) -> str:
+        service = service or billing
+        service.create_user(user_id, email=f"{user_id}@example.com", balance=balance)
+        service.save_payment_method(user_id, f"cus_{user_id}", card)
+        service.update_settings(user_id, AutoTopupSettings(enabled, threshold, amount, currency))
+        return user_id
+
+    return add

@@ -1,0 +1,148 @@
+"""The cache's atomic scripts, on fakeredis and (when REDIS_URL is set) real Redis."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+import redis
+
+from sim.billing import CacheUnavailable, Trigger
+from sim.billing.cache import BalanceCache, CachedUser
+
+T0 = 1_767_225_600.0
+HOUR = 3_600.0
+
+
+def _user(balance: int = 1_500, **overrides: object) -> CachedUser:
+    fields: dict[str, object] = {
+        "balance": balance, "enabled": True, "threshold": 1_000, "amount": 10_000,
+        "last_triggered": None, "seq": 0, "state": "active",
+    }  # fmt: skip
+    fields.update(overrides)
+    return CachedUser(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cache(redis_client: redis.Redis, cache_prefix: str) -> BalanceCache:
+    """A cache on the parametrized backend."""
+    return BalanceCache(redis_client, cache_prefix)
+
+
+def test_uncached_user_is_a_miss_and_nothing_is_written(cache: BalanceCache) -> None:
+    """A deduction for an uncached user reports a miss and creates no key."""
+    result = cache.deduct("u1", 100, T0, HOUR)
+    assert result.missing
+    assert cache.cached("u1") == {}
+
+
+def test_fill_never_overwrites_a_cached_user(cache: BalanceCache) -> None:
+    """A second fill (a racing request with older data) leaves the cached balance alone."""
+    assert cache.fill("u1", _user(1_500))
+    cache.deduct("u1", 100, T0, HOUR)
+    assert not cache.fill("u1", _user(1_500))
+    assert cache.balance("u1") == 1_400
+
+
+def test_deduction_above_threshold_triggers_nothing(cache: BalanceCache) -> None:
+    """Above the threshold the balance drops and no claim is made."""
+    cache.fill("u1", _user(1_500))
+    result = cache.deduct("u1", 400, T0, HOUR)
+    assert (result.refused, result.trigger, result.balance, result.seq) == (
+        False, Trigger.NONE, 1_100, 0,
+    )  # fmt: skip
+
+
+def test_reaching_the_threshold_claims_once_then_cools_down(cache: BalanceCache) -> None:
+    """At the threshold the first deduction claims; the next, inside the cooldown, does not."""
+    cache.fill("u1", _user(1_500))
+    first = cache.deduct("u1", 500, T0, HOUR)
+    second = cache.deduct("u1", 100, T0 + 60, HOUR)
+    assert (first.trigger, first.balance, first.seq) == (Trigger.CLAIMED, 1_000, 1)
+    assert (second.trigger, second.seq) == (Trigger.COOLING, 0)
+    assert cache.cached("u1")["last"] == repr(T0)
+
+
+def test_claim_again_once_the_cooldown_is_over(cache: BalanceCache) -> None:
+    """Exactly one cooldown after the last claim, the next low deduction claims attempt 2."""
+    cache.fill("u1", _user(900, last_triggered=T0, seq=1))
+    assert cache.deduct("u1", 1, T0 + HOUR - 0.5, HOUR).trigger is Trigger.COOLING
+    result = cache.deduct("u1", 1, T0 + HOUR, HOUR)
+    assert (result.trigger, result.seq, result.previous_last) == (Trigger.CLAIMED, 2, T0)
+
+
+@pytest.mark.parametrize("state", ["paused", "suspended"])
+def test_paused_or_suspended_user_is_held(cache: BalanceCache, state: str) -> None:
+    """A paused or suspended user never claims, whatever the cooldown."""
+    cache.fill("u1", _user(900, state=state))
+    result = cache.deduct("u1", 100, T0, HOUR)
+    assert (result.trigger, result.seq, result.balance) == (Trigger.HELD, 0, 800)
+
+
+def test_disabled_user_never_claims(cache: BalanceCache) -> None:
+    """With auto top-up off a deduction to zero triggers nothing."""
+    cache.fill("u1", _user(900, enabled=False))
+    assert cache.deduct("u1", 900, T0, HOUR).trigger is Trigger.NONE
+
+
+def test_refused_request_changes_no_balance_but_may_claim(cache: BalanceCache) -> None:
+    """An unaffordable request leaves the balance; a user under the threshold still gets a claim."""
+    cache.fill("u1", _user(300))
+    result = cache.deduct("u1", 500, T0, HOUR)
+    assert (result.refused, result.balance, result.trigger, result.seq) == (
+        True, 300, Trigger.CLAIMED, 1,
+    )  # fmt: skip
+    assert cache.balance("u1") == 300
+
+
+def test_refused_request_above_threshold_changes_nothing(cache: BalanceCache) -> None:
+    """A refused request by a user above the threshold writes nothing at all."""
+    cache.fill("u1", _user(1_500, threshold=1_000))
+    before = cache.cached("u1")
+    result = cache.deduct("u1", 2_000, T0, HOUR)
+    assert result.refused and result.trigger is Trigger.NONE
+    assert cache.cached("u1") == before
+
+
+def test_undo_gives_back_credits_and_releases_the_claim(cache: BalanceCache) -> None:
+    """Undoing a claiming deduction restores balance, last-triggered time and attempt number."""
+    cache.fill("u1", _user(1_200, last_triggered=T0 - 2 * HOUR, seq=4))
+    result = cache.deduct("u1", 300, T0, HOUR)
+    assert result.seq == 5
+    cache.undo_deduct("u1", 300, result)
+    fields = cache.cached("u1")
+    assert (fields["balance"], fields["seq"], fields["last"]) == ("1200", "4", repr(T0 - 2 * HOUR))
+
+
+def test_undo_of_a_first_claim_removes_last_triggered(cache: BalanceCache) -> None:
+    """Undoing the very first claim leaves no last-triggered time behind."""
+    cache.fill("u1", _user(1_200))
+    result = cache.deduct("u1", 300, T0, HOUR)
+    cache.undo_deduct("u1", 300, result)
+    assert "last" not in cache.cached("u1")
+
+
+def test_update_and_credit_touch_only_cached_users(cache: BalanceCache) -> None:
+    """Field updates and credits on an uncached user create nothing (the store is the truth)."""
+    cache.update("u1", state="paused")
+    cache.credit("u1", 100)
+    assert cache.cached("u1") == {}
+    cache.fill("u1", _user(100))
+    cache.update("u1", state="paused")
+    cache.credit("u1", 1_000)
+    assert (cache.cached("u1")["state"], cache.balance("u1")) == ("paused", 1_100)
+
+
+def test_keys_are_cluster_hash_tagged(cache: BalanceCache) -> None:
+    """A user's key carries the user id in braces, so it maps to one cluster slot."""
+    assert cache.key("u1").endswith(":{u1}")
+
+
+def test_unreachable_cache_is_a_typed_error() -> None:
+    """A Redis connection error surfaces as CacheUnavailable."""
+    server = fakeredis.FakeServer()
+    server.connected = False
+    cache = BalanceCache(fakeredis.FakeRedis(server=server))
+    with pytest.raises(CacheUnavailable):
+        cache.deduct("u1", 1, T0, HOUR)
+    with pytest.raises(CacheUnavailable):
+        cache.balance("u1")

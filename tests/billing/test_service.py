@@ -1,0 +1,584 @@
+"""BillingService: deduction, detection, the guarded trigger, the top-up flow and settlement."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import fakeredis
+import pytest
+
+from sim.billing import (
+    AutoTopupSettings,
+    BillingConfig,
+    BillingService,
+    CacheUnavailable,
+    DecryptionError,
+    InsufficientCredits,
+    InvalidAmount,
+    ManualClock,
+    Money,
+    PaymentMethodMissing,
+    PriceMismatch,
+    QueueRunner,
+    RecordingNotifier,
+    SQLiteStore,
+    StoreUnavailable,
+    ThreadRunner,
+    Trigger,
+    UnknownUser,
+    Vault,
+    idempotency_key,
+)
+from sim.billing.testing import ScriptedGateway
+
+from .conftest import MASTER_KEY, BillingFactory, FlakyStore
+
+AddUser = Callable[..., str]
+HOUR = 3_600.0
+
+
+def _books_balance(billing: BillingService, store: FlakyStore, user: str) -> int:
+    """Assert cache, store and ledger agree; return the balance."""
+    balance = store.get_user(user).balance
+    assert billing.balance(user) == balance == store.ledger_sum(user)
+    return balance
+
+
+# ------------------------------------------------------------------------- deduction
+
+
+def test_deduction_takes_credits_and_writes_the_ledger(
+    billing: BillingService, add_user: AddUser, store: FlakyStore
+) -> None:
+    """A deduction lowers the balance in cache and store and appends a usage entry."""
+    add_user(balance=5_000)
+    done = billing.deduct_credits("u1", 1_234)
+    assert (done.balance, done.trigger, done.attempt) == (3_766, Trigger.NONE, None)
+    assert _books_balance(billing, store, "u1") == 3_766
+    assert [(e.kind, e.delta) for e in store.ledger("u1")][-1] == ("usage", -1_234)
+
+
+def test_unaffordable_request_is_refused_and_changes_nothing(
+    billing: BillingService, add_user: AddUser, store: FlakyStore
+) -> None:
+    """A request above the balance raises InsufficientCredits; balance and ledger stay."""
+    add_user(balance=5_000)
+    ledger = store.ledger("u1")
+    with pytest.raises(InsufficientCredits) as caught:
+        billing.deduct_credits("u1", 5_001)
+    refused = caught.value
+    assert (refused.requested, refused.balance, refused.attempt) == (5_001, 5_000, None)
+    assert store.ledger("u1") == ledger
+    assert _books_balance(billing, store, "u1") == 5_000
+
+
+@pytest.mark.parametrize("credits", [0, -5, 1.5, True, "10"])
+def test_credit_amount_must_be_a_positive_integer(
+    billing: BillingService, add_user: AddUser, credits: object
+) -> None:
+    """Zero, negative, fractional, boolean or text amounts raise InvalidAmount."""
+    add_user()
+    with pytest.raises(InvalidAmount):
+        billing.deduct_credits("u1", credits)  # type: ignore[arg-type]
+
+
+def test_unknown_user_is_refused(billing: BillingService) -> None:
+    """Deducting from a user that does not exist raises UnknownUser."""
+    with pytest.raises(UnknownUser):
+        billing.deduct_credits("ghost", 1)
+
+
+# ------------------------------------------------------------------------- the trigger
+
+
+def test_crossing_claims_a_topup_that_runs_after_the_deduction_returns(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+) -> None:
+    """The deduction returns with the claim made and no charge yet; the task then charges once."""
+    add_user(balance=1_500)
+    done = billing.deduct_credits("u1", 600)
+    assert (done.trigger, done.attempt, done.balance) == (Trigger.CLAIMED, 1, 900)
+    assert gateway.calls == [] and len(tasks) == 1
+    assert tasks.run_pending() == 1
+    assert [c.idempotency_key for c in gateway.calls] == [idempotency_key("u1", 1)]
+    assert _books_balance(billing, store, "u1") == 10_900
+    assert store.attempts("u1")[0].status == "succeeded"
+
+
+def test_fifty_threads_one_crossing_one_charge(
+    make_billing: BillingFactory, add_user: AddUser, gateway: ScriptedGateway, store: FlakyStore
+) -> None:
+    """50 threads deducting at once: the balance is exact and the crossing charges exactly once."""
+    runner = ThreadRunner(workers=4)
+    billing = make_billing(tasks_runner=runner)
+    add_user(balance=5_500, threshold=1_000, amount=10_000, service=billing)
+    barrier = threading.Barrier(50)
+    claims: list[int] = []
+    errors: list[BaseException] = []
+
+    def spend() -> None:
+        try:
+            barrier.wait()
+            for _ in range(10):
+                done = billing.deduct_credits("u1", 10)
+                if done.attempt is not None:
+                    claims.append(done.attempt)
+        except BaseException as exc:  # surfaced below: a thread must not fail silently
+            errors.append(exc)
+
+    threads = [threading.Thread(target=spend) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    runner.join()
+    runner.shutdown()
+    assert errors == []
+    assert claims == [1]
+    assert len(gateway.calls) == len(gateway.succeeded_keys) == 1
+    assert _books_balance(billing, store, "u1") == 5_500 - 50 * 10 * 10 + 10_000
+    assert sum(1 for e in store.ledger("u1") if e.kind == "usage") == 500
+
+
+def test_second_crossing_inside_cooldown_charges_nothing_then_charges_after(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    clock: ManualClock,
+) -> None:
+    """Below the threshold again within the hour: no charge; once the hour is over: a charge."""
+    add_user(balance=1_500, threshold=1_000, amount=1_000)
+    billing.deduct_credits("u1", 600)  # 900: claim 1
+    tasks.run_pending()  # +1,000 -> 1,900
+    clock.advance(HOUR - 1)
+    done = billing.deduct_credits("u1", 1_000)  # 900 again, inside the cooldown
+    assert (done.trigger, len(tasks)) == (Trigger.COOLING, 0)
+    clock.advance(1)
+    done = billing.deduct_credits("u1", 100)  # 800, the hour is over
+    assert (done.trigger, done.attempt) == (Trigger.CLAIMED, 2)
+    tasks.run_pending()
+    assert len(gateway.succeeded_keys) == 2
+
+
+def test_cooldown_and_threshold_come_from_config_and_settings(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    tasks: QueueRunner,
+    clock: ManualClock,
+) -> None:
+    """A 10-minute cooldown and a 5,000 threshold are honoured exactly, on the injected clock."""
+    billing = make_billing(config=BillingConfig(cooldown_seconds=600))
+    add_user(balance=6_000, threshold=5_000, amount=1_000, service=billing)
+    assert billing.deduct_credits("u1", 999).trigger is Trigger.NONE  # 5,001
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.CLAIMED  # 5,000
+    tasks.run_pending()
+    clock.advance(599)
+    assert billing.deduct_credits("u1", 1_001).trigger is Trigger.COOLING
+    clock.advance(1)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.CLAIMED
+
+
+def test_refused_request_of_a_dry_user_claims_a_topup(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, store: FlakyStore
+) -> None:
+    """A user too dry to afford a request still gets a due top-up claimed by that request."""
+    add_user(balance=1_500)
+    billing.update_settings("u1", AutoTopupSettings(False, 1_000, 10_000, "eur"))
+    billing.deduct_credits("u1", 1_400)  # 100 left, auto top-up off
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    tasks.run_pending()  # enabling under the threshold already topped up
+    assert _books_balance(billing, store, "u1") == 10_100
+
+
+def test_refused_request_claims_when_cooldown_ends(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    clock: ManualClock,
+) -> None:
+    """After a declined top-up, the first request past the cooldown claims, even if refused."""
+    gateway.queue("declined:insufficient_funds")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 1_000)  # 200: claim 1, declined
+    tasks.run_pending()
+    clock.advance(HOUR)
+    with pytest.raises(InsufficientCredits) as caught:
+        billing.deduct_credits("u1", 500)
+    assert caught.value.attempt == 2
+    tasks.run_pending()
+    assert billing.balance("u1") == 10_200
+
+
+def test_enabling_below_threshold_tops_up_at_once(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner
+) -> None:
+    """Saving enabled settings while already under the threshold claims a top-up right away."""
+    add_user(balance=800, enabled=False)
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    assert tasks.run_pending() == 1
+    assert billing.balance("u1") == 10_800
+
+
+def test_enabling_needs_a_saved_payment_method(billing: BillingService) -> None:
+    """Without a saved card, enabling auto top-up raises PaymentMethodMissing."""
+    billing.create_user("u1", balance=100)
+    with pytest.raises(PaymentMethodMissing):
+        billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+
+
+# ------------------------------------------------------------------------- outcomes
+
+
+def test_decline_is_recorded_notified_and_keeps_the_cooldown(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """A declined charge records the decline code, tells the user and blocks retries for an hour."""
+    gateway.queue("declined:insufficient_funds")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    attempt = store.attempts("u1")[0]
+    assert (attempt.status, attempt.decline_code, attempt.amount_minor) == (
+        "declined", "insufficient_funds", 1_000,
+    )  # fmt: skip
+    assert notifier.kinds("u1") == ["topup_declined"]
+    clock.advance(HOUR - 1)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.COOLING
+    assert len(gateway.calls) == 1
+    assert store.get_user("u1").consecutive_failures == 1
+
+
+def test_authentication_required_notifies_and_pauses(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """SCA: nothing is credited, the user is asked to act, and auto top-up pauses until they do."""
+    gateway.queue("authentication_required")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    assert store.attempts("u1")[0].status == "requires_action"
+    assert notifier.kinds("u1") == ["topup_action_required"]
+    assert store.get_user("u1").state == "paused"
+    clock.advance(10 * HOUR)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.HELD
+    assert billing.balance("u1") == 899
+    billing.save_payment_method("u1", "cus_u1", "pm_card_new")
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.CLAIMED
+
+
+def test_three_failures_suspend_until_settings_are_saved(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """Three declines in a row suspend auto top-up; re-saving the settings lifts it."""
+    gateway.queue(*["declined:generic_decline"] * 3)
+    add_user(balance=900)  # enabling under the threshold claims attempt 1 at once
+    tasks.run_pending()
+    for _ in range(2):
+        clock.advance(HOUR)
+        billing.deduct_credits("u1", 1)
+        tasks.run_pending()
+    clock.advance(HOUR)
+    assert store.get_user("u1").state == "suspended"
+    assert notifier.kinds("u1")[-2:] == ["topup_declined", "topup_suspended"]
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.HELD
+    assert len(gateway.calls) == 3
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    assert store.get_user("u1").state == "active"
+    tasks.run_pending()
+    assert len(gateway.succeeded_keys) == 1
+    assert store.get_user("u1").consecutive_failures == 0
+
+
+def test_success_resets_the_failure_count(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """Failures must be consecutive: a success in between starts the count again."""
+    gateway.queue("declined:generic_decline", "declined:generic_decline", "succeeded")
+    gateway.queue("declined:generic_decline", "declined:generic_decline")
+    add_user(balance=1_200, amount=1_000)
+    for _ in range(5):
+        billing.deduct_credits("u1", max(1, billing.balance("u1") - 1_000))
+        tasks.run_pending()
+        clock.advance(HOUR)
+    assert store.get_user("u1").state == "active"
+    assert store.get_user("u1").consecutive_failures == 2
+
+
+def test_transient_error_is_retried_with_the_same_key(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+) -> None:
+    """Two timeouts then success: three calls, one idempotency key, one charge, credited once."""
+    gateway.queue("transient", "transient", "succeeded")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    assert len({c.idempotency_key for c in gateway.calls}) == 1 and len(gateway.calls) == 3
+    assert len(gateway.succeeded_keys) == 1
+    attempt = store.attempts("u1")[0]
+    assert (attempt.status, attempt.retries) == ("succeeded", 2)
+    assert _books_balance(billing, store, "u1") == 10_900
+
+
+def test_retries_are_bounded_and_do_not_count_towards_suspension(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+) -> None:
+    """A gateway that keeps failing gets three tries; the attempt ends as an error, user active."""
+    gateway.queue("transient", "transient", "transient", "transient")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    assert len(gateway.calls) == 3
+    attempt = store.attempts("u1")[0]
+    assert (attempt.status, attempt.retries) == ("error", 2)
+    assert notifier.kinds("u1") == ["topup_failed"]
+    user = store.get_user("u1")
+    assert (user.state, user.consecutive_failures) == ("active", 0)
+
+
+def test_unusable_payment_method_pauses_with_a_notification(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+) -> None:
+    """A card the provider no longer accepts is never charged; the user is told and paused."""
+    add_user(balance=1_200)
+    gateway.usable = False
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    assert gateway.calls == []
+    assert store.attempts("u1")[0].status == "no_payment_method"
+    assert notifier.kinds("u1") == ["topup_payment_method_missing"]
+    assert store.get_user("u1").state == "paused"
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "minor"),
+    [("eur", 21_000, 2_000), ("usd", 21_000, 3_000), ("jpy", 21_000, 4_000), ("jpy", 1_000, 400)],
+)
+def test_charge_amount_in_minor_units_matches_the_table(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    currency: str,
+    amount: int,
+    minor: int,
+) -> None:
+    """The gateway is asked for exactly the table's price, JPY without decimals."""
+    add_user(balance=1_200, amount=amount, currency=currency)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    assert gateway.calls[0].price == Money(minor, currency)
+    assert billing.balance("u1") == 900 + amount
+
+
+# ------------------------------------------------------------------------- settlement
+
+
+def test_duplicate_settle_credits_once(
+    billing: BillingService,
+    add_user: AddUser,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+) -> None:
+    """A webhook settling the same PaymentIntent after the confirm did changes nothing."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    intent = store.attempts("u1")[0].payment_intent_id
+    assert intent is not None
+    meta = {"user_id": "u1", "credits": "10000", "attempt": "1"}
+    for _ in range(3):
+        assert not billing.settle_payment("u1", intent, Money(1_000, "eur"), meta)
+    assert _books_balance(billing, store, "u1") == 10_900
+    assert notifier.kinds("u1") == ["topup_succeeded"]
+
+
+def test_webhook_first_then_confirm_credits_once(
+    billing: BillingService, add_user: AddUser, store: FlakyStore
+) -> None:
+    """Whichever of webhook and confirm arrives first credits; the other is a no-op."""
+    add_user(balance=5_000)
+    meta = {"user_id": "u1", "credits": "10000"}
+    assert billing.settle_payment("u1", "pi_x", Money(1_000, "eur"), meta)
+    assert not billing.settle_payment("u1", "pi_x", Money(1_000, "eur"), meta)
+    assert _books_balance(billing, store, "u1") == 15_000
+
+
+@pytest.mark.parametrize(
+    ("paid", "meta"),
+    [
+        (Money(1_000, "eur"), {"credits": "21000"}),  # metadata claims more than was paid
+        (Money(1_000, "eur"), {"user_id": "someone-else"}),
+        (Money(999, "eur"), {}),  # no tier costs 9.99 EUR
+    ],
+)
+def test_settle_credits_what_was_paid_or_nothing(
+    billing: BillingService, add_user: AddUser, store: FlakyStore, paid: Money, meta: dict[str, str]
+) -> None:
+    """Credits follow the money: a mismatch with the table or the metadata credits nothing."""
+    add_user(balance=5_000)
+    with pytest.raises((PriceMismatch, ValueError)):
+        billing.settle_payment("u1", "pi_bad", paid, meta)
+    assert _books_balance(billing, store, "u1") == 5_000
+
+
+# ------------------------------------------------------------------------- cache and store faults
+
+
+def test_flushed_cache_loses_nothing(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    redis_client: fakeredis.FakeRedis,
+    cache_prefix: str,
+    clock: ManualClock,
+) -> None:
+    """After a flush, balance and last-triggered time come back from the store: no second charge."""
+    add_user(balance=1_500, amount=1_000)
+    billing.deduct_credits("u1", 600)  # claim at T0
+    tasks.run_pending()
+    claimed_at = billing.last_triggered("u1")
+    redis_client.delete(*redis_client.scan_iter(f"{cache_prefix}:*"))
+    assert billing.last_triggered("u1") == claimed_at == clock.now()
+    redis_client.delete(*redis_client.scan_iter(f"{cache_prefix}:*"))
+    assert billing.balance("u1") == 1_900
+    clock.advance(60)
+    redis_client.delete(*redis_client.scan_iter(f"{cache_prefix}:*"))
+    done = billing.deduct_credits("u1", 1_000)  # 900: below threshold, inside the cooldown
+    assert done.trigger is Trigger.COOLING and len(gateway.calls) == 1
+    clock.advance(HOUR)
+    redis_client.delete(*redis_client.scan_iter(f"{cache_prefix}:*"))
+    assert billing.deduct_credits("u1", 1).attempt == 2  # attempt numbers survive the flush too
+
+
+def test_store_write_failure_leaves_cache_and_store_agreeing(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, store: FlakyStore
+) -> None:
+    """A failed ledger write undoes the cached deduction and its claim; a retry then claims."""
+    add_user(balance=1_200)
+    store.failing.add("apply_deduction")
+    with pytest.raises(StoreUnavailable):
+        billing.deduct_credits("u1", 300)
+    assert _books_balance(billing, store, "u1") == 1_200
+    assert billing.last_triggered("u1") is None and len(tasks) == 0
+    store.failing.clear()
+    done = billing.deduct_credits("u1", 300)
+    assert (done.trigger, done.attempt) == (Trigger.CLAIMED, 1)
+    assert _books_balance(billing, store, "u1") == 900
+
+
+def test_store_failure_while_settling_credits_later_exactly_once(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, store: FlakyStore
+) -> None:
+    """If the credit cannot be stored, nothing is cached; the webhook's retry credits once."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    store.failing.add("credit")
+    tasks.run_pending()  # charged, but the credit write failed: logged, attempt left claimed
+    assert _books_balance(billing, store, "u1") == 900
+    store.failing.clear()
+    meta = {"user_id": "u1", "credits": "10000", "attempt": "1"}
+    assert billing.settle_payment("u1", "pi_scripted_0001", Money(1_000, "eur"), meta)
+    assert not billing.settle_payment("u1", "pi_scripted_0001", Money(1_000, "eur"), meta)
+    assert _books_balance(billing, store, "u1") == 10_900
+    assert store.attempts("u1")[0].status == "succeeded"
+
+
+def test_unreachable_cache_changes_nothing(vault: Vault, clock: ManualClock) -> None:
+    """With Redis down a deduction raises CacheUnavailable and the store is untouched."""
+    server = fakeredis.FakeServer()
+    store = SQLiteStore(":memory:")
+    billing = BillingService(
+        clock=clock, cache=fakeredis.FakeRedis(server=server), store=store,
+        gateway=ScriptedGateway(), notifier=RecordingNotifier(), tasks=QueueRunner(), vault=vault,
+    )  # fmt: skip
+    billing.create_user("u1", balance=500)
+    server.connected = False
+    with pytest.raises(CacheUnavailable):
+        billing.deduct_credits("u1", 100)
+    assert store.get_user("u1").balance == store.ledger_sum("u1") == 500
+
+
+# ------------------------------------------------------------------------- encryption at rest
+
+
+def test_store_file_holds_no_plaintext_secrets(tmp_path: Path, clock: ManualClock) -> None:
+    """The SQLite file holds no plaintext payment method id, e-mail or last-triggered time."""
+    path = tmp_path / "billing.sqlite"
+    store = SQLiteStore(str(path))
+    tasks = QueueRunner()
+    billing = BillingService(
+        clock=clock, cache=fakeredis.FakeRedis(), store=store, gateway=ScriptedGateway(),
+        notifier=RecordingNotifier(), tasks=tasks, vault=Vault(MASTER_KEY),
+    )  # fmt: skip
+    clock.set(1_767_225_600.123456)
+    billing.create_user("u1", email="ada.lovelace@example.com", balance=1_200)
+    billing.save_payment_method("u1", "cus_u1", "pm_1SecretCardToken")
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    assert billing.last_triggered("u1") == clock.now()  # all of it is recoverable...
+    assert billing.payment_method("u1") == ("cus_u1", "pm_1SecretCardToken")
+    store.close()
+    files = [path, path.with_name(path.name + "-wal")]  # committed pages may sit in the WAL
+    raw = b"".join(f.read_bytes() for f in files if f.exists())
+    for secret in ("ada.lovelace@example.com", "pm_1SecretCardToken", repr(clock.now())):
+        assert secret.encode() not in raw  # ...but only with the keys
+
+
+def test_tampered_payment_method_token_is_refused(
+    billing: BillingService, add_user: AddUser, store: FlakyStore
+) -> None:
+    """A flipped byte in a stored ciphertext is rejected when read, never used."""
+    add_user()
+    token = bytearray(store.get_user("u1").encrypted_payment_method_id or b"")
+    token[-1] ^= 0x80
+    store.inner.save_payment_method("u1", "cus_u1", bytes(token))
+    with pytest.raises(DecryptionError):
+        billing.payment_method("u1")

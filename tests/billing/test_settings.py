@@ -1,0 +1,39 @@
+"""Auto top-up settings validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.billing import AutoTopupSettings, InvalidSettings
+
+
+def test_defaults_are_valid_and_off() -> None:
+    """The defaults name a priced tier and leave auto top-up off."""
+    settings = AutoTopupSettings()
+    assert (settings.enabled, settings.threshold, settings.amount, settings.currency) == (
+        False, 1_000, 10_000, "eur",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs", "allowed"),
+    [
+        ("threshold", {"threshold": 100}, "500, 1000, 2000, 5000"),
+        ("threshold", {"threshold": True}, "500, 1000, 2000, 5000"),
+        ("threshold", {"threshold": "1000"}, "500, 1000, 2000, 5000"),
+        ("amount", {"amount": 5_000}, "1000, 10000, 21000, 54000"),
+        ("amount", {"amount": 110_000}, "1000, 10000, 21000, 54000"),
+        ("currency", {"currency": "gbp"}, "eur, usd, jpy"),
+        ("currency", {"currency": "EUR"}, "eur, usd, jpy"),
+        ("enabled", {"enabled": 1}, "true or false"),
+    ],
+)
+def test_invalid_value_names_field_and_allowed_values(
+    field: str, kwargs: dict[str, object], allowed: str
+) -> None:
+    """Each out-of-range setting raises InvalidSettings naming the field and what it allows."""
+    with pytest.raises(InvalidSettings) as caught:
+        AutoTopupSettings(**kwargs)  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert caught.value.allowed == allowed
+    assert field in str(caught.value)

@@ -1,0 +1,53 @@
+"""The package's public surface and the billing module's isolation from the simulation."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import sim.billing
+
+BILLING = Path(sim.billing.__file__).parent
+FORBIDDEN = ("simpy", "pandas", "joblib", "dask", "matplotlib", "fakeredis")
+
+
+def test_billing_public_api_is_exactly_all() -> None:
+    """Every name in __all__ exists, and every public re-export is listed in __all__."""
+    exported = {n for n in dir(sim.billing) if not n.startswith("_")}
+    modules = {p.stem for p in BILLING.glob("*.py")}
+    assert set(sim.billing.__all__) <= exported
+    assert exported - set(sim.billing.__all__) <= modules
+    assert sorted(sim.billing.__all__) == sorted(set(sim.billing.__all__))
+
+
+def test_billing_imports_nothing_from_the_simulation() -> None:
+    """No module in sim/billing imports simpy, pandas or the rest of sim (a server imports it)."""
+    offenders = []
+    for path in sorted(BILLING.glob("*.py")):
+        if path.name == "testing.py":
+            continue  # test doubles; checked below to stay free of simulation code too
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                outside = name.startswith("sim.") and not name.startswith("sim.billing")
+                if name.split(".")[0] in FORBIDDEN or outside:
+                    offenders.append(f"{path.name}: {name}")
+    assert offenders == []
+
+
+def test_importing_billing_loads_no_simulation_package() -> None:
+    """A fresh interpreter importing sim.billing (and its test doubles) loads none of them."""
+    code = (
+        "import sys, sim.billing, sim.billing.testing;"
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}"
+        " or (m.startswith('sim.') and not m.startswith('sim.billing'))];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
