@@ -4,7 +4,7 @@ Production code: it imports nothing from the simulation. Every dependency (clock
 store, payment gateway, notifier, task runner, vault) is passed to :class:`BillingService`.
 """
 
-from .cache import Trigger
+from .cache import BalanceCache, RedisCache, Trigger
 from .clock import Clock, ManualClock, SystemClock
 from .errors import (
     BillingError,
@@ -31,6 +31,7 @@ from .gateway import (
     ChargeSucceeded,
     PaymentGateway,
 )
+from .memory_cache import MemoryCache
 from .notify import Notification, Notifier, RecordingNotifier
 from .pricing import CURRENCIES, TIER_CREDITS, TIERS, Money, Tier, price_of, tier_for
 from .service import BillingConfig, BillingService, Deduction, idempotency_key
@@ -48,6 +49,7 @@ __all__ = [
     "TIERS",
     "TIER_CREDITS",
     "AutoTopupSettings",
+    "BalanceCache",
     "BillingConfig",
     "BillingError",
     "BillingService",
@@ -67,6 +69,7 @@ __all__ = [
     "InvalidAmount",
     "InvalidSettings",
     "ManualClock",
+    "MemoryCache",
     "Money",
     "Notification",
     "Notifier",
@@ -75,6 +78,7 @@ __all__ = [
     "PriceMismatch",
     "QueueRunner",
     "RecordingNotifier",
+    "RedisCache",
     "SQLiteStore",
     "Store",
     "StoreUnavailable",

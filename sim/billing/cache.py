@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -143,8 +143,46 @@ class CachedUser:
         return out
 
 
-class BalanceCache:
-    """Atomic per-user operations on a redis-py compatible client (Redis or fakeredis)."""
+class BalanceCache(Protocol):
+    """Atomic per-user cache operations. Implemented on Redis (:class:`RedisCache`) and in
+    process memory (:class:`~sim.billing.memory_cache.MemoryCache`); both pass one test suite."""
+
+    def deduct(self, user_id: str, credits: int, now: float, cooldown: float) -> DeductResult:
+        """Take ``credits`` (unless refused) and, if due, claim a top-up, atomically."""
+        ...
+
+    def undo_deduct(self, user_id: str, credits: int, result: DeductResult) -> None:
+        """Give back ``credits`` the store did not record, and release the claim if one was made."""
+        ...
+
+    def fill(self, user_id: str, user: CachedUser) -> bool:
+        """Load a user from the store unless already cached; ``True`` if this call filled it."""
+        ...
+
+    def update(self, user_id: str, **fields: str) -> None:
+        """Set fields of a cached user; an uncached user is left to the next fill."""
+        ...
+
+    def credit(self, user_id: str, credits: int) -> None:
+        """Add credits to a cached user's balance."""
+        ...
+
+    def forget(self, user_id: str) -> None:
+        """Drop a user so that the next request reloads it from the store."""
+        ...
+
+    def balance(self, user_id: str) -> int | None:
+        """The cached balance, or ``None`` when the user is not cached."""
+        ...
+
+    def cached(self, user_id: str) -> dict[str, str]:
+        """All cached fields of a user (empty when not cached)."""
+        ...
+
+
+class RedisCache:
+    """:class:`BalanceCache` on a redis-py compatible client (Redis or fakeredis): one hash per
+    user, one Lua script per atomic operation."""
 
     def __init__(self, client: redis.Redis, prefix: str = "topup") -> None:
         self._client = client

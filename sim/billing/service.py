@@ -28,7 +28,7 @@ from functools import partial
 
 import redis
 
-from .cache import BalanceCache, CachedUser, DeductResult, Trigger
+from .cache import BalanceCache, CachedUser, DeductResult, RedisCache, Trigger
 from .clock import Clock
 from .errors import (
     BillingError,
@@ -101,7 +101,7 @@ class BillingService:
         self,
         *,
         clock: Clock,
-        cache: redis.Redis,
+        cache: redis.Redis | BalanceCache,
         store: Store,
         gateway: PaymentGateway,
         notifier: Notifier,
@@ -111,7 +111,11 @@ class BillingService:
         cache_prefix: str = "topup",
     ) -> None:
         self.clock = clock
-        self.cache = BalanceCache(cache, cache_prefix)
+        # A redis-py client (Redis, fakeredis) gets the Lua-script cache; any other object is
+        # taken to be a BalanceCache already (e.g. MemoryCache).
+        self.cache: BalanceCache = (
+            RedisCache(cache, cache_prefix) if isinstance(cache, redis.Redis) else cache
+        )
         self.store = store
         self.gateway = gateway
         self.notifier = notifier

@@ -1,7 +1,7 @@
 """Fixtures for the billing core: every port is a small in-process stand-in.
 
-The cache fixture runs each test against fakeredis and, when ``REDIS_URL`` is set, against that real
-Redis too (CI starts one). Real-Redis tests use a fresh key prefix and delete only their own keys.
+The cache fixture runs each test against fakeredis, the in-memory cache and, when ``REDIS_URL`` is
+set, a real Redis too (CI starts one).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import fakeredis
@@ -17,11 +18,14 @@ import redis
 
 from sim.billing import (
     AutoTopupSettings,
+    BalanceCache,
     BillingConfig,
     BillingService,
     ManualClock,
+    MemoryCache,
     QueueRunner,
     RecordingNotifier,
+    RedisCache,
     SQLiteStore,
     StoreUnavailable,
     TaskRunner,
@@ -34,28 +38,43 @@ _prefixes = itertools.count()
 
 
 def _backends() -> list[str]:
-    return ["fakeredis", "redis"] if os.environ.get("REDIS_URL") else ["fakeredis"]
+    real = ["redis"] if os.environ.get("REDIS_URL") else []
+    return ["fakeredis", "memory", *real]
+
+
+@dataclass
+class CacheBackend:
+    """A cache under test, and how to flush it (what a Redis restart does)."""
+
+    name: str
+    cache: BalanceCache
+    flush: Callable[[], None]
 
 
 @pytest.fixture(params=_backends())
-def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """A redis-py client: fakeredis, or the real Redis at ``REDIS_URL``."""
-    if request.param == "fakeredis":
-        yield fakeredis.FakeRedis()
+def cache_backend(request: pytest.FixtureRequest) -> Iterator[CacheBackend]:
+    """Each cache implementation in turn: fakeredis, in-memory, and real Redis at REDIS_URL.
+
+    Real-Redis tests use a fresh key prefix and delete only their own keys.
+    """
+    if request.param == "memory":
+        memory = MemoryCache()
+        yield CacheBackend("memory", memory, memory.clear)
         return
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def cache_prefix(redis_client: redis.Redis) -> Iterator[str]:
-    """A key prefix no other test uses; its keys are deleted afterwards."""
+    if request.param == "fakeredis":
+        client: redis.Redis = fakeredis.FakeRedis()
+    else:
+        client = redis.Redis.from_url(os.environ["REDIS_URL"])
     prefix = f"topup-test-{os.getpid()}-{next(_prefixes)}"
-    yield prefix
-    keys = list(redis_client.scan_iter(f"{prefix}:*"))
-    if keys:
-        redis_client.delete(*keys)
+
+    def flush() -> None:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+
+    yield CacheBackend(request.param, RedisCache(client, prefix), flush)
+    flush()
+    client.close()
 
 
 class FlakyStore:
@@ -117,8 +136,7 @@ BillingFactory = Callable[..., BillingService]
 @pytest.fixture
 def make_billing(
     clock: ManualClock,
-    redis_client: redis.Redis,
-    cache_prefix: str,
+    cache_backend: CacheBackend,
     store: FlakyStore,
     gateway: ScriptedGateway,
     notifier: RecordingNotifier,
@@ -132,14 +150,13 @@ def make_billing(
     ) -> BillingService:
         return BillingService(
             clock=clock,
-            cache=redis_client,
+            cache=cache_backend.cache,
             store=store,  # type: ignore[arg-type]
             gateway=gateway,
             notifier=notifier,
             tasks=tasks_runner or tasks,
             vault=vault,
             config=config,
-            cache_prefix=cache_prefix,
         )
 
     return build

@@ -1,13 +1,14 @@
-"""The cache's atomic scripts, on fakeredis and (when REDIS_URL is set) real Redis."""
+"""The cache's atomic operations: one suite for fakeredis, memory and (with REDIS_URL) Redis."""
 
 from __future__ import annotations
 
 import fakeredis
 import pytest
-import redis
 
-from sim.billing import CacheUnavailable, Trigger
-from sim.billing.cache import BalanceCache, CachedUser
+from sim.billing import BalanceCache, CacheUnavailable, RedisCache, Trigger
+from sim.billing.cache import CachedUser
+
+from .conftest import CacheBackend
 
 T0 = 1_767_225_600.0
 HOUR = 3_600.0
@@ -23,9 +24,9 @@ def _user(balance: int = 1_500, **overrides: object) -> CachedUser:
 
 
 @pytest.fixture
-def cache(redis_client: redis.Redis, cache_prefix: str) -> BalanceCache:
-    """A cache on the parametrized backend."""
-    return BalanceCache(redis_client, cache_prefix)
+def cache(cache_backend: CacheBackend) -> BalanceCache:
+    """Each cache implementation in turn."""
+    return cache_backend.cache
 
 
 def test_uncached_user_is_a_miss_and_nothing_is_written(cache: BalanceCache) -> None:
@@ -132,16 +133,16 @@ def test_update_and_credit_touch_only_cached_users(cache: BalanceCache) -> None:
     assert (cache.cached("u1")["state"], cache.balance("u1")) == ("paused", 1_100)
 
 
-def test_keys_are_cluster_hash_tagged(cache: BalanceCache) -> None:
+def test_redis_keys_are_cluster_hash_tagged() -> None:
     """A user's key carries the user id in braces, so it maps to one cluster slot."""
-    assert cache.key("u1").endswith(":{u1}")
+    assert RedisCache(fakeredis.FakeRedis(), "topup").key("u1") == "topup:{u1}"
 
 
 def test_unreachable_cache_is_a_typed_error() -> None:
     """A Redis connection error surfaces as CacheUnavailable."""
     server = fakeredis.FakeServer()
     server.connected = False
-    cache = BalanceCache(fakeredis.FakeRedis(server=server))
+    cache = RedisCache(fakeredis.FakeRedis(server=server))
     with pytest.raises(CacheUnavailable):
         cache.deduct("u1", 1, T0, HOUR)
     with pytest.raises(CacheUnavailable):

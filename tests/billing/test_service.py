@@ -33,7 +33,7 @@ from sim.billing import (
 )
 from sim.billing.testing import ScriptedGateway
 
-from .conftest import MASTER_KEY, BillingFactory, FlakyStore
+from .conftest import MASTER_KEY, BillingFactory, CacheBackend, FlakyStore
 
 AddUser = Callable[..., str]
 HOUR = 3_600.0
@@ -475,8 +475,7 @@ def test_flushed_cache_loses_nothing(
     add_user: AddUser,
     gateway: ScriptedGateway,
     tasks: QueueRunner,
-    redis_client: fakeredis.FakeRedis,
-    cache_prefix: str,
+    cache_backend: CacheBackend,
     clock: ManualClock,
 ) -> None:
     """After a flush, balance and last-triggered time come back from the store: no second charge."""
@@ -484,16 +483,16 @@ def test_flushed_cache_loses_nothing(
     billing.deduct_credits("u1", 600)  # claim at T0
     tasks.run_pending()
     claimed_at = billing.last_triggered("u1")
-    redis_client.delete(*redis_client.scan_iter(f"{cache_prefix}:*"))
+    cache_backend.flush()
     assert billing.last_triggered("u1") == claimed_at == clock.now()
-    redis_client.delete(*redis_client.scan_iter(f"{cache_prefix}:*"))
+    cache_backend.flush()
     assert billing.balance("u1") == 1_900
     clock.advance(60)
-    redis_client.delete(*redis_client.scan_iter(f"{cache_prefix}:*"))
+    cache_backend.flush()
     done = billing.deduct_credits("u1", 1_000)  # 900: below threshold, inside the cooldown
     assert done.trigger is Trigger.COOLING and len(gateway.calls) == 1
     clock.advance(HOUR)
-    redis_client.delete(*redis_client.scan_iter(f"{cache_prefix}:*"))
+    cache_backend.flush()
     assert billing.deduct_credits("u1", 1).attempt == 2  # attempt numbers survive the flush too
 
 
