@@ -112,3 +112,30 @@ class TransientGatewayError(BillingError):
 
 class GatewayConfigurationError(BillingError):
     """The payment gateway is set up in a way that must never reach production (e.g. a live key)."""
+
+
+class TwoFactorRequired(BillingError):
+    """The user has not enabled two-factor authentication, which this change requires."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} must enable two-factor authentication first")
+        self.user_id = user_id
+
+
+class InvalidCode(BillingError):
+    """The TOTP code is wrong (or not six digits)."""
+
+
+class CodeReplayed(BillingError):
+    """The TOTP code (or a later one) was already used: a code is accepted once."""
+
+
+class TooManyAttempts(BillingError):
+    """Too many wrong codes: settings changes are locked for ``retry_after`` seconds."""
+
+    def __init__(self, user_id: str, retry_after: float) -> None:
+        super().__init__(
+            f"too many wrong codes for {user_id!r}; try again in {retry_after:.0f} seconds"
+        )
+        self.user_id = user_id
+        self.retry_after = retry_after

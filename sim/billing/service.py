@@ -293,10 +293,27 @@ class BillingService:
         }
         request = ChargeRequest(saved[0], saved[1], price, idempotency_key(user_id, seq), metadata)
         result, retries = self._charge(request)
+        self._record_result(user, seq, price, result, retries)
+
+    def _record_result(
+        self,
+        user: UserRecord,
+        seq: int,
+        price: Money,
+        result: ChargeResult | None,
+        retries: int = 0,
+    ) -> None:
+        """Apply a charge's result to attempt ``seq``: credit, or count and report the failure.
+
+        ``result`` is ``None`` when every try hit a transient error. The top-up flow calls this
+        with the confirm response; the webhook handler with a ``payment_intent.payment_failed``
+        event whose attempt the confirm path never finished.
+        """
         if isinstance(result, ChargeSucceeded):
             self.settle_payment(
-                user_id, result.payment_intent_id, result.price, result.metadata, retries=retries
-            )
+                user.user_id, result.payment_intent_id, result.price, result.metadata,
+                retries=retries,
+            )  # fmt: skip
             return
         failed = AttemptOutcome(
             status="",
@@ -329,7 +346,7 @@ class BillingService:
             outcome = replace(failed, status="declined", decline_code=code)
             self._finish(user, seq, outcome, "topup_declined")
         if suspended:
-            self._notify(user_id, "topup_suspended", failures=str(failures))
+            self._notify(user.user_id, "topup_suspended", failures=str(failures))
 
     def _charge(self, request: ChargeRequest) -> tuple[ChargeResult | None, int]:
         """Charge, retrying transient errors with the same idempotency key.

@@ -36,6 +36,8 @@ class UserRecord:
     stripe_customer_id: str | None
     encrypted_payment_method_id: bytes | None
     encrypted_email: bytes | None
+    encrypted_tfa_secret: bytes | None = None
+    tfa_last_step: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,22 @@ class Store(Protocol):
         """Remember a webhook event id; ``False`` if it was already processed."""
         ...
 
+    def save_tfa_secret(self, user_id: str, encrypted_secret: bytes) -> None:
+        """Store the (encrypted) TOTP secret; forgets the last accepted step."""
+        ...
+
+    def accept_tfa_step(self, user_id: str, step: int) -> bool:
+        """Record a TOTP step as used; ``False`` if it, or a later one, was used before."""
+        ...
+
+    def record_tfa_failure(self, user_id: str, at: float) -> None:
+        """Remember a wrong TOTP code."""
+        ...
+
+    def tfa_failures_since(self, user_id: str, since: float) -> list[float]:
+        """Times of wrong TOTP codes at or after ``since``, oldest first."""
+        ...
+
     def ledger(self, user_id: str) -> list[LedgerEntry]:
         """The user's ledger in order."""
         ...
@@ -167,7 +185,9 @@ CREATE TABLE IF NOT EXISTS users (
     encrypted_auto_topup_last_triggered BLOB,
     stripe_customer_id TEXT,
     encrypted_payment_method_id BLOB,
-    encrypted_email BLOB
+    encrypted_email BLOB,
+    encrypted_tfa_secret BLOB,
+    tfa_last_step INTEGER
 );
 CREATE TABLE IF NOT EXISTS ledger (
     entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -194,6 +214,11 @@ CREATE TABLE IF NOT EXISTS topup_attempts (
     finished_at REAL,
     PRIMARY KEY (user_id, seq)
 );
+CREATE TABLE IF NOT EXISTS tfa_failures (
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tfa_failures_user ON tfa_failures(user_id, at);
 CREATE TABLE IF NOT EXISTS webhook_events (
     event_id TEXT PRIMARY KEY,
     type TEXT NOT NULL,
@@ -205,7 +230,7 @@ _USER_COLUMNS = """user_id, wrapped_key, balance, auto_topup_low_balance_enabled
     auto_topup_low_balance_threshold, auto_topup_low_balance_amount,
     auto_topup_low_balance_currency, auto_topup_state, auto_topup_consecutive_failures,
     auto_topup_seq, encrypted_auto_topup_last_triggered, stripe_customer_id,
-    encrypted_payment_method_id, encrypted_email"""
+    encrypted_payment_method_id, encrypted_email, encrypted_tfa_secret, tfa_last_step"""
 
 
 class SQLiteStore:
@@ -275,6 +300,8 @@ class SQLiteStore:
             stripe_customer_id=row[11],
             encrypted_payment_method_id=row[12],
             encrypted_email=row[13],
+            encrypted_tfa_secret=row[14],
+            tfa_last_step=row[15],
         )
 
     def user_ids(self) -> list[str]:
@@ -406,6 +433,41 @@ class SQLiteStore:
                 (event_id, event_type, now),
             )
             return cursor.rowcount == 1
+
+    def save_tfa_secret(self, user_id: str, encrypted_secret: bytes) -> None:
+        """Store the (encrypted) TOTP secret; forgets the last accepted step."""
+        with self._tx() as db:
+            self._require(db.execute(
+                "UPDATE users SET encrypted_tfa_secret = ?, tfa_last_step = NULL WHERE user_id = ?",
+                (encrypted_secret, user_id),
+            ), user_id)  # fmt: skip
+
+    def accept_tfa_step(self, user_id: str, step: int) -> bool:
+        """Record a TOTP step as used; ``False`` if it, or a later one, was used before.
+
+        One conditional UPDATE, so two concurrent requests with the same code cannot both pass.
+        """
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE users SET tfa_last_step = ? WHERE user_id = ?"
+                " AND (tfa_last_step IS NULL OR tfa_last_step < ?)",
+                (step, user_id, step),
+            )
+            return cursor.rowcount == 1
+
+    def record_tfa_failure(self, user_id: str, at: float) -> None:
+        """Remember a wrong TOTP code."""
+        with self._tx() as db:
+            db.execute("INSERT INTO tfa_failures (user_id, at) VALUES (?, ?)", (user_id, at))
+
+    def tfa_failures_since(self, user_id: str, since: float) -> list[float]:
+        """Times of wrong TOTP codes at or after ``since``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at FROM tfa_failures WHERE user_id = ? AND at >= ? ORDER BY at",
+                (user_id, since),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def ledger(self, user_id: str) -> list[LedgerEntry]:
         """The user's ledger in order."""
