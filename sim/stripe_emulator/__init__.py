@@ -1,0 +1,46 @@
+"""Offline Stripe test mode: a stateful emulator driven through the real ``stripe`` library.
+
+Two ways in to one state machine:
+
+* in-process, for the simulation -- no socket, latency reported instead of slept::
+
+      emulator = StripeEmulator(clock=my_clock, seed=7)
+      client = emulator.stripe_client()            # a stripe.StripeClient
+      client.v1.payment_intents.create(params={...})
+
+* over HTTP on 127.0.0.1, for any Stripe client: ``python -m sim.stripe_emulator --port 12111``,
+  then
+  ``stripe.StripeClient("sk_test_x", base_addresses={"api": "http://127.0.0.1:12111"})``.
+
+Webhook deliveries are queued on the emulator clock; the owner of time pulls them with
+:meth:`StripeEmulator.due_deliveries` and reports outcomes with
+:meth:`StripeEmulator.report_delivery`. See ``docs/stripe_emulator.md`` for what is modelled and
+what is not.
+"""
+
+from sim.billing.clock import Clock, ManualClock, SystemClock
+
+from ._cards import ALIASES as TEST_CARD_ALIASES
+from ._emulator import EmulatorResponse, Snapshot, StripeEmulator
+from ._faults import Fault, Faults
+from ._server import EmulatorServer, serve
+from ._transport import EmulatorHTTPClient, LatencyCallback
+from ._webhooks import Delivery, signature_header
+
+__all__ = [
+    "TEST_CARD_ALIASES",
+    "Clock",
+    "Delivery",
+    "EmulatorHTTPClient",
+    "EmulatorResponse",
+    "EmulatorServer",
+    "Fault",
+    "Faults",
+    "LatencyCallback",
+    "ManualClock",
+    "Snapshot",
+    "StripeEmulator",
+    "SystemClock",
+    "serve",
+    "signature_header",
+]

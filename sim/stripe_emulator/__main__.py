@@ -1,0 +1,29 @@
+"""``python -m sim.stripe_emulator --port 12111``: serve the emulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._emulator import StripeEmulator
+from ._server import DEFAULT_PORT, serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sim.stripe_emulator",
+        description="Offline Stripe test mode over HTTP, bound to 127.0.0.1.",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0 = any free one)")
+    parser.add_argument("--seed", default="0", help="seed for ids and injected faults")
+    parser.add_argument(
+        "--webhook-url", help="POST every event to this URL, signed with --webhook-secret"
+    )
+    parser.add_argument("--webhook-secret", default="whsec_test_emulator")
+    args = parser.parse_args(argv)
+    emulator = StripeEmulator(seed=args.seed, webhook_secret=args.webhook_secret)
+    serve(args.port, emulator=emulator, webhook_url=args.webhook_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,367 @@
+"""The emulator: one state machine behind both the in-process transport and the HTTP server.
+
+:meth:`StripeEmulator.handle` is the single way in for API calls: it decides the request's injected
+fault, runs renewals that fell due, checks the API key, applies idempotency, routes to the resource
+handler, expands and serialises the answer. Everything happens under one lock, so the threaded
+server and several in-process clients see a consistent, serial history.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
+
+from sim.billing.clock import Clock, SystemClock
+
+from . import (
+    _catalog,
+    _customers,
+    _events,
+    _payment_intents,
+    _payment_methods,
+    _subscriptions,
+    _test_clocks,
+)
+from ._errors import StripeAPIError
+from ._faults import Fault, FaultInjector, Faults
+from ._form import decode
+from ._idempotency import IdempotencyCache, Saved
+from ._params import Params
+from ._render import expand
+from ._routing import Router, dispatch
+from ._state import API_VERSION, State
+from ._subscriptions import run_timers
+from ._webhooks import RETRY_DELAYS, Delivery
+
+if TYPE_CHECKING:
+    import stripe
+
+    from ._transport import EmulatorHTTPClient, LatencyCallback
+
+_ROUTER = Router(
+    (
+        *_customers.ROUTES,
+        *_payment_methods.ROUTES,
+        *_payment_intents.ROUTES,
+        *_catalog.ROUTES,
+        *_subscriptions.ROUTES,
+        *_test_clocks.ROUTES,
+        *_events.ROUTES,
+    )
+)
+
+#: Objects are built by the emulator itself and never cyclic: skip the encoder's cycle check.
+_ENCODER = json.JSONEncoder(check_circular=False)
+
+_SERVER_ERROR = json.dumps(
+    {"error": {"type": "api_error", "message": "An unknown error occurred (injected fault)."}}
+).encode()
+_RATE_LIMITED = json.dumps(
+    {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "rate_limit",
+            "message": "Too many requests hit the API too quickly (injected fault).",
+        }
+    }
+).encode()
+
+
+class EmulatorResponse(NamedTuple):
+    """One answer: HTTP status, JSON body, headers, injected latency, and whether it was dropped.
+
+    A dropped response means the connection broke: the client sees no answer at all (for
+    ``drop_response`` faults, the request was nevertheless applied). A named tuple rather than a
+    frozen dataclass because one is built per request and tuples are several times cheaper.
+    """
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    latency: float = 0.0
+    dropped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An opaque copy of an emulator's state, for :meth:`StripeEmulator.restore`."""
+
+    _state: State = field(repr=False)
+    _idempotency: IdempotencyCache = field(repr=False)
+
+
+class StripeEmulator:
+    """A stateful, offline Stripe test mode.
+
+    ``clock`` is anything with ``now() -> float`` (epoch seconds; the wall clock by default).
+    ``seed``
+    fixes every id and random fault, so the same seed and the same calls give the same responses.
+    ``webhook_secret`` signs every webhook delivery. ``faults`` injects network and webhook faults.
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        seed: int | str = 0,
+        webhook_secret: str = "whsec_test_emulator",
+        faults: Faults | None = None,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.seed = seed
+        self.webhook_secret = webhook_secret
+        self._initial_faults = faults or Faults()
+        self._lock = threading.RLock()
+        self._state, self._idempotency = self._fresh(self._initial_faults)
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        """The faults currently injected."""
+        return self._state.injector.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        with self._lock:
+            self._state.injector.faults = faults
+
+    @property
+    def request_count(self) -> int:
+        """How many requests reached the emulator so far (what ``Faults.schedule`` counts)."""
+        return self._state.injector.requests
+
+    # -- clients ----------------------------------------------------------------------------------
+
+    def http_client(self, on_latency: LatencyCallback | None = None) -> EmulatorHTTPClient:
+        """A ``stripe.HTTPClient`` answering from this emulator without any socket."""
+        from ._transport import EmulatorHTTPClient
+
+        return EmulatorHTTPClient(self, on_latency=on_latency)
+
+    def stripe_client(
+        self,
+        api_key: str = "sk_test_emulator",
+        *,
+        on_latency: LatencyCallback | None = None,
+        max_network_retries: int | None = None,
+    ) -> stripe.StripeClient:
+        """A ``stripe.StripeClient`` wired to this emulator in-process."""
+        import stripe
+
+        return stripe.StripeClient(
+            api_key,
+            http_client=self.http_client(on_latency),
+            max_network_retries=max_network_retries,
+        )
+
+    # -- the API ----------------------------------------------------------------------------------
+
+    def handle(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        body: str | bytes | None = None,
+    ) -> EmulatorResponse:
+        """Answer one Stripe API request (``url`` may be a full URL or a path with a query)."""
+        with self._lock:
+            st = self._state
+            fault, latency = st.injector.next_request()
+            if fault is Fault.DROP_REQUEST:
+                return EmulatorResponse(0, b"", {}, latency, True)
+            self._run_timers()
+            request_id = "req_" + st.ids.token(14)
+            if fault is Fault.SERVER_ERROR:
+                return EmulatorResponse(500, _SERVER_ERROR, _headers(request_id), latency)
+            if fault is Fault.RATE_LIMIT:
+                return EmulatorResponse(429, _RATE_LIMITED, _headers(request_id), latency)
+            response = self._answer(method.lower(), url, headers or {}, body, request_id)
+            if fault is Fault.DROP_RESPONSE:
+                return EmulatorResponse(0, b"", {}, latency, True)
+            return response._replace(latency=latency) if latency else response
+
+    def _answer(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: str | bytes | None,
+        request_id: str,
+    ) -> EmulatorResponse:
+        st = self._state
+        out = _headers(request_id)
+        parts = urlsplit(url)
+        key: str | None = None
+        api_key = ""
+        fingerprint: tuple[str, str, dict[str, Any]] = (method, parts.path, {})
+        now = 0.0
+        try:
+            api_key = _api_key(_header(headers, "Authorization"))
+            if method == "post":
+                text = body.decode() if isinstance(body, bytes) else (body or "")
+                raw = decode(text)
+            else:
+                raw = decode(parts.query)
+            key = _header(headers, "Idempotency-Key") if method == "post" else None
+            if key is not None:
+                out["Idempotency-Key"] = key
+                fingerprint = (method, parts.path, raw)
+                now = self.clock.now()
+                saved = self._idempotency.lookup((api_key, key), now)
+                if saved is not None:
+                    if saved.fingerprint != fingerprint:
+                        raise _idempotency_error(key)
+                    out["Idempotent-Replayed"] = "true"
+                    return EmulatorResponse(saved.status, saved.body, out)
+                out["Idempotent-Replayed"] = "false"
+            st.request = {"id": request_id, "idempotency_key": key}
+            route, ids = _ROUTER.resolve(method, parts.path)
+            params = Params(raw)
+            result = dispatch(st, route, params, ids)
+            paths = params.array("expand")
+            if paths:
+                result = expand(st.store, result, paths)
+            status, payload = 200, _ENCODER.encode(result).encode()
+            if key is not None:
+                self._idempotency.save((api_key, key), Saved(fingerprint, status, payload), now)
+        except StripeAPIError as error:
+            status, payload = error.status, _ENCODER.encode(error.envelope()).encode()
+            if key is not None and error.saved:
+                self._idempotency.save((api_key, key), Saved(fingerprint, status, payload), now)
+        finally:
+            st.request = {"id": None, "idempotency_key": None}
+        return EmulatorResponse(status, payload, out)
+
+    # -- time and webhooks ------------------------------------------------------------------------
+
+    def run_due(self) -> None:
+        """Bill every renewal and payment retry that fell due on the emulator clock by now.
+
+        Requests and :meth:`due_deliveries` do this on their own; call it when time passes without
+        them.
+        """
+        with self._lock:
+            self._run_timers()
+
+    def next_due(self) -> float | None:
+        """When something is next due on the emulator clock: a webhook delivery or a renewal."""
+        with self._lock:
+            st = self._state
+            times = [st.deliveries.next_due()]
+            heap = st.timers.get(None)
+            if heap:
+                times.append(heap[0][0])
+            known = [t for t in times if t is not None]
+            return min(known) if known else None
+
+    def due_deliveries(self, now: float | None = None) -> list[Delivery]:
+        """Remove and return the webhook deliveries due by ``now`` (the emulator clock by default).
+
+        Renewals due by then are billed first, so their events are included.
+        """
+        with self._lock:
+            self._run_timers()
+            when = self.clock.now() if now is None else now
+            return self._state.deliveries.pop_due(when)
+
+    def report_delivery(self, delivery: Delivery, status: int) -> Delivery | None:
+        """Tell the emulator how the endpoint answered; a non-2xx is retried later, like Stripe.
+
+        Returns the queued retry, or ``None`` when the delivery succeeded or retries are exhausted.
+        """
+        if 200 <= status < 300 or delivery.attempt > len(RETRY_DELAYS):
+            return None
+        retry = replace(
+            delivery,
+            due_at=max(delivery.due_at, self.clock.now()) + RETRY_DELAYS[delivery.attempt - 1],
+            attempt=delivery.attempt + 1,
+        )
+        with self._lock:
+            self._state.deliveries.push(retry)
+        return retry
+
+    def add_webhook_endpoint(self, url: str, enabled_events: tuple[str, ...] = ("*",)) -> str:
+        """Register a webhook endpoint without an API call; returns its id (``we_...``)."""
+        with self._lock:
+            return _events.create_endpoint(
+                self._state, Params({"url": url, "enabled_events": list(enabled_events)})
+            )["id"]
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """A copy of the whole state (objects, ids, random streams, queues), to restore later."""
+        with self._lock:
+            return Snapshot(*self._copy(self._state, self._idempotency))
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Return to ``snapshot``'s state; the snapshot stays reusable."""
+        with self._lock:
+            self._state, self._idempotency = self._copy(snapshot._state, snapshot._idempotency)
+
+    def reset(self) -> None:
+        """Forget everything: as freshly constructed with the same seed and initial faults."""
+        with self._lock:
+            self._state, self._idempotency = self._fresh(self._initial_faults)
+
+    def object(self, object_id: str) -> dict[str, Any] | None:
+        """The stored object ``object_id`` as the API would show it, for inspection (not a copy)."""
+        with self._lock:
+            return self._state.store.objects.get(object_id)
+
+    def _fresh(self, faults: Faults) -> tuple[State, IdempotencyCache]:
+        injector = FaultInjector(faults, self.seed)
+        return State(self.clock, self.seed, self.webhook_secret, injector), IdempotencyCache()
+
+    def _copy(self, state: State, cache: IdempotencyCache) -> tuple[State, IdempotencyCache]:
+        memo: dict[int, Any] = {id(self.clock): self.clock}
+        return copy.deepcopy(state, memo), copy.deepcopy(cache, memo)
+
+    def _run_timers(self) -> None:
+        st = self._state
+        heap = st.timers.get(None)
+        if heap and heap[0][0] <= self.clock.now():
+            run_timers(st, None, self.clock.now())
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Header ``name`` whatever its case (exact spelling first: that is what clients send)."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
+def _headers(request_id: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "Request-Id": request_id,
+        "Stripe-Version": API_VERSION,
+    }
+
+
+def _api_key(authorization: str | None) -> str:
+    key = authorization[7:] if authorization and authorization.startswith("Bearer ") else ""
+    if key.startswith(("sk_test_", "rk_test_")):
+        return key
+    if key.startswith(("sk_live_", "rk_live_")):
+        message = "The Stripe emulator is test mode only: live API keys are refused."
+    else:
+        message = "Invalid API Key provided: an emulator key starts with sk_test_."
+    raise StripeAPIError(401, "invalid_request_error", message, code="api_key_invalid")
+
+
+def _idempotency_error(key: str) -> StripeAPIError:
+    return StripeAPIError(
+        400,
+        "idempotency_error",
+        "Keys for idempotent requests can only be used with the same parameters they were first "
+        f"used with. Try using a key other than '{key}' if you meant to execute a different "
+        "request.",
+    )

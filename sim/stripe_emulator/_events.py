@@ -1,0 +1,110 @@
+"""Events (list, retrieve) and webhook endpoints (create, retrieve, update, delete, list).
+
+Endpoints created here receive deliveries for the event types in ``enabled_events`` (``*`` = all);
+each endpoint's signing ``secret`` is the emulator's ``webhook_secret``, so whoever runs the
+emulator knows it without reading the create response.
+"""
+
+from __future__ import annotations
+
+from ._errors import invalid_request, not_modelled
+from ._params import Params
+from ._routing import Route
+from ._state import State
+from ._store import StripeObject
+
+
+def retrieve(st: State, p: Params, event_id: str) -> StripeObject:
+    """``GET /v1/events/{id}``."""
+    return st.store.get(event_id, "event")
+
+
+def list_(st: State, p: Params) -> StripeObject:
+    """``GET /v1/events``, optionally by ``type`` (``payment_intent.*`` wildcards included)."""
+    for name in ("created", "types", "delivery_success"):
+        if name in p:
+            raise not_modelled(name)
+    kind = p.text("type")
+    key = ("event",) if kind is None else ("event", kind)
+    return st.page(p, key, "/v1/events")
+
+
+def create_endpoint(st: State, p: Params) -> StripeObject:
+    """``POST /v1/webhook_endpoints`` with ``url`` and ``enabled_events``."""
+    url = p.text("url", required=True)
+    events = p.array("enabled_events")
+    if not events:
+        raise invalid_request(
+            "Missing required param: enabled_events.",
+            param="enabled_events",
+            code="parameter_missing",
+        )
+    endpoint: StripeObject = {
+        "id": st.ids.new("we"),
+        "object": "webhook_endpoint",
+        "api_version": p.text("api_version"),
+        "application": None,
+        "created": st.now(),
+        "description": p.text("description"),
+        "enabled_events": events,
+        "livemode": False,
+        "metadata": p.metadata(),
+        "secret": st.webhook_secret,
+        "status": "enabled",
+        "url": url,
+    }
+    st.store.put(endpoint, ("webhook_endpoint",))
+    st.endpoints[endpoint["id"]] = endpoint
+    return endpoint
+
+
+def retrieve_endpoint(st: State, p: Params, endpoint_id: str) -> StripeObject:
+    """``GET /v1/webhook_endpoints/{id}`` (without the secret, as Stripe)."""
+    return _public(st.store.get(endpoint_id, "webhook_endpoint"))
+
+
+def update_endpoint(st: State, p: Params, endpoint_id: str) -> StripeObject:
+    """``POST /v1/webhook_endpoints/{id}``: url, events, disabled, description, metadata."""
+    endpoint = st.store.get(endpoint_id, "webhook_endpoint")
+    if "url" in p:
+        endpoint["url"] = p.text("url", required=True)
+    if "enabled_events" in p:
+        endpoint["enabled_events"] = p.array("enabled_events")
+    if "disabled" in p:
+        endpoint["status"] = "disabled" if p.flag("disabled") else "enabled"
+    if "description" in p:
+        endpoint["description"] = p.text("description")
+    if "metadata" in p:
+        endpoint["metadata"] = p.metadata(endpoint["metadata"])
+    return _public(endpoint)
+
+
+def delete_endpoint(st: State, p: Params, endpoint_id: str) -> StripeObject:
+    """``DELETE /v1/webhook_endpoints/{id}``: no further deliveries are queued for it."""
+    st.store.get(endpoint_id, "webhook_endpoint")
+    st.store.remove_from(("webhook_endpoint",), endpoint_id)
+    del st.endpoints[endpoint_id]
+    tombstone = {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+    st.store.objects[endpoint_id] = tombstone
+    return tombstone
+
+
+def list_endpoints(st: State, p: Params) -> StripeObject:
+    """``GET /v1/webhook_endpoints``."""
+    page = st.page(p, ("webhook_endpoint",), "/v1/webhook_endpoints")
+    return {**page, "data": [_public(e) for e in page["data"]]}
+
+
+def _public(endpoint: StripeObject) -> StripeObject:
+    return {k: v for k, v in endpoint.items() if k != "secret"}
+
+
+ROUTES = (
+    Route("get", "/v1/events", list_, "EventListParams"),
+    Route("get", "/v1/events/{id}", retrieve, "EventRetrieveParams"),
+    Route("post", "/v1/webhook_endpoints", create_endpoint, "WebhookEndpointCreateParams"),
+    Route("get", "/v1/webhook_endpoints", list_endpoints, "WebhookEndpointListParams"),
+    Route("get", "/v1/webhook_endpoints/{id}", retrieve_endpoint, "WebhookEndpointRetrieveParams"),
+    Route("post", "/v1/webhook_endpoints/{id}", update_endpoint, "WebhookEndpointUpdateParams"),
+    Route("delete", "/v1/webhook_endpoints/{id}", delete_endpoint, "WebhookEndpointDeleteParams"),
+)

@@ -1,0 +1,596 @@
+"""PaymentIntents with Stripe's status machine, and the Charges and Refunds they need.
+
+Status machine (cards)::
+
+    requires_payment_method --(payment_method)--> requires_confirmation --(confirm)--> charge
+    attempt
+    charge attempt: succeeded | requires_capture (capture_method=manual)
+                  | requires_payment_method + last_payment_error (declined: 402 card_error)
+                  | requires_action (3-D Secure on session) | 402 authentication_required (off
+                  session)
+    any state before success --(cancel)--> canceled
+
+The outcome is the test card's, decided here at charge time. A declined confirm answers 402 with the
+error carrying the updated intent, so ``stripe.CardError.error.payment_intent`` is what Stripe
+sends.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ._cards import AUTHENTICATION_REQUIRED, Decline, TestCard
+from ._errors import StripeAPIError, invalid_request, not_modelled
+from ._params import Params
+from ._payment_methods import attach_to, resolve, test_card
+from ._routing import Route
+from ._state import State
+from ._store import StripeObject
+
+#: Stripe's minimum charge amounts (minor units) for the currencies the project uses and a few more.
+MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "chf": 50, "cad": 50, "aud": 50, "jpy": 50}
+ZERO_DECIMAL = frozenset({"jpy", "krw", "vnd", "clp", "pyg", "ugx", "xaf", "xof", "bif", "djf"})
+MAX_AMOUNT = 99_999_999
+
+#: Plain fields stored as given and echoed back; the emulator attaches no behaviour to them.
+_ECHOED = (
+    "description",
+    "receipt_email",
+    "shipping",
+    "statement_descriptor",
+    "statement_descriptor_suffix",
+    "transfer_group",
+    "on_behalf_of",
+    "transfer_data",
+    "payment_method_options",
+)
+#: Documented parameters whose effect would matter but is not modelled: refused loudly.
+_NOT_MODELLED = ("payment_method_data", "confirmation_token", "mandate", "mandate_data")
+
+_OPEN_STATES = ("requires_payment_method", "requires_confirmation", "requires_action")
+
+
+def create(st: State, p: Params) -> StripeObject:
+    """``POST /v1/payment_intents`` (``confirm=true`` confirms in the same call)."""
+    _refuse_unmodelled(p)
+    amount = p.integer("amount", required=True)
+    currency = (p.text("currency", required=True) or "").lower()
+    _check_amount(amount, currency)  # type: ignore[arg-type]
+    confirm = p.flag("confirm")
+    if not confirm:
+        for name in ("off_session", "error_on_requires_action", "return_url"):
+            if name in p:
+                raise invalid_request(f"You may only specify {name} when confirm=true.", param=name)
+    customer_id = p.text("customer")
+    customer = None
+    if customer_id is not None:
+        customer = st.store.get(customer_id, "customer", param="customer")
+    types = p.array("payment_method_types") or ["card"]
+    if types != ["card"]:
+        raise invalid_request(
+            "The emulator only models card payments.", param="payment_method_types"
+        )
+    pi: StripeObject = {
+        "id": st.ids.new("pi"),
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_capturable": 0,
+        "amount_details": _AMOUNT_DETAILS,
+        "amount_received": 0,
+        "application": None,
+        "application_fee_amount": p.integer("application_fee_amount"),
+        "automatic_payment_methods": None,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": p.text("capture_method", choices=_CAPTURE) or "automatic_async",
+        "client_secret": None,
+        "confirmation_method": p.text("confirmation_method", choices=("automatic", "manual"))
+        or "automatic",
+        "created": st.now_for(customer),
+        "currency": currency,
+        "customer": customer_id,
+        "description": None,
+        "last_payment_error": None,
+        "latest_charge": None,
+        "livemode": False,
+        "metadata": p.metadata(),
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": None,
+        "payment_method_configuration_details": None,
+        "payment_method_options": _CARD_OPTIONS,
+        "payment_method_types": types,
+        "processing": None,
+        "receipt_email": None,
+        "review": None,
+        "setup_future_usage": _future_usage(p),
+        "shipping": None,
+        "source": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "status": "requires_payment_method",
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+    pi["client_secret"] = f"{pi['id']}_secret_{st.ids.token(25)}"
+    if "automatic_payment_methods" in p:
+        enabled = (p.hash("automatic_payment_methods") or {}).get("enabled") == "true"
+        pi["automatic_payment_methods"] = {"allow_redirects": "always", "enabled": enabled}
+    _echo(pi, p)
+    pm_id = p.text("payment_method")
+    if confirm and pm_id is None:
+        raise invalid_request(
+            "You cannot confirm this PaymentIntent because it's missing a payment method. Update "
+            "the payment_method and try again.",
+            code="payment_intent_unexpected_state",
+        )
+    pm = _payment_method_for(st, pm_id, customer_id) if pm_id is not None else None
+    if pm is not None:
+        pi["payment_method"] = pm["id"]
+        pi["status"] = "requires_confirmation"
+    keys = [("payment_intent",)]
+    if customer_id is not None:
+        keys.append(("payment_intent", "customer", customer_id))
+    st.store.put(pi, *keys)
+    st.emit("payment_intent.created", pi, created=pi["created"])
+    if confirm:
+        _confirm(st, pi, p)
+    return pi
+
+
+def retrieve(st: State, p: Params, pi_id: str) -> StripeObject:
+    """``GET /v1/payment_intents/{id}``."""
+    return st.store.get(pi_id, "payment_intent")
+
+
+def update(st: State, p: Params, pi_id: str) -> StripeObject:
+    """``POST /v1/payment_intents/{id}`` while the intent is still open."""
+    _refuse_unmodelled(p)
+    pi = st.store.get(pi_id, "payment_intent")
+    if pi["status"] not in (*_OPEN_STATES, "requires_capture"):
+        raise _unexpected_state(pi, "update")
+    amount = p.integer("amount")
+    currency = (p.text("currency") or pi["currency"]).lower()
+    if amount is not None or "currency" in p:
+        _check_amount(amount if amount is not None else pi["amount"], currency)
+        pi["amount"] = amount if amount is not None else pi["amount"]
+        pi["currency"] = currency
+    if "metadata" in p:
+        pi["metadata"] = p.metadata(pi["metadata"])
+    if "setup_future_usage" in p:
+        pi["setup_future_usage"] = _future_usage(p)
+    _echo(pi, p)
+    customer_id = p.text("customer")
+    if customer_id is not None and customer_id != pi["customer"]:
+        st.store.get(customer_id, "customer", param="customer")
+        pi["customer"] = customer_id
+        st.store.add_to(("payment_intent", "customer", customer_id), pi["id"])
+    pm_id = p.text("payment_method")
+    if pm_id is not None:
+        pi["payment_method"] = _payment_method_for(st, pm_id, pi["customer"])["id"]
+        pi["status"] = "requires_confirmation"
+        pi["next_action"] = None
+    return pi
+
+
+def confirm(st: State, p: Params, pi_id: str) -> StripeObject:
+    """``POST /v1/payment_intents/{id}/confirm``."""
+    _refuse_unmodelled(p)
+    pi = st.store.get(pi_id, "payment_intent")
+    if "setup_future_usage" in p:
+        pi["setup_future_usage"] = _future_usage(p)
+    _confirm(st, pi, p)
+    return pi
+
+
+def cancel(st: State, p: Params, pi_id: str) -> StripeObject:
+    """``POST /v1/payment_intents/{id}/cancel``."""
+    pi = st.store.get(pi_id, "payment_intent")
+    if pi["status"] not in (*_OPEN_STATES, "requires_capture"):
+        raise _unexpected_state(pi, "cancel")
+    pi["status"] = "canceled"
+    pi["canceled_at"] = st.now()
+    pi["cancellation_reason"] = p.text("cancellation_reason", choices=_CANCEL_REASONS)
+    pi["next_action"] = None
+    pi["amount_capturable"] = 0
+    st.emit("payment_intent.canceled", pi)
+    return pi
+
+
+def capture(st: State, p: Params, pi_id: str) -> StripeObject:
+    """``POST /v1/payment_intents/{id}/capture`` for ``capture_method=manual`` intents."""
+    pi = st.store.get(pi_id, "payment_intent")
+    if pi["status"] != "requires_capture":
+        raise _unexpected_state(pi, "capture")
+    amount = p.integer("amount_to_capture", minimum=1)
+    amount = pi["amount_capturable"] if amount is None else amount
+    if amount > pi["amount_capturable"]:
+        raise invalid_request(
+            "The amount to capture must be less than or equal to the amount capturable.",
+            param="amount_to_capture",
+        )
+    if "metadata" in p:
+        pi["metadata"] = p.metadata(pi["metadata"])
+    charge = st.store.objects[pi["latest_charge"]]
+    charge["captured"] = True
+    charge["amount_captured"] = amount
+    pi["amount_received"] = amount
+    pi["amount_capturable"] = 0
+    pi["status"] = "succeeded"
+    st.emit("charge.captured", charge)
+    st.emit("payment_intent.succeeded", pi)
+    return pi
+
+
+def list_(st: State, p: Params) -> StripeObject:
+    """``GET /v1/payment_intents`` (optionally one customer's)."""
+    _no_created_filter(p)
+    customer_id = p.text("customer")
+    if customer_id is None:
+        return st.page(p, ("payment_intent",), "/v1/payment_intents")
+    return st.page(p, ("payment_intent", "customer", customer_id), "/v1/payment_intents")
+
+
+def attempt(
+    st: State, pi: StripeObject, *, off_session: bool, error_on_requires_action: bool = False
+) -> StripeAPIError | None:
+    """Charge ``pi``'s card now and move the intent on; return the card error a caller should raise.
+
+    Shared by the confirm endpoint and by invoice payment, which records failures instead of
+    raising.
+    """
+    pm = st.store.objects[pi["payment_method"]]
+    card = test_card(st, pm)
+    customer = st.store.find(pi["customer"], "customer")
+    now = st.now_for(customer)
+    pi["next_action"] = None
+    if card.requires_authentication and not off_session and not error_on_requires_action:
+        pi["status"] = "requires_action"
+        pi["next_action"] = {
+            "type": "use_stripe_sdk",
+            "use_stripe_sdk": {
+                "type": "three_d_secure_redirect",
+                "stripe_js": f"https://hooks.stripe.com/redirect/authenticate/{pi['id']}",
+                "source": pi["payment_method"],
+            },
+        }
+        st.emit("payment_intent.requires_action", pi, created=now)
+        return None
+    decline = AUTHENTICATION_REQUIRED if card.requires_authentication else card.decline
+    if decline is None:
+        charge = _charge(st, pi, pm, card, now, None)
+        pi["latest_charge"] = charge["id"]
+        pi["last_payment_error"] = None
+        if pi["capture_method"] == "manual":
+            pi["status"] = "requires_capture"
+            pi["amount_capturable"] = pi["amount"]
+            st.emit("charge.succeeded", charge, created=now)
+            st.emit("payment_intent.amount_capturable_updated", pi, created=now)
+        else:
+            pi["status"] = "succeeded"
+            pi["amount_received"] = pi["amount"]
+            st.emit("charge.succeeded", charge, created=now)
+            st.emit("payment_intent.succeeded", pi, created=now)
+        if pi["setup_future_usage"] and customer is not None and pm["customer"] is None:
+            attach_to(st, pm["id"], customer, param="payment_method")
+        return None
+    charge = None if card.requires_authentication else _charge(st, pi, pm, card, now, decline)
+    error: dict = {
+        "type": "card_error",
+        "code": decline.code,
+        "decline_code": decline.decline_code,
+        "doc_url": "https://stripe.com/docs/error-codes/" + decline.code.replace("_", "-"),
+        "message": decline.message,
+        "payment_method": dict(pm),
+    }
+    if charge is not None:
+        error["charge"] = charge["id"]
+        pi["latest_charge"] = charge["id"]
+        st.emit("charge.failed", charge, created=now)
+    pi["status"] = "requires_payment_method"
+    pi["last_payment_error"] = error
+    st.emit("payment_intent.payment_failed", pi, created=now)
+    extra = {"payment_intent": dict(pi), "payment_method": dict(pm)}
+    if charge is not None:
+        extra["charge"] = charge["id"]
+    return StripeAPIError(
+        402,
+        "card_error",
+        decline.message,
+        code=decline.code,
+        decline_code=decline.decline_code,
+        saved=True,
+        **extra,
+    )
+
+
+def _confirm(st: State, pi: StripeObject, p: Params) -> None:
+    if pi["status"] not in ("requires_payment_method", "requires_confirmation"):
+        raise _unexpected_state(pi, "confirm")
+    pm_id = p.text("payment_method")
+    if pm_id is not None:
+        pi["payment_method"] = _payment_method_for(st, pm_id, pi["customer"])["id"]
+    if pi["payment_method"] is None:
+        raise invalid_request(
+            "You cannot confirm this PaymentIntent because it's missing a payment method. Update "
+            "the payment_method and try again.",
+            code="payment_intent_unexpected_state",
+        )
+    off_session = p.text("off_session") not in (None, "false")
+    error = attempt(
+        st,
+        pi,
+        off_session=off_session,
+        error_on_requires_action=p.flag("error_on_requires_action"),
+    )
+    if error is not None:
+        raise error
+
+
+def _charge(
+    st: State,
+    pi: StripeObject,
+    pm: StripeObject,
+    card: TestCard,
+    now: int,
+    decline: Decline | None,
+) -> StripeObject:
+    ok = decline is None
+    captured = ok and pi["capture_method"] != "manual"
+    charge: StripeObject = {
+        "id": st.ids.new("ch"),
+        "object": "charge",
+        "amount": pi["amount"],
+        "amount_captured": pi["amount"] if captured else 0,
+        "amount_refunded": 0,
+        "balance_transaction": st.ids.new("txn") if ok else None,
+        "billing_details": pm["billing_details"],
+        "captured": captured,
+        "created": now,
+        "currency": pi["currency"],
+        "customer": pi["customer"],
+        "description": pi["description"],
+        "disputed": False,
+        "failure_code": None if ok else decline.code,  # type: ignore[union-attr]
+        "failure_message": None if ok else decline.message,  # type: ignore[union-attr]
+        "livemode": False,
+        "metadata": pi["metadata"],
+        "outcome": _APPROVED if decline is None else _declined(decline.decline_code),
+        "paid": ok,
+        "payment_intent": pi["id"],
+        "payment_method": pm["id"],
+        "payment_method_details": _details(st, pm, card),
+        "receipt_email": pi["receipt_email"],
+        "refunded": False,
+        "statement_descriptor": pi["statement_descriptor"],
+        "statement_descriptor_suffix": pi["statement_descriptor_suffix"],
+        "status": "succeeded" if ok else "failed",
+    }
+    keys = [("charge",), ("charge", "payment_intent", pi["id"])]
+    if pi["customer"] is not None:
+        keys.append(("charge", "customer", pi["customer"]))
+    return st.store.put(charge, *keys)
+
+
+# Nested values shared by many objects. Safe because stored objects are copy-on-write (see
+# ``_store``), and cheaper than rebuilding them on every charge, which is the hot path.
+_AMOUNT_DETAILS: dict = {"tip": {}}
+_CARD_OPTIONS: dict = {
+    "card": {
+        "installments": None,
+        "mandate_options": None,
+        "network": None,
+        "request_three_d_secure": "automatic",
+    }
+}
+_APPROVED: dict = {
+    "network_status": "approved_by_network",
+    "reason": None,
+    "risk_level": "normal",
+    "seller_message": "Payment complete.",
+    "type": "authorized",
+}
+
+
+@cache
+def _declined(decline_code: str) -> dict:
+    return {
+        "network_status": "declined_by_network",
+        "reason": decline_code,
+        "risk_level": "normal",
+        "seller_message": "The bank did not return any further details with this decline.",
+        "type": "issuer_declined",
+    }
+
+
+def _details(st: State, pm: StripeObject, card: TestCard) -> dict:
+    """A charge's ``payment_method_details``, built once per card PaymentMethod and shared."""
+    details = st.charge_details.get(pm["id"])
+    if details is None:
+        shown = pm["card"]
+        details = st.charge_details[pm["id"]] = {
+            "card": {
+                "brand": card.brand,
+                "country": card.country,
+                "exp_month": shown["exp_month"],
+                "exp_year": shown["exp_year"],
+                "fingerprint": shown["fingerprint"],
+                "funding": card.funding,
+                "last4": card.last4,
+                "network": card.brand,
+            },
+            "type": "card",
+        }
+    return details
+
+
+def _payment_method_for(st: State, pm_id: str, customer_id: str | None) -> StripeObject:
+    pm = resolve(st, pm_id, param="payment_method")
+    owner = pm["customer"]
+    if owner is not None and owner != customer_id:
+        if customer_id is None:
+            message = (
+                "The provided PaymentMethod is attached to a Customer. Please provide the "
+                "Customer in the `customer` parameter."
+            )
+        else:
+            message = "The provided PaymentMethod belongs to a different Customer."
+        raise invalid_request(message, param="payment_method")
+    return pm
+
+
+def _check_amount(amount: int, currency: str) -> None:
+    if len(currency) != 3 or not currency.isalpha():
+        raise invalid_request(f"Invalid currency: {currency}.", param="currency")
+    minimum = MINIMUM_AMOUNTS.get(currency, 1)
+    if amount < minimum:
+        shown = str(minimum) if currency in ZERO_DECIMAL else f"{minimum / 100:.2f}"
+        raise invalid_request(
+            f"Amount must be at least {shown} {currency}",
+            param="amount",
+            code="amount_too_small",
+        )
+    if amount > MAX_AMOUNT:
+        raise invalid_request(
+            "Amount must be no more than 999,999.99", param="amount", code="amount_too_large"
+        )
+
+
+def _future_usage(p: Params) -> str | None:
+    return p.text("setup_future_usage", choices=("on_session", "off_session"))
+
+
+def _echo(pi: StripeObject, p: Params) -> None:
+    raw = p.raw
+    for name in _ECHOED:
+        if name in raw:
+            value = raw[name]
+            pi[name] = None if value == "" else value
+
+
+def _refuse_unmodelled(p: Params) -> None:
+    raw = p.raw
+    for name in _NOT_MODELLED:
+        if name in raw:
+            raise not_modelled(name)
+
+
+def _no_created_filter(p: Params) -> None:
+    if "created" in p:
+        raise not_modelled("created")
+
+
+def _unexpected_state(pi: StripeObject, action: str) -> StripeAPIError:
+    return StripeAPIError(
+        400,
+        "invalid_request_error",
+        f"You cannot {action} this PaymentIntent because it has a status of {pi['status']}.",
+        code="payment_intent_unexpected_state",
+        payment_intent=dict(pi),
+    )
+
+
+_CAPTURE = ("automatic", "automatic_async", "manual")
+_CANCEL_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+
+
+# -- charges and refunds ---------------------------------------------------------------------------
+
+
+def retrieve_charge(st: State, p: Params, charge_id: str) -> StripeObject:
+    """``GET /v1/charges/{id}``."""
+    return st.store.get(charge_id, "charge")
+
+
+def list_charges(st: State, p: Params) -> StripeObject:
+    """``GET /v1/charges`` (optionally by ``customer`` or ``payment_intent``)."""
+    _no_created_filter(p)
+    for name in ("payment_intent", "customer"):
+        value = p.text(name)
+        if value is not None:
+            return st.page(p, ("charge", name, value), "/v1/charges")
+    return st.page(p, ("charge",), "/v1/charges")
+
+
+def create_refund(st: State, p: Params) -> StripeObject:
+    """``POST /v1/refunds`` for a succeeded charge, by ``charge`` or ``payment_intent``."""
+    pi_id = p.text("payment_intent")
+    charge_id = p.text("charge")
+    if pi_id is None and charge_id is None:
+        raise invalid_request(
+            "One of the following params should be provided for this request: payment_intent or "
+            "charge.",
+            code="parameter_missing",
+        )
+    if charge_id is None:
+        pi = st.store.get(pi_id, "payment_intent", param="payment_intent")  # type: ignore[arg-type]
+        charge_id = pi["latest_charge"]
+        if pi["status"] != "succeeded" or charge_id is None:
+            raise invalid_request(
+                f"This PaymentIntent ({pi['id']}) does not have a successful charge to refund.",
+                param="payment_intent",
+            )
+    charge = st.store.get(charge_id, "charge", param="charge")
+    remaining = charge["amount_captured"] - charge["amount_refunded"]
+    amount = p.integer("amount", minimum=1)
+    amount = remaining if amount is None else amount
+    if charge["status"] != "succeeded" or remaining <= 0:
+        raise invalid_request(
+            f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded"
+        )
+    if amount > remaining:
+        raise invalid_request(
+            f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
+            param="amount",
+        )
+    refund: StripeObject = {
+        "id": st.ids.new("re"),
+        "object": "refund",
+        "amount": amount,
+        "balance_transaction": st.ids.new("txn"),
+        "charge": charge["id"],
+        "created": st.now(),
+        "currency": charge["currency"],
+        "metadata": p.metadata(),
+        "payment_intent": charge["payment_intent"],
+        "reason": p.text("reason", choices=("duplicate", "fraudulent", "requested_by_customer")),
+        "status": "succeeded",
+    }
+    st.store.put(refund, ("refund",), ("refund", "charge", charge["id"]))
+    charge["amount_refunded"] += amount
+    charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]
+    st.emit("refund.created", refund)
+    st.emit("charge.refunded", charge)
+    return refund
+
+
+def retrieve_refund(st: State, p: Params, refund_id: str) -> StripeObject:
+    """``GET /v1/refunds/{id}``."""
+    return st.store.get(refund_id, "refund")
+
+
+def list_refunds(st: State, p: Params) -> StripeObject:
+    """``GET /v1/refunds`` (optionally one charge's)."""
+    _no_created_filter(p)
+    charge_id = p.text("charge")
+    if charge_id is not None:
+        return st.page(p, ("refund", "charge", charge_id), "/v1/refunds")
+    if "payment_intent" in p:
+        raise not_modelled("payment_intent")
+    return st.page(p, ("refund",), "/v1/refunds")
+
+
+ROUTES = (
+    Route("post", "/v1/payment_intents", create, "PaymentIntentCreateParams"),
+    Route("get", "/v1/payment_intents", list_, "PaymentIntentListParams"),
+    Route("get", "/v1/payment_intents/{id}", retrieve, "PaymentIntentRetrieveParams"),
+    Route("post", "/v1/payment_intents/{id}", update, "PaymentIntentUpdateParams"),
+    Route("post", "/v1/payment_intents/{id}/confirm", confirm, "PaymentIntentConfirmParams"),
+    Route("post", "/v1/payment_intents/{id}/cancel", cancel, "PaymentIntentCancelParams"),
+    Route("post", "/v1/payment_intents/{id}/capture", capture, "PaymentIntentCaptureParams"),
+    Route("get", "/v1/charges", list_charges, "ChargeListParams"),
+    Route("get", "/v1/charges/{id}", retrieve_charge, "ChargeRetrieveParams"),
+    Route("post", "/v1/refunds", create_refund, "RefundCreateParams"),
+    Route("get", "/v1/refunds", list_refunds, "RefundListParams"),
+    Route("get", "/v1/refunds/{id}", retrieve_refund, "RefundRetrieveParams"),
+)

@@ -1,0 +1,53 @@
+"""Turning stored objects into answers: ``expand[]`` and JSON.
+
+Stored objects reference others by id; ``expand[]=customer`` (or ``data.customer`` on a list, or a
+dotted path such as ``latest_charge.payment_method``) replaces the id with the object, on copies,
+so the store is never touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import invalid_request
+from ._store import Store, StripeObject
+
+
+def expand(store: Store, obj: StripeObject, paths: list[Any]) -> StripeObject:
+    """``obj`` with every dotted path in ``paths`` expanded."""
+    for path in paths:
+        if not isinstance(path, str) or not path:
+            raise invalid_request("Invalid expand path.", param="expand")
+        obj = _expand(store, obj, path.split("."), path)
+    return obj
+
+
+def _expand(store: Store, obj: StripeObject, parts: list[str], path: str) -> StripeObject:
+    head, rest = parts[0], parts[1:]
+    value = obj.get(head, _MISSING)
+    if value is _MISSING or head in ("id", "object"):
+        raise _cannot(path)
+    if value is None:
+        return obj
+    copy = dict(obj)
+    if isinstance(value, list):
+        if not rest:
+            raise _cannot(path)
+        copy[head] = [_expand(store, item, rest, path) for item in value]
+        return copy
+    if isinstance(value, str):
+        target = store.objects.get(value)
+        if target is None:
+            raise _cannot(path)
+        value = target
+    elif not isinstance(value, dict):
+        raise _cannot(path)
+    copy[head] = _expand(store, value, rest, path) if rest else value
+    return copy
+
+
+def _cannot(path: str) -> Exception:
+    return invalid_request(f"This property cannot be expanded ({path}).", param="expand")
+
+
+_MISSING = object()

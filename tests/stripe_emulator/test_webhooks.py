@@ -1,0 +1,121 @@
+"""Events, webhook endpoints, signed deliveries pulled on the emulator clock."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import stripe
+
+from sim.stripe_emulator import Faults, StripeEmulator
+
+SECRET = "whsec_test_emulator"
+
+
+def _pay(client: stripe.StripeClient, card: str = "pm_card_visa") -> stripe.PaymentIntent:
+    return client.v1.payment_intents.create(
+        params={"amount": 2000, "currency": "eur", "payment_method": card, "confirm": True}
+    )
+
+
+def test_endpoint_created_through_the_api_gets_signed_deliveries(
+    client: stripe.StripeClient, emulator: StripeEmulator, clock
+) -> None:
+    """An endpoint made via the API receives deliveries that construct_event verifies."""
+    endpoint = client.v1.webhook_endpoints.create(
+        params={"url": "https://example.test/hook", "enabled_events": ["payment_intent.succeeded"]}
+    )
+    assert endpoint.secret == SECRET
+    pi = _pay(client)
+    [delivery] = emulator.due_deliveries()
+    event = stripe.Webhook.construct_event(
+        delivery.payload, delivery.headers["Stripe-Signature"], SECRET, tolerance=None
+    )
+    assert (event.type, event.data.object.id, delivery.url) == (
+        "payment_intent.succeeded",
+        pi.id,
+        "https://example.test/hook",
+    )
+
+
+def test_tampered_payload_is_rejected(emulator: StripeEmulator, client) -> None:
+    """A delivery whose payload was altered fails signature verification."""
+    emulator.add_webhook_endpoint("sim://hook")
+    _pay(client)
+    delivery = emulator.due_deliveries()[-1]
+    tampered = delivery.payload.replace(b'"amount": 2000', b'"amount": 9000')
+    assert tampered != delivery.payload
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(
+            tampered, delivery.headers["Stripe-Signature"], SECRET, tolerance=None
+        )
+
+
+def test_signature_at_wall_clock_passes_default_tolerance(emulator: StripeEmulator, client) -> None:
+    """Re-signed at the current wall time, a delivery passes construct_event's tolerance."""
+    import time
+
+    emulator.add_webhook_endpoint("sim://hook")
+    _pay(client)
+    delivery = emulator.due_deliveries()[0]
+    headers = delivery.signed_headers(int(time.time()))
+    event = stripe.Webhook.construct_event(delivery.payload, headers["Stripe-Signature"], SECRET)
+    assert event.id == delivery.event_id
+
+
+def test_events_list_and_retrieve(client: stripe.StripeClient) -> None:
+    """A failed charge records payment_intent.payment_failed; events list newest first by type."""
+    with pytest.raises(stripe.CardError):
+        _pay(client, "pm_card_chargeDeclined")
+    failed = client.v1.events.list(params={"type": "payment_intent.payment_failed"}).data
+    assert len(failed) == 1
+    again = client.v1.events.retrieve(failed[0].id)
+    assert again.data.object.last_payment_error.decline_code == "generic_decline"
+    groups = client.v1.events.list(params={"type": "payment_intent.*"}).data
+    assert [e.type for e in groups] == ["payment_intent.payment_failed", "payment_intent.created"]
+
+
+def test_deliveries_wait_for_their_due_time(emulator: StripeEmulator, client, clock) -> None:
+    """With a webhook delay, nothing is due until the clock reaches it."""
+    emulator.faults = Faults(webhook_delay=30.0)
+    emulator.add_webhook_endpoint("sim://hook", ("payment_intent.succeeded",))
+    _pay(client)
+    assert emulator.due_deliveries() == []
+    assert emulator.next_due() == clock.now() + 30.0
+    clock.advance(30)
+    assert [d.event_type for d in emulator.due_deliveries()] == ["payment_intent.succeeded"]
+
+
+def test_duplicated_deliveries(emulator: StripeEmulator, client, clock) -> None:
+    """A duplicate rate of 1 delivers every event twice, same event id."""
+    emulator.faults = Faults(webhook_duplicate_rate=1.0)
+    emulator.add_webhook_endpoint("sim://hook", ("payment_intent.succeeded",))
+    _pay(client)
+    clock.advance(5)
+    deliveries = emulator.due_deliveries()
+    assert len(deliveries) == 2
+    assert deliveries[0].event_id == deliveries[1].event_id
+
+
+def test_reordered_deliveries(emulator: StripeEmulator, client, clock) -> None:
+    """Held-back deliveries arrive after later events (reorder rate 1 for the first only)."""
+    emulator.add_webhook_endpoint("sim://hook", ("payment_intent.succeeded",))
+    emulator.faults = Faults(webhook_reorder_rate=1.0, webhook_reorder_window=60.0)
+    first = _pay(client)
+    emulator.faults = Faults()
+    second = _pay(client)
+    clock.advance(61)
+    order = [json.loads(d.payload)["data"]["object"]["id"] for d in emulator.due_deliveries()]
+    assert order == [second.id, first.id]
+
+
+def test_failed_delivery_is_retried_later(emulator: StripeEmulator, client, clock) -> None:
+    """Reporting a non-2xx answer queues the same event again with back-off."""
+    emulator.add_webhook_endpoint("sim://hook", ("payment_intent.succeeded",))
+    _pay(client)
+    [delivery] = emulator.due_deliveries()
+    retry = emulator.report_delivery(delivery, 500)
+    assert retry is not None and retry.attempt == 2 and retry.due_at > clock.now()
+    assert emulator.report_delivery(delivery, 200) is None
+    clock.advance(retry.due_at - clock.now())
+    assert [d.event_id for d in emulator.due_deliveries()] == [delivery.event_id]
