@@ -9,19 +9,25 @@ from .clock import Clock, ManualClock, SystemClock
 from .errors import (
     BillingError,
     CacheUnavailable,
+    CodeReplayed,
     DecryptionError,
     DuplicateUser,
     GatewayConfigurationError,
     InsufficientCredits,
     InvalidAmount,
+    InvalidCode,
     InvalidSettings,
     PaymentMethodMissing,
     PriceMismatch,
     StoreUnavailable,
+    SubscriptionError,
+    TooManyAttempts,
     TransientGatewayError,
+    TwoFactorRequired,
     UnknownCurrency,
     UnknownTier,
     UnknownUser,
+    WebhookSignatureError,
 )
 from .gateway import (
     ChargeDeclined,
@@ -30,15 +36,20 @@ from .gateway import (
     ChargeResult,
     ChargeSucceeded,
     PaymentGateway,
+    SubscriptionGateway,
+    SubscriptionInfo,
 )
 from .memory_cache import MemoryCache
 from .notify import Notification, Notifier, RecordingNotifier
 from .pricing import CURRENCIES, TIER_CREDITS, TIERS, Money, Tier, price_of, tier_for
 from .service import BillingConfig, BillingService, Deduction, idempotency_key
 from .settings import ACTIVE, PAUSED, SUSPENDED, THRESHOLDS, AutoTopupSettings
-from .store import SQLiteStore, Store
+from .store import SQLiteStore, Store, SubscriptionRecord
+from .subscriptions import Subscriptions
 from .tasks import InlineRunner, QueueRunner, TaskRunner, ThreadRunner
+from .twofactor import TwoFactor
 from .vault import Vault
+from .webhooks import WebhookHandler
 
 __all__ = [
     "ACTIVE",
@@ -60,6 +71,7 @@ __all__ = [
     "ChargeResult",
     "ChargeSucceeded",
     "Clock",
+    "CodeReplayed",
     "DecryptionError",
     "Deduction",
     "DuplicateUser",
@@ -67,6 +79,7 @@ __all__ = [
     "InlineRunner",
     "InsufficientCredits",
     "InvalidAmount",
+    "InvalidCode",
     "InvalidSettings",
     "ManualClock",
     "MemoryCache",
@@ -82,16 +95,26 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreUnavailable",
+    "SubscriptionError",
+    "SubscriptionGateway",
+    "SubscriptionInfo",
+    "SubscriptionRecord",
+    "Subscriptions",
     "SystemClock",
     "TaskRunner",
     "ThreadRunner",
     "Tier",
+    "TooManyAttempts",
     "TransientGatewayError",
     "Trigger",
+    "TwoFactor",
+    "TwoFactorRequired",
     "UnknownCurrency",
     "UnknownTier",
     "UnknownUser",
     "Vault",
+    "WebhookHandler",
+    "WebhookSignatureError",
     "idempotency_key",
     "price_of",
     "tier_for",

@@ -139,3 +139,12 @@ class TooManyAttempts(BillingError):
         )
         self.user_id = user_id
         self.retry_after = retry_after
+
+
+class SubscriptionError(BillingError):
+    """A subscription request that cannot be honoured (no bonus tier, one already live, none to
+    cancel)."""
+
+
+class WebhookSignatureError(BillingError):
+    """A webhook's signature is missing, forged, or its timestamp is outside the tolerance."""

@@ -67,3 +67,32 @@ class PaymentGateway(Protocol):
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Create and confirm a PaymentIntent; raise ``TransientGatewayError`` to be retried."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    """A subscription as the provider sees it."""
+
+    subscription_id: str
+    status: str
+    current_period_end: float | None
+    cancel_at_period_end: bool
+
+
+class SubscriptionGateway(Protocol):
+    """Creates and cancels monthly subscriptions billed to a saved card."""
+
+    def create_subscription(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        price: Money,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> SubscriptionInfo:
+        """Subscribe the customer to a monthly charge of ``price``, paid with the saved card."""
+        ...
+
+    def cancel_at_period_end(self, subscription_id: str) -> SubscriptionInfo:
+        """Stop renewing: the subscription ends when the paid period does."""
+        ...

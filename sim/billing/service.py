@@ -40,6 +40,7 @@ from .errors import (
     TransientGatewayError,
 )
 from .gateway import (
+    ChargeDeclined,
     ChargeNeedsAuthentication,
     ChargeRequest,
     ChargeResult,
@@ -49,11 +50,14 @@ from .gateway import (
 from .notify import Notification, Notifier
 from .pricing import Money, credits_for_payment, price_of
 from .settings import ACTIVE, DEFAULT_COOLDOWN_SECONDS, PAUSED, SUSPENDED, AutoTopupSettings
-from .store import AttemptOutcome, NewAttempt, Store, UserRecord
+from .store import OPEN_ATTEMPT_STATUSES, AttemptOutcome, NewAttempt, Store, UserRecord
 from .tasks import TaskRunner
 from .vault import Vault
 
 log = logging.getLogger(__name__)
+
+#: Metadata ``purpose`` of an auto top-up PaymentIntent; other payments are not ours to credit.
+TOPUP_PURPOSE = "auto_topup"
 
 # Vault field names: bound into each ciphertext, so a token cannot be moved to another column.
 F_LAST_TRIGGERED = "auto_topup_last_triggered"
@@ -135,8 +139,7 @@ class BillingService:
 
     def grant_credits(self, user_id: str, credits: int, *, reference: str) -> bool:
         """Add credits that were not bought (opening balance, support adjustment); once per ref."""
-        _check_credits(credits)
-        return self._credit(user_id, credits, "grant", reference)
+        return self.add_credits(user_id, credits, kind="grant", reference=reference)
 
     def save_payment_method(self, user_id: str, customer_id: str, payment_method_id: str) -> None:
         """Save the customer's card (encrypted). A new card lifts a pause or suspension."""
@@ -146,12 +149,15 @@ class BillingService:
         self.cache.update(user_id, state=ACTIVE)
 
     def update_settings(self, user_id: str, settings: AutoTopupSettings) -> None:
-        """Save validated settings. Enabling needs a saved card; re-saving lifts a suspension.
+        """Save validated settings. Enabling needs a saved, usable card; re-saving lifts a
+        suspension.
 
         Authentication (2FA) belongs to the caller: see the settings endpoint.
         """
-        if settings.enabled and self.payment_method(user_id) is None:
-            raise PaymentMethodMissing(user_id)
+        if settings.enabled:
+            saved = self.payment_method(user_id)
+            if saved is None or not self.gateway.payment_method_usable(*saved):
+                raise PaymentMethodMissing(user_id)
         self.store.save_settings(user_id, settings)
         self.cache.update(
             user_id,
@@ -289,7 +295,7 @@ class BillingService:
             "user_id": user_id,
             "credits": str(user.settings.amount),
             "attempt": str(seq),
-            "purpose": "auto_topup",
+            "purpose": TOPUP_PURPOSE,
         }
         request = ChargeRequest(saved[0], saved[1], price, idempotency_key(user_id, seq), metadata)
         result, retries = self._charge(request)
@@ -340,13 +346,13 @@ class BillingService:
             # The bank wants the customer present: pause until they act, whatever the count.
             state = SUSPENDED if suspended else PAUSED
             outcome = replace(failed, status="requires_action", state=state)
-            self._finish(user, seq, outcome, "topup_action_required")
+            applied = self._finish(user, seq, outcome, "topup_action_required")
         else:
             code = result.decline_code or result.code
             outcome = replace(failed, status="declined", decline_code=code)
-            self._finish(user, seq, outcome, "topup_declined")
-        if suspended:
-            self._notify(user.user_id, "topup_suspended", failures=str(failures))
+            applied = self._finish(user, seq, outcome, "topup_declined")
+        if applied and suspended:
+            self.notify(user.user_id, "topup_suspended", failures=str(failures))
 
     def _charge(self, request: ChargeRequest) -> tuple[ChargeResult | None, int]:
         """Charge, retrying transient errors with the same idempotency key.
@@ -360,15 +366,20 @@ class BillingService:
                 log.warning("transient gateway error on %s: %s", request.idempotency_key, exc)
         return None, self.config.charge_tries - 1
 
-    def _finish(self, user: UserRecord, seq: int, outcome: AttemptOutcome, kind: str) -> None:
-        """Record the attempt's end (store, then cache state) and tell the user."""
-        self.store.finish_attempt(user.user_id, seq, outcome, self.clock.now())
+    def _finish(self, user: UserRecord, seq: int, outcome: AttemptOutcome, kind: str) -> bool:
+        """Record the attempt's end (store, then cache state) and tell the user, once.
+
+        ``False`` when the attempt had already ended (a duplicate report): nothing changes.
+        """
+        if not self.store.finish_attempt(user.user_id, seq, outcome, self.clock.now()):
+            return False
         if outcome.state != user.state:
             self.cache.update(user.user_id, state=outcome.state)
         detail = {"attempt": str(seq), "status": outcome.status}
         if outcome.decline_code:
             detail["decline_code"] = outcome.decline_code
-        self._notify(user.user_id, kind, **detail)
+        self.notify(user.user_id, kind, **detail)
+        return True
 
     # ----------------------------------------------------------------- settlement
 
@@ -396,7 +407,7 @@ class BillingService:
                 f"payment {payment_intent_id} of {paid} buys {credits} credits, but its metadata"
                 f" says {dict(metadata)!r}"
             )
-        credited = self._credit(user_id, credits, "topup", payment_intent_id)
+        credited = self.add_credits(user_id, credits, kind="topup", reference=payment_intent_id)
         attempt = metadata.get("attempt")
         if credited and attempt is not None:
             outcome = AttemptOutcome(
@@ -411,8 +422,29 @@ class BillingService:
             self._finish(user, int(attempt), outcome, "topup_succeeded")
         return credited
 
-    def _credit(self, user_id: str, credits: int, kind: str, reference: str) -> bool:
-        """Store first (unique reference), then the cached balance if the user is cached."""
+    def payment_failed(
+        self,
+        user_id: str,
+        attempt: int,
+        paid: Money,
+        result: ChargeDeclined | ChargeNeedsAuthentication,
+    ) -> bool:
+        """Apply a failure the provider reported later (webhook) to an attempt still open.
+
+        ``False`` when the attempt already ended (the confirm response got there first).
+        """
+        record = self.store.attempt(user_id, attempt)
+        if record is None or record.status not in OPEN_ATTEMPT_STATUSES:
+            return False
+        self._record_result(self.store.get_user(user_id), attempt, paid, result)
+        return True
+
+    def add_credits(self, user_id: str, credits: int, *, kind: str, reference: str) -> bool:
+        """Add credits once per ``reference``; ``False`` if that reference was already credited.
+
+        Store first (a unique ledger reference), then the cached balance if the user is cached.
+        """
+        _check_credits(credits)
         credited = self.store.credit(user_id, credits, kind, reference, self.clock.now())
         if credited:
             try:
@@ -428,7 +460,8 @@ class BillingService:
         except BillingError:
             log.exception("cache unreachable; %s may read a stale balance until reloaded", user_id)
 
-    def _notify(self, user_id: str, kind: str, **detail: str) -> None:
+    def notify(self, user_id: str, kind: str, **detail: str) -> None:
+        """Send the user a notification stamped with the injected clock's time."""
         self.notifier.notify(Notification(user_id, kind, self.clock.now(), detail))
 
 

@@ -79,6 +79,28 @@ class AttemptOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """A monthly top-up subscription. ``as_of`` is the Stripe time of the newest change applied,
+    so an older event arriving late cannot undo a newer one."""
+
+    subscription_id: str
+    user_id: str
+    credits: int
+    currency: str
+    status: str
+    current_period_end: float | None
+    cancel_at_period_end: bool
+    as_of: float
+
+
+#: Attempt statuses whose outcome may still be reported (see ``SQLiteStore.finish_attempt``).
+OPEN_ATTEMPT_STATUSES = ("claimed", "error")
+
+#: Subscription statuses that still bill: a user may hold at most one subscription in these.
+LIVE_SUBSCRIPTION_STATUSES = ("active", "past_due", "incomplete", "trialing", "unpaid")
+
+
+@dataclass(frozen=True, slots=True)
 class TopupAttempt:
     """A top-up attempt as recorded."""
 
@@ -119,8 +141,8 @@ class Store(Protocol):
         """Add credits under a unique reference; ``False`` if that reference was credited."""
         ...
 
-    def finish_attempt(self, user_id: str, seq: int, outcome: AttemptOutcome, now: float) -> None:
-        """Record how an attempt ended and set the user's auto top-up state."""
+    def finish_attempt(self, user_id: str, seq: int, outcome: AttemptOutcome, now: float) -> bool:
+        """Record how an open attempt ended and set the user's state; ``False`` if not open."""
         ...
 
     def save_settings(self, user_id: str, settings: AutoTopupSettings) -> None:
@@ -137,8 +159,28 @@ class Store(Protocol):
         """Remember a webhook event id; ``False`` if it was already processed."""
         ...
 
+    def event_processed(self, event_id: str) -> bool:
+        """Whether a webhook event id was processed."""
+        ...
+
     def save_tfa_secret(self, user_id: str, encrypted_secret: bytes) -> None:
         """Store the (encrypted) TOTP secret; forgets the last accepted step."""
+        ...
+
+    def attempt(self, user_id: str, seq: int) -> TopupAttempt | None:
+        """One top-up attempt, or ``None``."""
+        ...
+
+    def save_subscription(self, record: SubscriptionRecord) -> bool:
+        """Insert or update a subscription unless the stored one is newer; ``True`` if applied."""
+        ...
+
+    def subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        """One subscription, or ``None``."""
+        ...
+
+    def subscriptions(self, user_id: str) -> list[SubscriptionRecord]:
+        """The user's subscriptions, oldest first."""
         ...
 
     def accept_tfa_step(self, user_id: str, step: int) -> bool:
@@ -219,6 +261,17 @@ CREATE TABLE IF NOT EXISTS tfa_failures (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tfa_failures_user ON tfa_failures(user_id, at);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    subscription_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    credits INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    status TEXT NOT NULL,
+    current_period_end REAL,
+    cancel_at_period_end INTEGER NOT NULL DEFAULT 0,
+    as_of REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_user ON subscriptions(user_id);
 CREATE TABLE IF NOT EXISTS webhook_events (
     event_id TEXT PRIMARY KEY,
     type TEXT NOT NULL,
@@ -358,31 +411,32 @@ class SQLiteStore:
         )
         return int(row[0])
 
-    def finish_attempt(self, user_id: str, seq: int, outcome: AttemptOutcome, now: float) -> None:
-        """Record how an attempt ended and set the user's auto top-up state."""
+    def finish_attempt(self, user_id: str, seq: int, outcome: AttemptOutcome, now: float) -> bool:
+        """Record how an open attempt ended and set the user's state; ``False`` if not open.
+
+        An attempt is open while ``claimed``, or after an ``error`` (its payment may still succeed
+        or fail later, as the webhook will tell). Only the first report of a final outcome is
+        applied, so the confirm response and a webhook can never both count one failure.
+        """
         with self._tx() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE topup_attempts SET status = ?, credits = ?, currency = ?, amount_minor = ?,"
                 " payment_intent_id = ?, decline_code = ?, retries = ?, finished_at = ?"
-                " WHERE user_id = ? AND seq = ?",
+                " WHERE user_id = ? AND seq = ? AND status IN (?, ?)",
                 (
-                    outcome.status,
-                    outcome.credits,
-                    outcome.currency,
-                    outcome.amount_minor,
-                    outcome.payment_intent_id,
-                    outcome.decline_code,
-                    outcome.retries,
-                    now,
-                    user_id,
-                    seq,
+                    outcome.status, outcome.credits, outcome.currency, outcome.amount_minor,
+                    outcome.payment_intent_id, outcome.decline_code, outcome.retries, now,
+                    user_id, seq, *OPEN_ATTEMPT_STATUSES,
                 ),
-            )
+            )  # fmt: skip
+            if cursor.rowcount == 0:
+                return False
             db.execute(
                 "UPDATE users SET auto_topup_state = ?, auto_topup_consecutive_failures = ?"
                 " WHERE user_id = ?",
                 (outcome.state, outcome.consecutive_failures, user_id),
             )
+            return True
 
     def save_settings(self, user_id: str, settings: AutoTopupSettings) -> None:
         """Store settings; clears a pause or suspension."""
@@ -434,6 +488,47 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
+    def attempt(self, user_id: str, seq: int) -> TopupAttempt | None:
+        """One top-up attempt, or ``None``."""
+        rows = self._attempt_rows("WHERE user_id = ? AND seq = ?", (user_id, seq))
+        return rows[0] if rows else None
+
+    def save_subscription(self, record: SubscriptionRecord) -> bool:
+        """Insert or update a subscription unless the stored one is newer; ``True`` if applied."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO subscriptions (subscription_id, user_id, credits, currency, status,"
+                " current_period_end, cancel_at_period_end, as_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (subscription_id) DO UPDATE SET status = excluded.status,"
+                " current_period_end = excluded.current_period_end,"
+                " cancel_at_period_end = excluded.cancel_at_period_end, as_of = excluded.as_of"
+                " WHERE excluded.as_of >= subscriptions.as_of",
+                (
+                    record.subscription_id, record.user_id, record.credits, record.currency,
+                    record.status, record.current_period_end, int(record.cancel_at_period_end),
+                    record.as_of,
+                ),
+            )  # fmt: skip
+            return cursor.rowcount == 1
+
+    def subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        """One subscription, or ``None``."""
+        rows = self._subscription_rows("WHERE subscription_id = ?", (subscription_id,))
+        return rows[0] if rows else None
+
+    def subscriptions(self, user_id: str) -> list[SubscriptionRecord]:
+        """The user's subscriptions, oldest first."""
+        return self._subscription_rows("WHERE user_id = ? ORDER BY rowid", (user_id,))
+
+    def _subscription_rows(self, where: str, args: tuple[object, ...]) -> list[SubscriptionRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT subscription_id, user_id, credits, currency, status, current_period_end,"
+                f" cancel_at_period_end, as_of FROM subscriptions {where}",
+                args,
+            ).fetchall()
+        return [SubscriptionRecord(*r[:6], bool(r[6]), r[7]) for r in rows]
+
     def save_tfa_secret(self, user_id: str, encrypted_secret: bytes) -> None:
         """Store the (encrypted) TOTP secret; forgets the last accepted step."""
         with self._tx() as db:
@@ -469,6 +564,12 @@ class SQLiteStore:
             ).fetchall()
         return [row[0] for row in rows]
 
+    def event_processed(self, event_id: str) -> bool:
+        """Whether a webhook event id was processed."""
+        with self._lock:
+            found = self._db.execute("SELECT 1 FROM webhook_events WHERE event_id = ?", (event_id,))
+            return found.fetchone() is not None
+
     def ledger(self, user_id: str) -> list[LedgerEntry]:
         """The user's ledger in order."""
         with self._lock:
@@ -489,11 +590,14 @@ class SQLiteStore:
 
     def attempts(self, user_id: str) -> list[TopupAttempt]:
         """The user's top-up attempts in order."""
+        return self._attempt_rows("WHERE user_id = ? ORDER BY seq", (user_id,))
+
+    def _attempt_rows(self, where: str, args: tuple[object, ...]) -> list[TopupAttempt]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT user_id, seq, idempotency_key, claimed_at, status, credits, currency,"
                 " amount_minor, payment_intent_id, decline_code, retries, finished_at"
-                " FROM topup_attempts WHERE user_id = ? ORDER BY seq",
-                (user_id,),
+                f" FROM topup_attempts {where}",
+                args,
             ).fetchall()
         return [TopupAttempt(*row) for row in rows]

@@ -23,6 +23,7 @@ from sim.billing import (
     BillingService,
     ManualClock,
     MemoryCache,
+    PaymentGateway,
     QueueRunner,
     RecordingNotifier,
     RedisCache,
@@ -31,7 +32,9 @@ from sim.billing import (
     TaskRunner,
     Vault,
 )
+from sim.billing.payments import StripeGateway
 from sim.billing.testing import ScriptedGateway
+from sim.stripe_emulator import StripeEmulator
 
 MASTER_KEY = bytes(range(32))
 _prefixes = itertools.count()
@@ -146,13 +149,16 @@ def make_billing(
     """Build a service from the fixtures, overriding any port or the config."""
 
     def build(
-        *, config: BillingConfig | None = None, tasks_runner: TaskRunner | None = None
+        *,
+        config: BillingConfig | None = None,
+        tasks_runner: TaskRunner | None = None,
+        payment_gateway: PaymentGateway | None = None,
     ) -> BillingService:
         return BillingService(
             clock=clock,
             cache=cache_backend.cache,
             store=store,  # type: ignore[arg-type]
-            gateway=gateway,
+            gateway=payment_gateway or gateway,
             notifier=notifier,
             tasks=tasks_runner or tasks,
             vault=vault,
@@ -190,3 +196,15 @@ def add_user(billing: BillingService) -> Callable[..., str]:
         return user_id
 
     return add
+
+
+@pytest.fixture
+def emulator(clock: ManualClock) -> StripeEmulator:
+    """The offline Stripe emulator on the test's virtual clock."""
+    return StripeEmulator(clock=clock, seed=7)
+
+
+@pytest.fixture
+def stripe_gateway(emulator: StripeEmulator) -> StripeGateway:
+    """The Stripe gateway, talking to the emulator in-process through the real stripe library."""
+    return StripeGateway("sk_test_billing", http_client=emulator.http_client())

@@ -1,0 +1,263 @@
+"""The Stripe adapter: the payment and subscription gateway ports on ``stripe.StripeClient``,
+and webhook signature verification on the injected clock.
+
+It never touches the module-global ``stripe.api_key``: a client is passed in (pointing at the
+offline emulator in the simulation and tests, or at real Stripe test mode), and a live key is
+refused outright, because nothing in this project may move real money.
+
+Every charge is ``confirm=True, off_session=True`` with the saved card and the idempotency key of
+the claimed attempt; Stripe's answers map to the core's result types:
+
+=====================================  ==========================================
+Stripe                                 core
+=====================================  ==========================================
+status ``succeeded``                   :class:`ChargeSucceeded`
+402 ``authentication_required``,       :class:`ChargeNeedsAuthentication`
+status ``requires_action``
+402 card error (``decline_code``)      :class:`ChargeDeclined`
+429, 5xx, connection errors            :class:`TransientGatewayError` (retry, same key)
+=====================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import stripe
+
+from .clock import Clock
+from .errors import GatewayConfigurationError, TransientGatewayError, WebhookSignatureError
+from .gateway import (
+    ChargeDeclined,
+    ChargeNeedsAuthentication,
+    ChargeRequest,
+    ChargeResult,
+    ChargeSucceeded,
+    SubscriptionInfo,
+)
+from .pricing import Money
+from .subscriptions import subscription_info
+
+API_KEY_ENV = "STRIPE_API_KEY"
+_TRANSIENT = (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError)
+
+
+def check_test_key(api_key: str) -> str:
+    """Return ``api_key`` if it is a Stripe *test* key; refuse live and malformed keys."""
+    if api_key.startswith(("sk_live_", "rk_live_")):
+        raise GatewayConfigurationError("live Stripe keys are refused: use a sk_test_ key")
+    if not api_key.startswith(("sk_test_", "rk_test_")):
+        raise GatewayConfigurationError("a Stripe test key starts with sk_test_ or rk_test_")
+    return api_key
+
+
+class StripeGateway:
+    """:class:`~sim.billing.gateway.PaymentGateway` and ``SubscriptionGateway`` on Stripe."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        http_client: stripe.HTTPClient | None = None,
+        base_addresses: Mapping[str, str] | None = None,
+    ) -> None:
+        """Build the client from a *test* key; pass ``http_client`` (e.g. the emulator's
+        in-process transport) or ``base_addresses`` (e.g. the emulator's HTTP server) to aim it
+        elsewhere than api.stripe.com."""
+        self.client = stripe.StripeClient(
+            check_test_key(api_key),
+            http_client=http_client,
+            base_addresses=dict(base_addresses or {}),  # type: ignore[arg-type]
+            max_network_retries=0,  # retries are the billing core's, with the same key
+        )
+        self._prices: dict[tuple[int, str], str] = {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> StripeGateway:
+        """Real Stripe test mode from ``STRIPE_API_KEY`` (which must be a test key)."""
+        api_key = environ.get(API_KEY_ENV)
+        if not api_key:
+            raise GatewayConfigurationError(f"{API_KEY_ENV} is not set")
+        return cls(api_key)
+
+    # ------------------------------------------------------------------ customers and cards
+
+    def ensure_customer(self, user_id: str, email: str | None = None) -> str:
+        """Create the Stripe customer of a user (idempotent per user) and return its id."""
+        params: dict[str, Any] = {"metadata": {"user_id": user_id}}
+        if email:
+            params["email"] = email
+        customer = self._call(
+            self.client.v1.customers.create,
+            params=params,
+            options={"idempotency_key": f"customer:{user_id}"},
+        )
+        return str(customer.id)
+
+    def attach_card(self, customer_id: str, payment_method_id: str) -> str:
+        """Attach a card to the customer and make it the default; return the card's id."""
+        card = self._call(
+            self.client.v1.payment_methods.attach,
+            payment_method_id,
+            params={"customer": customer_id},
+        )
+        self._call(
+            self.client.v1.customers.update,
+            customer_id,
+            params={"invoice_settings": {"default_payment_method": card.id}},
+        )
+        return str(card.id)
+
+    def payment_method_usable(self, customer_id: str, payment_method_id: str) -> bool:
+        """Whether the card exists and is attached to this customer."""
+        try:
+            card = self._call(self.client.v1.payment_methods.retrieve, payment_method_id)
+        except stripe.InvalidRequestError:
+            return False
+        return card.customer == customer_id
+
+    # ------------------------------------------------------------------ charges
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Create and confirm an off-session PaymentIntent with the attempt's idempotency key."""
+        params: dict[str, Any] = {
+            "amount": request.price.amount_minor,
+            "currency": request.price.currency,
+            "customer": request.customer_id,
+            "payment_method": request.payment_method_id,
+            "confirm": True,
+            "off_session": True,
+            "metadata": dict(request.metadata),
+        }
+        try:
+            intent = self._call(
+                self.client.v1.payment_intents.create,
+                params=params,
+                options={"idempotency_key": request.idempotency_key},
+            )
+        except stripe.CardError as exc:
+            error = exc.error
+            intent_id = _id_of(error.payment_intent) if error is not None else None
+            if exc.code == "authentication_required":
+                return ChargeNeedsAuthentication(intent_id, exc.user_message or "")
+            decline = error.decline_code if error is not None else None
+            return ChargeDeclined(
+                intent_id, exc.code or "card_declined", decline, exc.user_message or ""
+            )
+        if intent.status == "succeeded":
+            received = intent.amount_received or intent.amount
+            return ChargeSucceeded(
+                intent.id, Money(received, intent.currency), intent.metadata.to_dict()
+            )
+        if intent.status == "requires_action":
+            return ChargeNeedsAuthentication(intent.id, "the bank asks the customer to confirm")
+        # processing or any other non-final status: the webhook will settle it; ask for a retry,
+        # which replays this same intent under the same key.
+        raise TransientGatewayError(f"payment intent {intent.id} is {intent.status}")
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def create_subscription(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        price: Money,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> SubscriptionInfo:
+        """Subscribe the customer monthly to ``price`` (one Price per tier and currency)."""
+        price_id = self._monthly_price(int(metadata["credits"]), price)
+        subscription = self._call(
+            self.client.v1.subscriptions.create,
+            params={
+                "customer": customer_id,
+                "items": [{"price": price_id}],
+                "default_payment_method": payment_method_id,
+                "off_session": True,
+                "payment_behavior": "error_if_incomplete",
+                "metadata": dict(metadata),
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+        return subscription_info(subscription.to_dict())
+
+    def cancel_at_period_end(self, subscription_id: str) -> SubscriptionInfo:
+        """Stop renewing at the end of the paid period."""
+        subscription = self._call(
+            self.client.v1.subscriptions.update,
+            subscription_id,
+            params={"cancel_at_period_end": True},
+        )
+        return subscription_info(subscription.to_dict())
+
+    def _monthly_price(self, credits: int, price: Money) -> str:
+        """The recurring Price of a tier in a currency, found by lookup key or created once."""
+        key = (credits, price.currency)
+        if key not in self._prices:
+            lookup_key = f"topup-monthly-{credits}-{price.currency}"
+            found = self._call(
+                self.client.v1.prices.list, params={"lookup_keys": [lookup_key], "limit": 1}
+            )
+            if found.data:
+                self._prices[key] = str(found.data[0].id)
+            else:
+                product = self._call(
+                    self.client.v1.products.create,
+                    params={"name": f"{credits} credits (monthly auto top-up)"},
+                    options={"idempotency_key": f"product:{lookup_key}"},
+                )
+                created = self._call(
+                    self.client.v1.prices.create,
+                    params={
+                        "currency": price.currency,
+                        "unit_amount": price.amount_minor,
+                        "recurring": {"interval": "month"},
+                        "lookup_key": lookup_key,
+                        "product": product.id,
+                    },
+                    options={"idempotency_key": f"price:{lookup_key}"},
+                )
+                self._prices[key] = str(created.id)
+        return self._prices[key]
+
+    @staticmethod
+    def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the Stripe client; rate limits, 5xx and connection errors become transient."""
+        try:
+            return method(*args, **kwargs)
+        except _TRANSIENT as exc:
+            raise TransientGatewayError(f"{type(exc).__name__}: {exc.user_message or exc}") from exc
+
+
+def _id_of(obj: Any) -> str | None:
+    if obj is None:
+        return None
+    return obj if isinstance(obj, str) else str(obj.id)
+
+
+class WebhookVerifier:
+    """Checks ``Stripe-Signature`` with ``stripe.Webhook.construct_event``, and its timestamp
+    against the injected clock (the library's own check reads the wall clock, which is wrong under
+    a virtual clock)."""
+
+    def __init__(self, secret: str, clock: Clock, tolerance: float = 300.0) -> None:
+        self.secret = secret
+        self.clock = clock
+        self.tolerance = tolerance
+
+    def verify(self, payload: bytes, signature: str | None) -> None:
+        """Raise ``WebhookSignatureError`` unless the payload is signed and recent."""
+        try:
+            # tolerance=0 switches the library's wall-clock check off; ours follows below.
+            stripe.Webhook.construct_event(payload, signature, self.secret, tolerance=0)
+        except (stripe.SignatureVerificationError, ValueError) as exc:
+            raise WebhookSignatureError(f"bad webhook signature: {exc}") from exc
+        assert signature is not None  # construct_event refuses a missing header
+        stamps = [p[2:] for p in signature.split(",") if p.startswith("t=")]
+        timestamp = float(stamps[0])
+        if abs(self.clock.now() - timestamp) > self.tolerance:
+            raise WebhookSignatureError(
+                f"webhook timestamp {timestamp:.0f} is outside the {self.tolerance:.0f}s tolerance"
+            )

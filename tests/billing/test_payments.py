@@ -1,0 +1,181 @@
+"""The Stripe gateway against the offline emulator, through the real stripe library."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.billing import (
+    ChargeDeclined,
+    ChargeNeedsAuthentication,
+    ChargeRequest,
+    ChargeResult,
+    ChargeSucceeded,
+    GatewayConfigurationError,
+    ManualClock,
+    Money,
+    TransientGatewayError,
+    WebhookSignatureError,
+)
+from sim.billing.payments import StripeGateway, WebhookVerifier
+from sim.stripe_emulator import Faults, StripeEmulator, signature_header
+
+META = {"user_id": "u1", "credits": "10000", "attempt": "1", "purpose": "auto_topup"}
+
+
+def _request(gateway: StripeGateway, card: str, price: Money | None = None) -> ChargeRequest:
+    customer = gateway.ensure_customer("u1")
+    card_id = gateway.attach_card(customer, card)
+    return ChargeRequest(customer, card_id, price or Money(1_000, "eur"), "k1", META)
+
+
+def _charge(gateway: StripeGateway, card: str, price: Money | None = None) -> ChargeResult:
+    return gateway.charge(_request(gateway, card, price))
+
+
+def test_visa_succeeds_with_the_money_and_metadata(stripe_gateway: StripeGateway) -> None:
+    """pm_card_visa: a succeeded intent carrying the amount charged and our metadata."""
+    result = _charge(stripe_gateway, "pm_card_visa")
+    assert isinstance(result, ChargeSucceeded)
+    assert result.price == Money(1_000, "eur") and result.metadata == META
+    assert result.payment_intent_id.startswith("pi_")
+
+
+@pytest.mark.parametrize(
+    ("card", "code", "decline_code"),
+    [
+        ("pm_card_chargeDeclined", "card_declined", "generic_decline"),
+        ("pm_card_chargeDeclinedInsufficientFunds", "card_declined", "insufficient_funds"),
+        ("pm_card_chargeDeclinedExpiredCard", "expired_card", "expired_card"),
+        ("pm_card_chargeDeclinedLostCard", "card_declined", "lost_card"),
+        ("pm_card_chargeCustomerFail", "card_declined", "generic_decline"),
+    ],
+)
+def test_declines_map_to_declined_with_code(
+    stripe_gateway: StripeGateway, card: str, code: str, decline_code: str
+) -> None:
+    """A declined card becomes ChargeDeclined with Stripe's codes and the intent id."""
+    result = _charge(stripe_gateway, card)
+    assert isinstance(result, ChargeDeclined)
+    assert (result.code, result.decline_code) == (code, decline_code)
+    assert result.payment_intent_id is not None
+
+
+def test_sca_card_off_session_needs_authentication(stripe_gateway: StripeGateway) -> None:
+    """The 3-D Secure card, charged off-session, asks for the customer: nothing is charged."""
+    result = _charge(stripe_gateway, "pm_card_authenticationRequired")
+    assert isinstance(result, ChargeNeedsAuthentication)
+    assert result.payment_intent_id is not None
+
+
+def test_jpy_is_charged_without_decimals(
+    stripe_gateway: StripeGateway, emulator: StripeEmulator
+) -> None:
+    """A JPY price of 400 is sent as amount=400 (¥400), not 40000."""
+    result = _charge(stripe_gateway, "pm_card_visa", price=Money(400, "jpy"))
+    assert isinstance(result, ChargeSucceeded)
+    intent = emulator.object(result.payment_intent_id)
+    assert intent is not None and (intent["amount"], intent["currency"]) == (400, "jpy")
+
+
+def test_same_key_replays_the_same_intent(stripe_gateway: StripeGateway) -> None:
+    """Charging twice with one idempotency key returns the first intent: one charge."""
+    request = _request(stripe_gateway, "pm_card_visa")
+    first, second = stripe_gateway.charge(request), stripe_gateway.charge(request)
+    assert isinstance(first, ChargeSucceeded) and isinstance(second, ChargeSucceeded)
+    assert first.payment_intent_id == second.payment_intent_id
+
+
+@pytest.mark.parametrize("fault", ["server_error_rate", "rate_limit_rate", "drop_request_rate"])
+def test_transport_faults_are_transient(
+    stripe_gateway: StripeGateway, emulator: StripeEmulator, fault: str
+) -> None:
+    """5xx, 429 and a dropped connection raise TransientGatewayError (retry the same key)."""
+    customer = stripe_gateway.ensure_customer("u1")
+    card = stripe_gateway.attach_card(customer, "pm_card_visa")
+    emulator.faults = Faults(**{fault: 1.0})  # type: ignore[arg-type]
+    with pytest.raises(TransientGatewayError):
+        stripe_gateway.charge(ChargeRequest(customer, card, Money(1_000, "eur"), "k", META))
+
+
+def test_retry_after_a_dropped_response_charges_once(
+    stripe_gateway: StripeGateway, emulator: StripeEmulator
+) -> None:
+    """The charge was applied but its answer lost: the retry with the same key replays it."""
+    customer = stripe_gateway.ensure_customer("u1")
+    card = stripe_gateway.attach_card(customer, "pm_card_visa")
+    request = ChargeRequest(customer, card, Money(1_000, "eur"), "k-drop", META)
+    emulator.faults = Faults(drop_response_rate=1.0)
+    with pytest.raises(TransientGatewayError):
+        stripe_gateway.charge(request)
+    emulator.faults = Faults()
+    result = stripe_gateway.charge(request)
+    assert isinstance(result, ChargeSucceeded)
+    intents = stripe_gateway.client.v1.payment_intents.list(params={"customer": customer})
+    assert [i.id for i in intents.data] == [result.payment_intent_id]
+
+
+def test_payment_method_usable_only_for_its_customer(stripe_gateway: StripeGateway) -> None:
+    """A card is usable by the customer it is attached to, not by another or when missing."""
+    ada, bob = stripe_gateway.ensure_customer("ada"), stripe_gateway.ensure_customer("bob")
+    card = stripe_gateway.attach_card(ada, "pm_card_visa")
+    assert stripe_gateway.payment_method_usable(ada, card)
+    assert not stripe_gateway.payment_method_usable(bob, card)
+    assert not stripe_gateway.payment_method_usable(ada, "pm_does_not_exist")
+
+
+@pytest.mark.parametrize("key", ["sk_live_abc", "rk_live_abc", "pk_test_abc", ""])
+def test_live_or_malformed_keys_are_refused(key: str) -> None:
+    """Only Stripe test keys are accepted: a live key never gets a client."""
+    with pytest.raises(GatewayConfigurationError):
+        StripeGateway(key)
+    with pytest.raises(GatewayConfigurationError):
+        StripeGateway.from_env({"STRIPE_API_KEY": key})
+
+
+def test_from_env_needs_the_variable() -> None:
+    """Without STRIPE_API_KEY the error says what to set."""
+    with pytest.raises(GatewayConfigurationError, match="STRIPE_API_KEY"):
+        StripeGateway.from_env({})
+
+
+# ------------------------------------------------------------------------- webhook signatures
+
+
+def _signed(payload: bytes, at: float, secret: str = "whsec_test") -> str:
+    return signature_header(payload, secret, int(at))
+
+
+def test_signature_verified_on_the_injected_clock(clock: ManualClock) -> None:
+    """A delivery signed at virtual time passes, though the wall clock is far away."""
+    verifier = WebhookVerifier("whsec_test", clock)
+    verifier.verify(b'{"id": "evt_1"}', _signed(b'{"id": "evt_1"}', clock.now()))
+
+
+def test_tampered_payload_is_refused(clock: ManualClock) -> None:
+    """One changed byte breaks the signature."""
+    verifier = WebhookVerifier("whsec_test", clock)
+    header = _signed(b'{"amount": 1000}', clock.now())
+    with pytest.raises(WebhookSignatureError):
+        verifier.verify(b'{"amount": 9000}', header)
+
+
+@pytest.mark.parametrize("header", [None, "", "t=1,v1=abc", "garbage"])
+def test_missing_or_forged_signature_is_refused(clock: ManualClock, header: str | None) -> None:
+    """No header, an empty one, or a forged one is refused."""
+    with pytest.raises(WebhookSignatureError):
+        WebhookVerifier("whsec_test", clock).verify(b"{}", header)
+
+
+def test_wrong_secret_is_refused(clock: ManualClock) -> None:
+    """A delivery signed with another endpoint's secret is refused."""
+    header = _signed(b"{}", clock.now(), secret="whsec_other")
+    with pytest.raises(WebhookSignatureError):
+        WebhookVerifier("whsec_test", clock).verify(b"{}", header)
+
+
+@pytest.mark.parametrize("skew", [-301, 301])
+def test_stale_or_future_timestamp_is_refused(clock: ManualClock, skew: float) -> None:
+    """A signature more than 5 minutes from the injected clock is refused (replays too)."""
+    header = _signed(b"{}", clock.now() + skew)
+    with pytest.raises(WebhookSignatureError, match="tolerance"):
+        WebhookVerifier("whsec_test", clock).verify(b"{}", header)

@@ -1,0 +1,313 @@
+"""Stripe webhooks and monthly subscriptions, end to end with the emulator's deliveries."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+from sim.billing import (
+    AutoTopupSettings,
+    BillingService,
+    ManualClock,
+    PaymentMethodMissing,
+    QueueRunner,
+    RecordingNotifier,
+    SubscriptionError,
+    Subscriptions,
+    UnknownTier,
+    WebhookHandler,
+    WebhookSignatureError,
+)
+from sim.billing.payments import StripeGateway, WebhookVerifier
+from sim.stripe_emulator import Delivery, StripeEmulator
+
+from .conftest import BillingFactory, FlakyStore
+
+DAY = 86_400.0
+MONTH_CREDITS = 10_000 + 500  # the 10,000 tier and its monthly bonus
+
+
+@pytest.fixture
+def billing(make_billing: BillingFactory, stripe_gateway: StripeGateway) -> BillingService:
+    """The service charging through the emulator."""
+    return make_billing(payment_gateway=stripe_gateway)
+
+
+@pytest.fixture
+def subscriptions(billing: BillingService, stripe_gateway: StripeGateway) -> Subscriptions:
+    """Monthly top-ups through the emulator."""
+    return Subscriptions(billing=billing, gateway=stripe_gateway)
+
+
+@pytest.fixture
+def handler(
+    billing: BillingService,
+    subscriptions: Subscriptions,
+    emulator: StripeEmulator,
+    clock: ManualClock,
+) -> WebhookHandler:
+    """The webhook handler, registered with the emulator as an endpoint."""
+    emulator.add_webhook_endpoint("https://billing.example/v1/payments/webhook")
+    verifier = WebhookVerifier(emulator.webhook_secret, clock)
+    return WebhookHandler(billing=billing, subscriptions=subscriptions, verifier=verifier)
+
+
+@pytest.fixture
+def user(billing: BillingService, stripe_gateway: StripeGateway) -> Callable[..., str]:
+    """Create a user with a Stripe customer and a card; return the card id."""
+
+    def make(card: str = "pm_card_visa", user_id: str = "u1", balance: int = 5_000) -> str:
+        billing.create_user(user_id, balance=balance)
+        customer = stripe_gateway.ensure_customer(user_id)
+        card_id = stripe_gateway.attach_card(customer, card)
+        billing.save_payment_method(user_id, customer, card_id)
+        return card_id
+
+    return make
+
+
+def _deliver(handler: WebhookHandler, deliveries: list[Delivery]) -> list[str]:
+    """Hand each delivery to the handler, signed at delivery time as Stripe signs it."""
+    now = int(handler.billing.clock.now())
+    return [
+        handler.handle(d.payload, d.signed_headers(now)["Stripe-Signature"]) for d in deliveries
+    ]
+
+
+def _due(emulator: StripeEmulator, types: tuple[str, ...] = ()) -> list[Delivery]:
+    found = emulator.due_deliveries()
+    return [d for d in found if not types or d.event_type in types]
+
+
+def test_renewals_credit_once_per_invoice_despite_triple_out_of_order_delivery(
+    subscriptions: Subscriptions,
+    handler: WebhookHandler,
+    billing: BillingService,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    clock: ManualClock,
+    user: Callable[..., str],
+) -> None:
+    """Each invoice (first and two renewals) credits 10,500 once, every webhook sent 3x shuffled."""
+    user(balance=0)
+    record = subscriptions.create("u1", 10_000, "eur")
+    assert record.status == "active" and record.current_period_end is not None
+    shuffle = random.Random(3)
+    for month in range(3):
+        if month:
+            clock.set(subscriptions.live("u1").current_period_end + 60)  # type: ignore[union-attr]
+        deliveries = _due(emulator) * 3
+        shuffle.shuffle(deliveries)
+        outcomes = _deliver(handler, deliveries)
+        assert outcomes.count("credited") == 1
+        assert billing.balance("u1") == (month + 1) * MONTH_CREDITS
+    paid = [e for e in store.ledger("u1") if e.kind == "subscription"]
+    assert [e.delta for e in paid] == [MONTH_CREDITS] * 3
+    assert len({e.reference for e in paid}) == 3
+
+
+def test_invoice_payment_failed_marks_past_due_and_notifies(
+    subscriptions: Subscriptions,
+    handler: WebhookHandler,
+    emulator: StripeEmulator,
+    stripe_gateway: StripeGateway,
+    notifier: RecordingNotifier,
+    clock: ManualClock,
+    user: Callable[..., str],
+) -> None:
+    """A renewal charged to a failing card leaves the subscription past due and tells the user."""
+    user()
+    record = subscriptions.create("u1", 21_000, "usd")
+    _deliver(handler, _due(emulator))
+    customer = stripe_gateway.ensure_customer("u1")
+    failing = stripe_gateway.attach_card(customer, "pm_card_chargeCustomerFail")
+    stripe_gateway.client.v1.subscriptions.update(
+        record.subscription_id, params={"default_payment_method": failing}
+    )
+    clock.set((record.current_period_end or 0) + 60)
+    _deliver(handler, _due(emulator))
+    assert subscriptions.live("u1").status == "past_due"  # type: ignore[union-attr]
+    assert "subscription_payment_failed" in notifier.kinds("u1")
+
+
+def test_cancel_at_period_end_stops_renewals(
+    subscriptions: Subscriptions,
+    handler: WebhookHandler,
+    billing: BillingService,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    clock: ManualClock,
+    user: Callable[..., str],
+) -> None:
+    """After cancelling, the paid month runs out, the subscription ends and nothing renews."""
+    user(balance=0)
+    record = subscriptions.create("u1", 10_000, "eur")
+    _deliver(handler, _due(emulator))
+    cancelled = subscriptions.cancel("u1")
+    assert cancelled.cancel_at_period_end and cancelled.status == "active"
+    clock.set((record.current_period_end or 0) + 60)
+    _deliver(handler, _due(emulator))
+    clock.advance(40 * DAY)
+    _deliver(handler, _due(emulator))
+    assert subscriptions.live("u1") is None
+    assert store.subscription(record.subscription_id).status == "canceled"  # type: ignore[union-attr]
+    assert billing.balance("u1") == MONTH_CREDITS
+
+
+def test_older_subscription_event_never_overwrites_a_newer_state(
+    subscriptions: Subscriptions,
+    handler: WebhookHandler,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    clock: ManualClock,
+    user: Callable[..., str],
+) -> None:
+    """A late 'updated' event from before the cancellation does not revive the subscription."""
+    user()
+    record = subscriptions.create("u1", 10_000, "eur")
+    early = _due(emulator)
+    clock.advance(DAY)
+    subscriptions.cancel("u1")
+    clock.set((record.current_period_end or 0) + 60)
+    late = _due(emulator)
+    _deliver(handler, late)
+    _deliver(handler, early)  # the oldest events arrive last
+    assert store.subscription(record.subscription_id).status == "canceled"  # type: ignore[union-attr]
+
+
+def test_one_live_subscription_per_user_and_only_bonus_tiers(
+    subscriptions: Subscriptions, billing: BillingService, user: Callable[..., str]
+) -> None:
+    """A second subscription, the bonus-less tier, an unknown tier or no card are refused."""
+    user()
+    with pytest.raises(SubscriptionError, match="no monthly subscription"):
+        subscriptions.create("u1", 1_000, "eur")
+    with pytest.raises(UnknownTier):
+        subscriptions.create("u1", 5_000, "eur")
+    subscriptions.create("u1", 54_000, "jpy")
+    with pytest.raises(SubscriptionError, match="already"):
+        subscriptions.create("u1", 10_000, "eur")
+    billing.create_user("u2")
+    with pytest.raises(PaymentMethodMissing):
+        subscriptions.create("u2", 10_000, "eur")
+    with pytest.raises(SubscriptionError, match="no live subscription"):
+        subscriptions.cancel("u2")
+
+
+def test_top_up_credited_by_webhook_when_the_confirm_could_not(
+    billing: BillingService,
+    handler: WebhookHandler,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    tasks: QueueRunner,
+    user: Callable[..., str],
+) -> None:
+    """The store failed while the confirm path settled: the webhook credits, exactly once."""
+    user(balance=1_200)
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    billing.deduct_credits("u1", 300)
+    store.failing.add("credit")
+    tasks.run_pending()
+    store.failing.clear()
+    assert billing.balance("u1") == 900
+    succeeded = _due(emulator, ("payment_intent.succeeded",))
+    assert _deliver(handler, succeeded * 2) == ["credited", "duplicate"]
+    assert billing.balance("u1") == store.ledger_sum("u1") == 10_900
+    assert store.attempts("u1")[0].status == "succeeded"
+
+
+def test_webhook_after_confirm_changes_nothing(
+    billing: BillingService,
+    handler: WebhookHandler,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    notifier: RecordingNotifier,
+    tasks: QueueRunner,
+    user: Callable[..., str],
+) -> None:
+    """Success and failure events for attempts the confirm already settled are no-ops."""
+    user(balance=1_200)
+    user("pm_card_chargeDeclined", user_id="u2", balance=1_200)
+    for user_id in ("u1", "u2"):
+        billing.update_settings(user_id, AutoTopupSettings(True, 1_000, 10_000, "eur"))
+        billing.deduct_credits(user_id, 300)
+    tasks.run_pending()
+    kinds = ("payment_intent.succeeded", "payment_intent.payment_failed")
+    assert _deliver(handler, _due(emulator, kinds)) == ["unchanged", "unchanged"]
+    assert billing.balance("u1") == 10_900
+    assert store.get_user("u2").consecutive_failures == 1
+    assert notifier.kinds("u2") == ["topup_declined"]
+
+
+def test_failure_reported_only_by_webhook_is_recorded_once(
+    billing: BillingService,
+    handler: WebhookHandler,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    tasks: QueueRunner,
+    user: Callable[..., str],
+) -> None:
+    """If the confirm path never finished, payment_intent.payment_failed records the decline."""
+    user("pm_card_chargeDeclinedInsufficientFunds", balance=1_200)
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    billing.deduct_credits("u1", 300)
+    store.failing.add("finish_attempt")
+    tasks.run_pending()  # declined, but the outcome could not be stored
+    store.failing.clear()
+    assert store.attempts("u1")[0].status == "claimed"
+    failed = _due(emulator, ("payment_intent.payment_failed",))
+    assert _deliver(handler, failed * 2) == ["recorded", "duplicate"]
+    attempt = store.attempts("u1")[0]
+    assert (attempt.status, attempt.decline_code) == ("declined", "insufficient_funds")
+    assert store.get_user("u1").consecutive_failures == 1
+
+
+def test_processing_failure_raises_and_the_redelivery_credits_once(
+    subscriptions: Subscriptions,
+    handler: WebhookHandler,
+    billing: BillingService,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    user: Callable[..., str],
+) -> None:
+    """A failing handler raises (so the endpoint answers 5xx); Stripe's retry then credits."""
+    user(balance=0)
+    subscriptions.create("u1", 10_000, "eur")
+    paid = _due(emulator, ("invoice.payment_succeeded",))
+    store.failing.add("credit")
+    with pytest.raises(Exception, match="injected failure"):
+        _deliver(handler, paid)
+    store.failing.clear()
+    assert not store.event_processed(paid[0].event_id)
+    assert _deliver(handler, paid * 2) == ["credited", "duplicate"]
+    assert billing.balance("u1") == MONTH_CREDITS
+
+
+def test_forged_signature_changes_nothing(
+    subscriptions: Subscriptions,
+    handler: WebhookHandler,
+    billing: BillingService,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    user: Callable[..., str],
+) -> None:
+    """A delivery with a forged or tampered payload is refused and not recorded."""
+    user(balance=0)
+    subscriptions.create("u1", 10_000, "eur")
+    paid = _due(emulator, ("invoice.payment_succeeded",))[0]
+    signature = paid.headers["Stripe-Signature"]
+    with pytest.raises(WebhookSignatureError):
+        handler.handle(paid.payload.replace(b"10000", b"99999"), signature)
+    with pytest.raises(WebhookSignatureError):
+        handler.handle(paid.payload, signature.replace("v1=", "v1=0"))
+    assert billing.balance("u1") == 0 and not store.event_processed(paid.event_id)
+
+
+def test_events_of_other_products_are_ignored(
+    handler: WebhookHandler, emulator: StripeEmulator, stripe_gateway: StripeGateway
+) -> None:
+    """Events that are not ours (a customer created elsewhere) answer 'ignored'."""
+    stripe_gateway.ensure_customer("someone")
+    assert set(_deliver(handler, _due(emulator))) == {"ignored"}
