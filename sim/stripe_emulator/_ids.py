@@ -4,10 +4,9 @@ The same seed and the same sequence of calls yield the same ids (``pi_...``, ``c
 are reproducible and outputs can be diffed. An id is ``prefix_`` + 17 seeded random characters + the
 emulator-wide creation number in 7 hex digits; Stripe ids are opaque, and the trailing number
 lets list indexes find a cursor by binary search instead of keeping an id -> position hash table
-per list (see ``_store``). The random part is base64 in C (``binascii``, skipping the
-``base64`` module's Python wrappers) (much faster than a base-62 loop: a
-confirmed PaymentIntent mints half a dozen ids) with the two non-alphanumeric characters mapped to
-letters.
+per list (see ``_store``). The random part is base64 done in C by ``binascii`` (much faster
+than a base-62 loop or the ``base64`` module's wrappers: a confirmed PaymentIntent mints half a
+dozen ids), with the two non-alphanumeric characters mapped to letters.
 """
 
 from __future__ import annotations
