@@ -9,6 +9,7 @@ threshold   the balance at or below which a top-up is due
 amount      credits bought per top-up (informational; the charge reads the store)
 last        epoch seconds of the last claimed top-up, or absent
 seq         number of the last claimed top-up attempt (0 when none)
+open        number of the attempt in flight (claimed, not yet finished), or empty
 state       ``active``, ``paused`` (authentication required) or ``suspended``
 ==========  ====================================================================
 
@@ -34,9 +35,12 @@ from .errors import CacheUnavailable
 
 # Returns {refused, trigger, balance, seq, previous_last}. A refused request changes no balance but
 # may still claim a top-up: a user who ran dry must not wait for a request they can afford.
+# A claim also needs no attempt in flight ('open'), unless that one is older than ARGV[4] seconds
+# (lost): a top-up that runs late must not be joined by a second one for the same crossing.
 # previous_last lets a failed store write undo the claim.
 _DEDUCT = """
-local f = redis.call('HMGET', KEYS[1], 'balance', 'enabled', 'threshold', 'last', 'seq', 'state')
+local f = redis.call('HMGET', KEYS[1], 'balance', 'enabled', 'threshold', 'last', 'seq', 'state',
+                     'open')
 local balance = tonumber(f[1])
 if balance == nil then return {'miss', 'none', 0, 0, ''} end
 local refused = tonumber(ARGV[1]) > balance
@@ -44,16 +48,19 @@ if not refused then balance = balance - tonumber(ARGV[1]) end
 local trigger, seq = 'none', 0
 if f[2] == '1' and balance <= tonumber(f[3]) then
   local last = tonumber(f[4])
+  local since = last and (tonumber(ARGV[2]) - last)
   if f[6] ~= 'active' then
     trigger = 'held'
-  elseif last ~= nil and tonumber(ARGV[2]) - last < tonumber(ARGV[3]) then
+  elseif f[7] and f[7] ~= '' and since < tonumber(ARGV[4]) then
+    trigger = 'pending'
+  elseif last ~= nil and since < tonumber(ARGV[3]) then
     trigger = 'cooling'
   else
     trigger, seq = 'claimed', tonumber(f[5]) + 1
   end
 end
 if seq > 0 then
-  redis.call('HSET', KEYS[1], 'balance', balance, 'last', ARGV[2], 'seq', seq)
+  redis.call('HSET', KEYS[1], 'balance', balance, 'last', ARGV[2], 'seq', seq, 'open', seq)
 elseif not refused then
   redis.call('HSET', KEYS[1], 'balance', balance)
 end
@@ -71,7 +78,15 @@ if seq > 0 and tonumber(redis.call('HGET', KEYS[1], 'seq')) == seq then
   else
     redis.call('HSET', KEYS[1], 'last', ARGV[3])
   end
-  redis.call('HSET', KEYS[1], 'seq', seq - 1)
+  redis.call('HSET', KEYS[1], 'seq', seq - 1, 'open', '')
+end
+return 1
+"""
+
+# An attempt ended: it no longer blocks new claims (unless a newer one is already open).
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'open') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'open', '')
 end
 return 1
 """
@@ -101,6 +116,7 @@ class Trigger(Enum):
     NONE = "none"  #: above the threshold, or auto top-up off
     CLAIMED = "claimed"  #: at/below threshold, cooldown over: this request claimed the top-up
     COOLING = "cooling"  #: at/below threshold, but a top-up was claimed within the cooldown
+    PENDING = "pending"  #: at/below threshold, but a claimed top-up has not finished yet
     HELD = "held"  #: at/below threshold, but auto top-up is paused or suspended
 
 
@@ -127,6 +143,7 @@ class CachedUser:
     last_triggered: float | None
     seq: int
     state: str
+    open_seq: int | None = None
 
     def fields(self) -> list[str]:
         """Flatten to ``HSET`` arguments."""
@@ -137,6 +154,7 @@ class CachedUser:
             "amount", str(self.amount),
             "seq", str(self.seq),
             "state", self.state,
+            "open", "" if self.open_seq is None else str(self.open_seq),
         ]  # fmt: skip
         if self.last_triggered is not None:
             out += ["last", repr(self.last_triggered)]
@@ -147,12 +165,22 @@ class BalanceCache(Protocol):
     """Atomic per-user cache operations. Implemented on Redis (:class:`RedisCache`) and in
     process memory (:class:`~sim.billing.memory_cache.MemoryCache`); both pass one test suite."""
 
-    def deduct(self, user_id: str, credits: int, now: float, cooldown: float) -> DeductResult:
-        """Take ``credits`` (unless refused) and, if due, claim a top-up, atomically."""
+    def deduct(
+        self, user_id: str, credits: int, now: float, cooldown: float, stale_after: float
+    ) -> DeductResult:
+        """Take ``credits`` (unless refused) and, if due, claim a top-up, atomically.
+
+        Due: at/below the threshold, active, the cooldown over, and no attempt in flight (one
+        claimed less than ``stale_after`` seconds ago and not yet released).
+        """
         ...
 
     def undo_deduct(self, user_id: str, credits: int, result: DeductResult) -> None:
         """Give back ``credits`` the store did not record, and release the claim if one was made."""
+        ...
+
+    def release(self, user_id: str, seq: int) -> None:
+        """Attempt ``seq`` ended: it no longer blocks new claims."""
         ...
 
     def fill(self, user_id: str, user: CachedUser) -> bool:
@@ -189,6 +217,7 @@ class RedisCache:
         self._prefix = prefix
         self._deduct = client.register_script(_DEDUCT)
         self._undo = client.register_script(_UNDO)
+        self._release = client.register_script(_RELEASE)
         self._fill = client.register_script(_FILL_IF_ABSENT)
         self._set = client.register_script(_SET_IF_PRESENT)
         self._credit = client.register_script(_CREDIT_IF_PRESENT)
@@ -197,9 +226,12 @@ class RedisCache:
         """The hash key of one user."""
         return f"{self._prefix}:{{{user_id}}}"
 
-    def deduct(self, user_id: str, credits: int, now: float, cooldown: float) -> DeductResult:
+    def deduct(
+        self, user_id: str, credits: int, now: float, cooldown: float, stale_after: float
+    ) -> DeductResult:
         """Take ``credits`` and, if due, claim a top-up: one round trip."""
-        raw = self._run(self._deduct, user_id, [credits, repr(now), repr(cooldown)])
+        args = [credits, repr(now), repr(cooldown), repr(stale_after)]
+        raw = self._run(self._deduct, user_id, args)
         taken, trigger, balance, seq, previous = (
             _text(v) if isinstance(v, bytes) else v for v in raw
         )
@@ -216,6 +248,10 @@ class RedisCache:
         """Give back ``credits`` the store did not record, and release the claim if one was made."""
         previous = "" if result.previous_last is None else repr(result.previous_last)
         self._run(self._undo, user_id, [credits, result.seq, previous])
+
+    def release(self, user_id: str, seq: int) -> None:
+        """Attempt ``seq`` ended: it no longer blocks new claims."""
+        self._run(self._release, user_id, [seq])
 
     def fill(self, user_id: str, user: CachedUser) -> bool:
         """Load a user from the store, unless another request already did (never overwrites)."""

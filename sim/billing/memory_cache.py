@@ -25,6 +25,7 @@ class _Entry:
     last: float | None
     seq: int
     state: str
+    open: int | None
 
 
 class MemoryCache:
@@ -34,7 +35,9 @@ class MemoryCache:
         self._users: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def deduct(self, user_id: str, credits: int, now: float, cooldown: float) -> DeductResult:
+    def deduct(
+        self, user_id: str, credits: int, now: float, cooldown: float, stale_after: float
+    ) -> DeductResult:
         """Take ``credits`` (unless refused) and, if due, claim a top-up."""
         with self._lock:
             entry = self._users.get(user_id)
@@ -44,13 +47,16 @@ class MemoryCache:
             balance = entry.balance if refused else entry.balance - credits
             trigger, seq, previous = Trigger.NONE, 0, entry.last
             if entry.enabled and balance <= entry.threshold:
+                since = None if entry.last is None else now - entry.last
                 if entry.state != ACTIVE:
                     trigger = Trigger.HELD
-                elif entry.last is not None and now - entry.last < cooldown:
+                elif entry.open is not None and since is not None and since < stale_after:
+                    trigger = Trigger.PENDING
+                elif since is not None and since < cooldown:
                     trigger = Trigger.COOLING
                 else:
                     trigger, seq = Trigger.CLAIMED, entry.seq + 1
-                    entry.last, entry.seq = now, seq
+                    entry.last, entry.seq, entry.open = now, seq, seq
             entry.balance = balance
             return DeductResult(False, refused, trigger, balance, seq, previous if seq else None)
 
@@ -62,7 +68,14 @@ class MemoryCache:
                 return
             entry.balance += credits
             if result.seq > 0 and entry.seq == result.seq:
-                entry.last, entry.seq = result.previous_last, result.seq - 1
+                entry.last, entry.seq, entry.open = result.previous_last, result.seq - 1, None
+
+    def release(self, user_id: str, seq: int) -> None:
+        """Attempt ``seq`` ended: it no longer blocks new claims."""
+        with self._lock:
+            entry = self._users.get(user_id)
+            if entry is not None and entry.open == seq:
+                entry.open = None
 
     def fill(self, user_id: str, user: CachedUser) -> bool:
         """Load a user unless already cached."""
@@ -71,7 +84,7 @@ class MemoryCache:
                 return False
             self._users[user_id] = _Entry(
                 user.balance, user.enabled, user.threshold, user.amount,
-                user.last_triggered, user.seq, user.state,
+                user.last_triggered, user.seq, user.state, user.open_seq,
             )  # fmt: skip
             return True
 
@@ -88,6 +101,8 @@ class MemoryCache:
                     entry.state = value
                 elif name == "last":
                     entry.last = float(value)
+                elif name == "open":
+                    entry.open = int(value) if value else None
                 elif name in ("balance", "threshold", "amount", "seq"):
                     setattr(entry, name, int(value))
                 else:
@@ -129,6 +144,7 @@ class MemoryCache:
                 "amount": str(entry.amount),
                 "seq": str(entry.seq),
                 "state": entry.state,
+                "open": "" if entry.open is None else str(entry.open),
             }
             if entry.last is not None:
                 fields["last"] = repr(entry.last)

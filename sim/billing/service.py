@@ -74,6 +74,8 @@ class BillingConfig:
     charge_tries: int = 3
     #: Consecutive failed charges (declines, authentication required) that suspend auto top-up.
     failures_before_suspension: int = 3
+    #: An attempt still unfinished after this long is taken as lost and no longer blocks a claim.
+    stale_attempt_seconds: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.cooldown_seconds < 0:
@@ -214,6 +216,7 @@ class BillingService:
             last_triggered=last,
             seq=user.topup_seq,
             state=user.state,
+            open_seq=user.open_attempt,
         )
         self.cache.fill(user_id, cached)
         return cached
@@ -239,11 +242,11 @@ class BillingService:
         ``credits`` may be 0 to evaluate the trigger alone (after settings change).
         """
         now = self.clock.now()
-        cooldown = self.config.cooldown_seconds
-        result = self.cache.deduct(user_id, credits, now, cooldown)
+        rules = (self.config.cooldown_seconds, self.config.stale_attempt_seconds)
+        result = self.cache.deduct(user_id, credits, now, *rules)
         if result.missing:
             self._fill(user_id)
-            result = self.cache.deduct(user_id, credits, now, cooldown)
+            result = self.cache.deduct(user_id, credits, now, *rules)
             if result.missing:
                 raise CacheUnavailable("the cache lost the user twice in one request; retry")
         claim = None
@@ -285,9 +288,21 @@ class BillingService:
 
     def _charge_and_record(self, user_id: str, seq: int) -> None:
         user = self.store.get_user(user_id)
+        settings = user.settings
+        if (
+            seq != user.topup_seq
+            or not settings.enabled
+            or user.state != ACTIVE
+            or self.balance(user_id) > settings.threshold
+        ):
+            # Things changed since the claim (a newer attempt superseded this one after it was
+            # taken as lost, auto top-up was turned off or paused, or credits arrived another
+            # way): the top-up is no longer due, so nothing is charged.
+            self._finish(user, seq, _unchanged(user, "skipped"), None)
+            return
         saved = self.payment_method(user_id)
         if saved is None or not self.gateway.payment_method_usable(*saved):
-            outcome = AttemptOutcome("no_payment_method", state=PAUSED)
+            outcome = replace(_unchanged(user, "no_payment_method"), state=PAUSED)
             self._finish(user, seq, outcome, "topup_payment_method_missing")
             return
         price = price_of(user.settings.amount, user.settings.currency)
@@ -321,14 +336,12 @@ class BillingService:
                 retries=retries,
             )  # fmt: skip
             return
-        failed = AttemptOutcome(
-            status="",
+        failed = replace(
+            _unchanged(user, ""),
             credits=user.settings.amount,
             currency=price.currency,
             amount_minor=price.amount_minor,
             retries=retries,
-            state=user.state,
-            consecutive_failures=user.consecutive_failures,
         )
         if result is None:
             # Retries exhausted: not the card's fault, so it does not count towards suspension.
@@ -366,19 +379,23 @@ class BillingService:
                 log.warning("transient gateway error on %s: %s", request.idempotency_key, exc)
         return None, self.config.charge_tries - 1
 
-    def _finish(self, user: UserRecord, seq: int, outcome: AttemptOutcome, kind: str) -> bool:
-        """Record the attempt's end (store, then cache state) and tell the user, once.
+    def _finish(
+        self, user: UserRecord, seq: int, outcome: AttemptOutcome, kind: str | None
+    ) -> bool:
+        """Record the attempt's end (store, then cache) and tell the user (``kind``), once.
 
         ``False`` when the attempt had already ended (a duplicate report): nothing changes.
         """
         if not self.store.finish_attempt(user.user_id, seq, outcome, self.clock.now()):
             return False
+        self.cache.release(user.user_id, seq)
         if outcome.state != user.state:
             self.cache.update(user.user_id, state=outcome.state)
-        detail = {"attempt": str(seq), "status": outcome.status}
-        if outcome.decline_code:
-            detail["decline_code"] = outcome.decline_code
-        self.notify(user.user_id, kind, **detail)
+        if kind is not None:
+            detail = {"attempt": str(seq), "status": outcome.status}
+            if outcome.decline_code:
+                detail["decline_code"] = outcome.decline_code
+            self.notify(user.user_id, kind, **detail)
         return True
 
     # ----------------------------------------------------------------- settlement
@@ -463,6 +480,11 @@ class BillingService:
     def notify(self, user_id: str, kind: str, **detail: str) -> None:
         """Send the user a notification stamped with the injected clock's time."""
         self.notifier.notify(Notification(user_id, kind, self.clock.now(), detail))
+
+
+def _unchanged(user: UserRecord, status: str) -> AttemptOutcome:
+    """An attempt outcome that leaves the user's state and failure count as they are."""
+    return AttemptOutcome(status, state=user.state, consecutive_failures=user.consecutive_failures)
 
 
 def _check_credits(credits: object) -> None:

@@ -38,6 +38,8 @@ class UserRecord:
     encrypted_email: bytes | None
     encrypted_tfa_secret: bytes | None = None
     tfa_last_step: int | None = None
+    #: The newest attempt still ``claimed`` (charge not finished), if any.
+    open_attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +285,9 @@ _USER_COLUMNS = """user_id, wrapped_key, balance, auto_topup_low_balance_enabled
     auto_topup_low_balance_threshold, auto_topup_low_balance_amount,
     auto_topup_low_balance_currency, auto_topup_state, auto_topup_consecutive_failures,
     auto_topup_seq, encrypted_auto_topup_last_triggered, stripe_customer_id,
-    encrypted_payment_method_id, encrypted_email, encrypted_tfa_secret, tfa_last_step"""
+    encrypted_payment_method_id, encrypted_email, encrypted_tfa_secret, tfa_last_step,
+    (SELECT MAX(seq) FROM topup_attempts a WHERE a.user_id = users.user_id
+     AND a.status = 'claimed')"""
 
 
 class SQLiteStore:
@@ -355,6 +359,7 @@ class SQLiteStore:
             encrypted_email=row[13],
             encrypted_tfa_secret=row[14],
             tfa_last_step=row[15],
+            open_attempt=row[16],
         )
 
     def user_ids(self) -> list[str]:

@@ -12,6 +12,7 @@ from .conftest import CacheBackend
 
 T0 = 1_767_225_600.0
 HOUR = 3_600.0
+DAY = 86_400.0
 
 
 def _user(balance: int = 1_500, **overrides: object) -> CachedUser:
@@ -31,7 +32,7 @@ def cache(cache_backend: CacheBackend) -> BalanceCache:
 
 def test_uncached_user_is_a_miss_and_nothing_is_written(cache: BalanceCache) -> None:
     """A deduction for an uncached user reports a miss and creates no key."""
-    result = cache.deduct("u1", 100, T0, HOUR)
+    result = cache.deduct("u1", 100, T0, HOUR, DAY)
     assert result.missing
     assert cache.cached("u1") == {}
 
@@ -39,7 +40,7 @@ def test_uncached_user_is_a_miss_and_nothing_is_written(cache: BalanceCache) -> 
 def test_fill_never_overwrites_a_cached_user(cache: BalanceCache) -> None:
     """A second fill (a racing request with older data) leaves the cached balance alone."""
     assert cache.fill("u1", _user(1_500))
-    cache.deduct("u1", 100, T0, HOUR)
+    cache.deduct("u1", 100, T0, HOUR, DAY)
     assert not cache.fill("u1", _user(1_500))
     assert cache.balance("u1") == 1_400
 
@@ -47,27 +48,50 @@ def test_fill_never_overwrites_a_cached_user(cache: BalanceCache) -> None:
 def test_deduction_above_threshold_triggers_nothing(cache: BalanceCache) -> None:
     """Above the threshold the balance drops and no claim is made."""
     cache.fill("u1", _user(1_500))
-    result = cache.deduct("u1", 400, T0, HOUR)
+    result = cache.deduct("u1", 400, T0, HOUR, DAY)
     assert (result.refused, result.trigger, result.balance, result.seq) == (
         False, Trigger.NONE, 1_100, 0,
     )  # fmt: skip
 
 
-def test_reaching_the_threshold_claims_once_then_cools_down(cache: BalanceCache) -> None:
-    """At the threshold the first deduction claims; the next, inside the cooldown, does not."""
+def test_reaching_the_threshold_claims_once_then_waits(cache: BalanceCache) -> None:
+    """At the threshold the first deduction claims; the next waits for it to finish, then for
+    the cooldown."""
     cache.fill("u1", _user(1_500))
-    first = cache.deduct("u1", 500, T0, HOUR)
-    second = cache.deduct("u1", 100, T0 + 60, HOUR)
+    first = cache.deduct("u1", 500, T0, HOUR, DAY)
+    second = cache.deduct("u1", 100, T0 + 60, HOUR, DAY)
     assert (first.trigger, first.balance, first.seq) == (Trigger.CLAIMED, 1_000, 1)
-    assert (second.trigger, second.seq) == (Trigger.COOLING, 0)
+    assert (second.trigger, second.seq) == (Trigger.PENDING, 0)
     assert cache.cached("u1")["last"] == repr(T0)
+    cache.release("u1", 1)
+    assert cache.deduct("u1", 100, T0 + 120, HOUR, DAY).trigger is Trigger.COOLING
+
+
+def test_attempt_in_flight_blocks_claims_past_the_cooldown(cache: BalanceCache) -> None:
+    """A top-up still running after the cooldown is not joined by a second one; a lost one
+    (older than the stale limit) no longer blocks."""
+    cache.fill("u1", _user(900))
+    assert cache.deduct("u1", 1, T0, HOUR, DAY).seq == 1
+    assert cache.deduct("u1", 1, T0 + 2 * HOUR, HOUR, DAY).trigger is Trigger.PENDING
+    late = cache.deduct("u1", 1, T0 + DAY, HOUR, DAY)
+    assert (late.trigger, late.seq) == (Trigger.CLAIMED, 2)
+
+
+def test_release_of_an_older_attempt_keeps_the_newer_open(cache: BalanceCache) -> None:
+    """Only the attempt in flight can release the block."""
+    cache.fill("u1", _user(900, last_triggered=T0 - DAY, seq=4, open_seq=4))
+    assert cache.deduct("u1", 1, T0, HOUR, DAY).seq == 5
+    cache.release("u1", 4)
+    assert cache.cached("u1")["open"] == "5"
+    cache.release("u1", 5)
+    assert cache.cached("u1")["open"] == ""
 
 
 def test_claim_again_once_the_cooldown_is_over(cache: BalanceCache) -> None:
     """Exactly one cooldown after the last claim, the next low deduction claims attempt 2."""
     cache.fill("u1", _user(900, last_triggered=T0, seq=1))
-    assert cache.deduct("u1", 1, T0 + HOUR - 0.5, HOUR).trigger is Trigger.COOLING
-    result = cache.deduct("u1", 1, T0 + HOUR, HOUR)
+    assert cache.deduct("u1", 1, T0 + HOUR - 0.5, HOUR, DAY).trigger is Trigger.COOLING
+    result = cache.deduct("u1", 1, T0 + HOUR, HOUR, DAY)
     assert (result.trigger, result.seq, result.previous_last) == (Trigger.CLAIMED, 2, T0)
 
 
@@ -75,20 +99,20 @@ def test_claim_again_once_the_cooldown_is_over(cache: BalanceCache) -> None:
 def test_paused_or_suspended_user_is_held(cache: BalanceCache, state: str) -> None:
     """A paused or suspended user never claims, whatever the cooldown."""
     cache.fill("u1", _user(900, state=state))
-    result = cache.deduct("u1", 100, T0, HOUR)
+    result = cache.deduct("u1", 100, T0, HOUR, DAY)
     assert (result.trigger, result.seq, result.balance) == (Trigger.HELD, 0, 800)
 
 
 def test_disabled_user_never_claims(cache: BalanceCache) -> None:
     """With auto top-up off a deduction to zero triggers nothing."""
     cache.fill("u1", _user(900, enabled=False))
-    assert cache.deduct("u1", 900, T0, HOUR).trigger is Trigger.NONE
+    assert cache.deduct("u1", 900, T0, HOUR, DAY).trigger is Trigger.NONE
 
 
 def test_refused_request_changes_no_balance_but_may_claim(cache: BalanceCache) -> None:
     """An unaffordable request leaves the balance; a user under the threshold still gets a claim."""
     cache.fill("u1", _user(300))
-    result = cache.deduct("u1", 500, T0, HOUR)
+    result = cache.deduct("u1", 500, T0, HOUR, DAY)
     assert (result.refused, result.balance, result.trigger, result.seq) == (
         True, 300, Trigger.CLAIMED, 1,
     )  # fmt: skip
@@ -99,7 +123,7 @@ def test_refused_request_above_threshold_changes_nothing(cache: BalanceCache) ->
     """A refused request by a user above the threshold writes nothing at all."""
     cache.fill("u1", _user(1_500, threshold=1_000))
     before = cache.cached("u1")
-    result = cache.deduct("u1", 2_000, T0, HOUR)
+    result = cache.deduct("u1", 2_000, T0, HOUR, DAY)
     assert result.refused and result.trigger is Trigger.NONE
     assert cache.cached("u1") == before
 
@@ -107,17 +131,19 @@ def test_refused_request_above_threshold_changes_nothing(cache: BalanceCache) ->
 def test_undo_gives_back_credits_and_releases_the_claim(cache: BalanceCache) -> None:
     """Undoing a claiming deduction restores balance, last-triggered time and attempt number."""
     cache.fill("u1", _user(1_200, last_triggered=T0 - 2 * HOUR, seq=4))
-    result = cache.deduct("u1", 300, T0, HOUR)
+    result = cache.deduct("u1", 300, T0, HOUR, DAY)
     assert result.seq == 5
     cache.undo_deduct("u1", 300, result)
     fields = cache.cached("u1")
-    assert (fields["balance"], fields["seq"], fields["last"]) == ("1200", "4", repr(T0 - 2 * HOUR))
+    assert (fields["balance"], fields["seq"], fields["last"], fields["open"]) == (
+        "1200", "4", repr(T0 - 2 * HOUR), "",
+    )  # fmt: skip
 
 
 def test_undo_of_a_first_claim_removes_last_triggered(cache: BalanceCache) -> None:
     """Undoing the very first claim leaves no last-triggered time behind."""
     cache.fill("u1", _user(1_200))
-    result = cache.deduct("u1", 300, T0, HOUR)
+    result = cache.deduct("u1", 300, T0, HOUR, DAY)
     cache.undo_deduct("u1", 300, result)
     assert "last" not in cache.cached("u1")
 
@@ -144,6 +170,6 @@ def test_unreachable_cache_is_a_typed_error() -> None:
     server.connected = False
     cache = RedisCache(fakeredis.FakeRedis(server=server))
     with pytest.raises(CacheUnavailable):
-        cache.deduct("u1", 1, T0, HOUR)
+        cache.deduct("u1", 1, T0, HOUR, DAY)
     with pytest.raises(CacheUnavailable):
         cache.balance("u1")

@@ -581,3 +581,54 @@ def test_tampered_payment_method_token_is_refused(
     store.inner.save_payment_method("u1", "cus_u1", bytes(token))
     with pytest.raises(DecryptionError):
         billing.payment_method("u1")
+
+
+# ------------------------------------------------------------------------- attempts in flight
+
+
+def test_top_up_running_late_is_not_joined_by_a_second_charge(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    cache_backend: CacheBackend,
+    clock: ManualClock,
+) -> None:
+    """A claimed top-up still queued after the cooldown blocks new claims, even across a flush."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)  # claim 1, not run yet
+    clock.advance(2 * HOUR)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.PENDING
+    cache_backend.flush()  # the open attempt is reloaded from the store
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.PENDING
+    tasks.run_pending()
+    assert len(gateway.calls) == 1
+    assert billing.balance("u1") == 10_898
+
+
+def test_top_up_no_longer_due_is_skipped_without_charging(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """Turned off, or refilled by other credits, before the charge ran: nothing is charged."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)  # claim 1
+    billing.update_settings("u1", AutoTopupSettings(False, 1_000, 10_000, "eur"))
+    tasks.run_pending()
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    clock.advance(HOUR)
+    billing.deduct_credits("u1", 1)  # claim 2
+    billing.grant_credits("u1", 5_000, reference="support-goodwill")
+    tasks.run_pending()
+    assert gateway.calls == []
+    assert [a.status for a in store.attempts("u1")] == ["skipped", "skipped"]
+    assert notifier.kinds("u1") == []
+    # A skipped attempt no longer blocks, but its claim still counts for the cooldown.
+    assert billing.deduct_credits("u1", 5_000).trigger is Trigger.COOLING
+    clock.advance(HOUR)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.CLAIMED
