@@ -1,0 +1,220 @@
+"""A Hypothesis state machine over the whole billing module.
+
+Random interleavings of deductions, top-ups, settlements by confirm and by webhook (duplicated and
+reordered), cache flushes, store write failures, Stripe faults, card changes and clock jumps, with
+the billing invariants checked after every step:
+
+- each balance equals its ledger's sum, in the store and in the cache;
+- every top-up credit is a succeeded PaymentIntent of the right amount, credited once;
+- each PaymentIntent belongs to its own attempt, and the attempts that charged were claimed at
+  least one cooldown apart (one charge per crossing per cooldown), whatever the faults;
+- once the faults stop and every webhook is delivered, every succeeded intent has been credited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import Any
+
+import fakeredis
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from sim.billing import (
+    AutoTopupSettings,
+    BillingError,
+    BillingService,
+    InsufficientCredits,
+    ManualClock,
+    MemoryCache,
+    QueueRunner,
+    RecordingNotifier,
+    SQLiteStore,
+    StoreUnavailable,
+    Subscriptions,
+    Vault,
+    WebhookHandler,
+)
+from sim.billing.payments import StripeGateway, WebhookVerifier
+from sim.stripe_emulator import Faults, StripeEmulator
+
+from .conftest import MASTER_KEY, FlakyStore
+
+USERS = ("ada", "bob")
+COOLDOWN = 3_600.0
+CARDS = (
+    "pm_card_visa",
+    "pm_card_visa",
+    "pm_card_chargeDeclinedInsufficientFunds",
+    "pm_card_authenticationRequired",
+    "pm_card_chargeCustomerFail",
+)
+STORE_WRITES = ("apply_deduction", "credit", "finish_attempt", "save_settings")
+
+
+class BillingMachine(RuleBasedStateMachine):
+    """The billing module, the emulator and the webhook handler under random operations."""
+
+    @initialize(backend=st.sampled_from(["memory", "fakeredis"]))
+    def start(self, backend: str) -> None:
+        """Two users with cards and auto top-up on, on a fresh emulator and cache."""
+        self.clock = ManualClock()
+        self.emulator = StripeEmulator(clock=self.clock, seed=1)
+        self.emulator.add_webhook_endpoint("https://billing.example/v1/payments/webhook")
+        self.gateway = StripeGateway("sk_test_props", http_client=self.emulator.http_client())
+        self.store = FlakyStore(SQLiteStore(":memory:"))
+        self.tasks = QueueRunner()
+        self.cache: Any = MemoryCache() if backend == "memory" else fakeredis.FakeRedis()
+        self.billing = BillingService(
+            clock=self.clock, cache=self.cache, store=self.store,  # type: ignore[arg-type]
+            gateway=self.gateway, notifier=RecordingNotifier(), tasks=self.tasks,
+            vault=Vault(MASTER_KEY),
+        )  # fmt: skip
+        verifier = WebhookVerifier(self.emulator.webhook_secret, self.clock)
+        subscriptions = Subscriptions(billing=self.billing, gateway=self.gateway)
+        self.webhooks = WebhookHandler(
+            billing=self.billing, subscriptions=subscriptions, verifier=verifier
+        )
+        self.customers: dict[str, str] = {}
+        for user in USERS:
+            self.billing.create_user(user, balance=2_000)
+            self.customers[user] = self.gateway.ensure_customer(user)
+            self._save_card(user, "pm_card_visa")
+            self.billing.update_settings(user, AutoTopupSettings(True, 1_000, 1_000, "eur"))
+
+    def _save_card(self, user: str, card: str) -> None:
+        card_id = self.gateway.attach_card(self.customers[user], card)
+        self.billing.save_payment_method(user, self.customers[user], card_id)
+
+    # ------------------------------------------------------------------ operations
+
+    @rule(user=st.sampled_from(USERS), credits=st.integers(1, 1_500))
+    def deduct(self, user: str, credits: int) -> None:
+        """A request: taken, refused, or failed on the store (then nothing changed)."""
+        with contextlib.suppress(InsufficientCredits, StoreUnavailable):
+            self.billing.deduct_credits(user, credits)
+
+    @rule()
+    def run_top_ups(self) -> None:
+        """The task runner gets to the queued top-ups."""
+        self.tasks.run_pending()
+
+    @rule(duplicate=st.booleans(), reverse=st.booleans())
+    def deliver_webhooks(self, duplicate: bool, reverse: bool) -> None:
+        """Due webhooks arrive, perhaps twice and backwards; failures are redelivered later."""
+        deliveries = self.emulator.due_deliveries()
+        if duplicate:
+            deliveries = deliveries * 2
+        if reverse:
+            deliveries.reverse()
+        for delivery in deliveries:
+            status = 200
+            try:
+                signed = delivery.signed_headers(int(self.clock.now()))
+                self.webhooks.handle(delivery.payload, signed["Stripe-Signature"])
+            except BillingError:
+                status = 500
+            self.emulator.report_delivery(delivery, status)
+
+    @rule()
+    def flush_cache(self) -> None:
+        """The cache loses everything."""
+        if isinstance(self.cache, MemoryCache):
+            self.cache.clear()
+        else:
+            self.cache.flushall()
+
+    @rule(method=st.sampled_from(STORE_WRITES), failing=st.booleans())
+    def store_fault(self, method: str, failing: bool) -> None:
+        """A kind of store write starts or stops failing."""
+        if failing:
+            self.store.failing.add(method)
+        else:
+            self.store.failing.discard(method)
+
+    @rule(rate=st.sampled_from([0.0, 0.3, 1.0]), kind=st.sampled_from(["server", "drop"]))
+    def stripe_faults(self, rate: float, kind: str) -> None:
+        """Stripe answers 500s, or applies requests and drops the answers, at some rate."""
+        name = "server_error_rate" if kind == "server" else "drop_response_rate"
+        self.emulator.faults = Faults(**{name: rate})  # type: ignore[arg-type]
+
+    @rule(user=st.sampled_from(USERS), card=st.sampled_from(CARDS))
+    def change_card(self, user: str, card: str) -> None:
+        """The user saves another card (which lifts a pause or suspension)."""
+        with contextlib.suppress(BillingError):  # under Stripe faults the card is not saved
+            self._save_card(user, card)
+
+    @rule(seconds=st.sampled_from([1.0, 59.0, 600.0, 3_599.0, 3_600.0, 86_400.0, -30.0]))
+    def clock_jump(self, seconds: float) -> None:
+        """Time passes (and, rarely, jumps back a little: clock skew)."""
+        self.clock.set(self.clock.now() + seconds)
+
+    # ------------------------------------------------------------------ invariants
+
+    def _intents(self, user: str) -> list[Any]:
+        """The user's PaymentIntents as Stripe holds them (read with faults off)."""
+        faults, self.emulator.faults = self.emulator.faults, Faults()
+        try:
+            listed = self.gateway.client.v1.payment_intents.list(
+                params={"customer": self.customers[user], "limit": 100}
+            )
+            return list(listed.auto_paging_iter())
+        finally:
+            self.emulator.faults = faults
+
+    @invariant()
+    def balances_equal_ledgers(self) -> None:
+        """Store balance = ledger sum; a cached balance equals the store's."""
+        if not hasattr(self, "billing"):
+            return
+        for user in USERS:
+            stored = self.store.inner.get_user(user).balance
+            assert stored == self.store.inner.ledger_sum(user)
+            cached = self.billing.cache.balance(user)
+            assert cached is None or cached == stored, (user, cached, stored)
+
+    @invariant()
+    def credits_only_for_succeeded_intents(self) -> None:
+        """Each top-up credit is one succeeded intent of the tier's price, credited once."""
+        if not hasattr(self, "billing"):
+            return
+        for user in USERS:
+            topups = [e for e in self.store.inner.ledger(user) if e.kind == "topup"]
+            assert len({e.reference for e in topups}) == len(topups)
+            for entry in topups:
+                intent = self.emulator.object(entry.reference or "")
+                assert intent is not None and intent["status"] == "succeeded"
+                assert (intent["amount"], intent["currency"], entry.delta) == (200, "eur", 1_000)
+
+    @invariant()
+    def one_charge_per_cooldown(self) -> None:
+        """Each intent belongs to its own attempt, and those attempts were claimed at least one
+        cooldown apart (the charge itself may run late: the claim is what the rule bounds)."""
+        if not hasattr(self, "billing"):
+            return
+        for user in USERS:
+            attempts = [int(i.metadata["attempt"]) for i in self._intents(user)]
+            assert len(attempts) == len(set(attempts)), (user, attempts)
+            claimed = {a.seq: a.claimed_at for a in self.store.inner.attempts(user)}
+            times = sorted(claimed[seq] for seq in attempts)
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            assert all(gap >= COOLDOWN for gap in gaps), (user, times)
+
+    @precondition(lambda self: hasattr(self, "billing"))
+    @rule()
+    def heal_and_settle(self) -> None:
+        """Faults stop and every webhook arrives: every succeeded intent is then credited."""
+        self.store.failing.clear()
+        self.emulator.faults = Faults()
+        self.tasks.run_pending()
+        for _ in range(10):  # failed deliveries come back with Stripe's back-off
+            self.clock.set(self.clock.now() + 3 * 86_400)
+            self.deliver_webhooks(duplicate=False, reverse=False)
+        for user in USERS:
+            credited = {e.reference for e in self.store.inner.ledger(user) if e.kind == "topup"}
+            succeeded = {i.id for i in self._intents(user) if i.status == "succeeded"}
+            assert credited == succeeded, (user, credited ^ succeeded)
+
+
+TestBillingMachine = BillingMachine.TestCase
