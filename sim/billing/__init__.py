@@ -27,6 +27,7 @@ from .errors import (
     UnknownCurrency,
     UnknownTier,
     UnknownUser,
+    WebhookPayloadError,
     WebhookSignatureError,
 )
 from .gateway import (
@@ -114,6 +115,7 @@ __all__ = [
     "UnknownUser",
     "Vault",
     "WebhookHandler",
+    "WebhookPayloadError",
     "WebhookSignatureError",
     "idempotency_key",
     "price_of",

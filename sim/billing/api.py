@@ -42,6 +42,7 @@ from .errors import (
     UnknownCurrency,
     UnknownTier,
     UnknownUser,
+    WebhookPayloadError,
     WebhookSignatureError,
 )
 from .gateway import PaymentGateway, SubscriptionGateway
@@ -96,6 +97,7 @@ _STATUS: dict[type[BillingError], tuple[int, str]] = {
     PaymentMethodMissing: (409, "payment_method_required"),
     SubscriptionError: (409, "subscription_conflict"),
     WebhookSignatureError: (400, "invalid_signature"),
+    WebhookPayloadError: (400, "invalid_event"),
     StoreUnavailable: (503, "unavailable"),
     CacheUnavailable: (503, "unavailable"),
 }
@@ -248,12 +250,12 @@ def create_app(
     async def stripe_webhook(
         request: Request, stripe_signature: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
-        """Stripe's deliveries: 400 for a bad signature, 500 when processing failed (Stripe
-        retries), 200 otherwise, duplicates included."""
+        """Stripe's deliveries: 400 for a bad signature or a malformed event, 500 when processing
+        failed (Stripe retries), 200 otherwise, duplicates included."""
         payload = await request.body()
         try:
             outcome = webhooks.handle(payload, stripe_signature)
-        except WebhookSignatureError:
+        except (WebhookSignatureError, WebhookPayloadError):
             raise
         except Exception:
             log.exception("webhook processing failed; answering 500 so that Stripe retries")

@@ -148,3 +148,7 @@ class SubscriptionError(BillingError):
 
 class WebhookSignatureError(BillingError):
     """A webhook's signature is missing, forged, or its timestamp is outside the tolerance."""
+
+
+class WebhookPayloadError(BillingError):
+    """A correctly signed webhook whose event is malformed: retrying it cannot help."""

@@ -28,7 +28,12 @@ from typing import Any
 import stripe
 
 from .clock import Clock
-from .errors import GatewayConfigurationError, TransientGatewayError, WebhookSignatureError
+from .errors import (
+    GatewayConfigurationError,
+    TransientGatewayError,
+    WebhookPayloadError,
+    WebhookSignatureError,
+)
 from .gateway import (
     ChargeDeclined,
     ChargeNeedsAuthentication,
@@ -252,8 +257,11 @@ class WebhookVerifier:
         try:
             # tolerance=0 switches the library's wall-clock check off; ours follows below.
             stripe.Webhook.construct_event(payload, signature, self.secret, tolerance=0)
-        except (stripe.SignatureVerificationError, ValueError) as exc:
+        except stripe.SignatureVerificationError as exc:
             raise WebhookSignatureError(f"bad webhook signature: {exc}") from exc
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # Signed, but the library cannot build an event from it (not JSON, not an object).
+            raise WebhookPayloadError(f"signed payload is not a Stripe event: {exc!r}") from exc
         assert signature is not None  # construct_event refuses a missing header
         stamps = [p[2:] for p in signature.split(",") if p.startswith("t=")]
         timestamp = float(stamps[0])

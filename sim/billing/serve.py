@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--demo-user", help="create this user with a card and 2FA, print a token")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # stripe-python logs request paths and bodies (card and customer ids) at INFO and DEBUG.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
 
     clock = SystemClock()
     url = os.environ.get("REDIS_URL")

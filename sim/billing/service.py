@@ -22,9 +22,10 @@ updated in place when the user is cached, or refilled from the store on a miss.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import TypeVar
 
 import redis
 
@@ -55,6 +56,7 @@ from .tasks import TaskRunner
 from .vault import Vault
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Metadata ``purpose`` of an auto top-up PaymentIntent; other payments are not ours to credit.
 TOPUP_PURPOSE = "auto_topup"
@@ -282,9 +284,15 @@ class BillingService:
         try:
             self._charge_and_record(user_id, seq)
         except BillingError:
-            # A store or cache outage mid-flight: the claim stands (no second charge within the
-            # cooldown), and a succeeded payment is still credited by its webhook.
+            # A store or cache outage mid-flight. The claim stands (no second charge within the
+            # cooldown) and a succeeded payment is still credited by its webhook; ending the
+            # attempt as an error lets the next crossing claim once the cooldown is over.
             log.exception("auto top-up %s for %s could not finish", seq, user_id)
+            try:
+                user = self.store.get_user(user_id)
+                self._finish(user, seq, _unchanged(user, "error"), None)
+            except BillingError:
+                log.exception("attempt %s for %s stays open until it is stale", seq, user_id)
 
     def _charge_and_record(self, user_id: str, seq: int) -> None:
         user = self.store.get_user(user_id)
@@ -300,8 +308,18 @@ class BillingService:
             # way): the top-up is no longer due, so nothing is charged.
             self._finish(user, seq, _unchanged(user, "skipped"), None)
             return
+        key = idempotency_key(user_id, seq)
         saved = self.payment_method(user_id)
-        if saved is None or not self.gateway.payment_method_usable(*saved):
+        usable: bool | None = False
+        if saved is not None:
+            customer_id, payment_method_id = saved
+            usable, _ = self._retrying(
+                key, lambda: self.gateway.payment_method_usable(customer_id, payment_method_id)
+            )
+        if usable is None:  # the provider stayed unreachable: not the card's fault
+            self._finish(user, seq, _unchanged(user, "error"), "topup_failed")
+            return
+        if not usable or saved is None:
             outcome = replace(_unchanged(user, "no_payment_method"), state=PAUSED)
             self._finish(user, seq, outcome, "topup_payment_method_missing")
             return
@@ -312,8 +330,8 @@ class BillingService:
             "attempt": str(seq),
             "purpose": TOPUP_PURPOSE,
         }
-        request = ChargeRequest(saved[0], saved[1], price, idempotency_key(user_id, seq), metadata)
-        result, retries = self._charge(request)
+        request = ChargeRequest(saved[0], saved[1], price, key, metadata)
+        result, retries = self._retrying(key, lambda: self.gateway.charge(request))
         self._record_result(user, seq, price, result, retries)
 
     def _record_result(
@@ -367,16 +385,16 @@ class BillingService:
         if applied and suspended:
             self.notify(user.user_id, "topup_suspended", failures=str(failures))
 
-    def _charge(self, request: ChargeRequest) -> tuple[ChargeResult | None, int]:
-        """Charge, retrying transient errors with the same idempotency key.
+    def _retrying(self, key: str, call: Callable[[], T]) -> tuple[T | None, int]:
+        """Call the gateway, retrying transient errors (a charge keeps its idempotency key).
 
-        Returns the result (``None`` when every try failed) and how many retries it took.
+        Returns the answer (``None`` when every try failed) and how many retries it took.
         """
         for retry in range(self.config.charge_tries):
             try:
-                return self.gateway.charge(request), retry
+                return call(), retry
             except TransientGatewayError as exc:
-                log.warning("transient gateway error on %s: %s", request.idempotency_key, exc)
+                log.warning("transient gateway error on %s: %s", key, exc)
         return None, self.config.charge_tries - 1
 
     def _finish(

@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from .errors import WebhookPayloadError
 from .gateway import ChargeDeclined, ChargeNeedsAuthentication
 from .pricing import Money
 from .service import TOPUP_PURPOSE, BillingService
@@ -46,16 +47,20 @@ class WebhookHandler:
     def handle(self, payload: bytes, signature: str | None) -> str:
         """Process one delivery; return what happened (``credited``, ``duplicate``, ...).
 
-        Raises ``WebhookSignatureError`` for a bad signature (answer 400) and any other error
-        for a processing failure (answer 5xx so that Stripe retries).
+        Raises ``WebhookSignatureError`` for a bad signature and ``WebhookPayloadError`` for a
+        malformed event (answer 400 to both), and any other error for a processing failure
+        (answer 5xx so that Stripe retries).
         """
         self.verifier.verify(payload, signature)
-        event = json.loads(payload)
+        event_id, kind, obj, created = _envelope(payload)
         store = self.billing.store
-        if store.event_processed(event["id"]):
+        if store.event_processed(event_id):
             return "duplicate"
-        outcome = self._apply(event["type"], event["data"]["object"], float(event["created"]))
-        store.mark_event_processed(event["id"], event["type"], self.billing.clock.now())
+        try:
+            outcome = self._apply(kind, obj, created)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WebhookPayloadError(f"event {event_id} ({kind}) is malformed: {exc!r}") from exc
+        store.mark_event_processed(event_id, kind, self.billing.clock.now())
         return outcome
 
     def _apply(self, kind: str, obj: Mapping[str, Any], created: float) -> str:
@@ -101,3 +106,16 @@ class WebhookHandler:
         paid = Money(int(intent["amount"]), str(intent["currency"]))
         applied = self.billing.payment_failed(user_id, int(attempt), paid, result)
         return "recorded" if applied else "unchanged"
+
+
+def _envelope(payload: bytes) -> tuple[str, str, Mapping[str, Any], float]:
+    """The event's id, type, object and creation time; ``WebhookPayloadError`` if malformed."""
+    try:
+        event = json.loads(payload)
+        data = event["data"]["object"]
+        event_id, kind, created = event["id"], event["type"], float(event["created"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WebhookPayloadError(f"not a Stripe event: {exc!r}") from exc
+    if not (isinstance(event_id, str) and isinstance(kind, str) and isinstance(data, dict)):
+        raise WebhookPayloadError("not a Stripe event: id, type and data.object are required")
+    return event_id, kind, data, created

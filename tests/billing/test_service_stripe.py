@@ -181,3 +181,28 @@ def test_fifty_threads_one_charge_through_stripe(
     runner.shutdown()
     assert _intents(stripe_gateway, customer) == [("succeeded", 1_000, "eur")]
     assert billing.balance("u1") == store.ledger_sum("u1") == 1_500 - 50 * 20 + 10_000
+
+
+def test_stripe_outage_ends_the_attempt_as_an_error_and_the_next_one_charges(
+    billing: BillingService,
+    add_user: Callable[..., str],
+    emulator: StripeEmulator,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    notifier: RecordingNotifier,
+    clock: ManualClock,
+) -> None:
+    """Stripe down for the whole attempt: it ends as an error (not the card's fault, nothing
+    counted), and once Stripe is back the next crossing after the cooldown charges."""
+    add_user("pm_card_visa")
+    emulator.faults = Faults(server_error_rate=1.0)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    assert store.attempts("u1")[0].status == "error"
+    assert notifier.kinds("u1") == ["topup_failed"]
+    assert store.get_user("u1").consecutive_failures == 0
+    emulator.faults = Faults()
+    clock.advance(HOUR)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.CLAIMED
+    tasks.run_pending()
+    assert billing.balance("u1") == 10_899
