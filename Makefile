@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format lock clean
+.PHONY: install demo test proptest lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 ## test: lint, format check, and the whole test suite
 test: lint $(STAMP)
 	$(BIN)/pytest
+
+## proptest: the property and fuzz tests with a long search (HYPOTHESIS_PROFILE=long)
+proptest: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -k "properties or fuzz"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
