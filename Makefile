@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## demo: the main job on embedded defaults
+## demo: the main job on embedded defaults: the baseline month (1,000 users) and its summary
 demo: $(STAMP)
-	$(BIN)/python -m sim.demo
+	$(BIN)/python -m sim run scenarios/baseline.toml --backend memory
 
 ## test: lint, format check, and the whole test suite
 test: lint $(STAMP)

@@ -199,6 +199,10 @@ class BalanceCache(Protocol):
         """Drop a user so that the next request reloads it from the store."""
         ...
 
+    def clear(self) -> None:
+        """Drop every cached user (what a Redis restart does); the store keeps the truth."""
+        ...
+
     def balance(self, user_id: str) -> int | None:
         """The cached balance, or ``None`` when the user is not cached."""
         ...
@@ -269,6 +273,12 @@ class RedisCache:
     def forget(self, user_id: str) -> None:
         """Drop a user's hash so that the next request reloads it from the store."""
         _guard(self._client.delete, self.key(user_id))
+
+    def clear(self) -> None:
+        """Delete every key under this cache's prefix (and nothing else in the database)."""
+        keys = _guard(lambda: list(self._client.scan_iter(match=f"{self._prefix}:*", count=1000)))
+        if keys:
+            _guard(self._client.delete, *keys)
 
     def balance(self, user_id: str) -> int | None:
         """The cached balance, or ``None`` when the user is not cached."""

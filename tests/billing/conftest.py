@@ -68,15 +68,9 @@ def cache_backend(request: pytest.FixtureRequest) -> Iterator[CacheBackend]:
         client: redis.Redis = fakeredis.FakeRedis()
     else:
         client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    prefix = f"topup-test-{os.getpid()}-{next(_prefixes)}"
-
-    def flush() -> None:
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-
-    yield CacheBackend(request.param, RedisCache(client, prefix), flush)
-    flush()
+    cache = RedisCache(client, f"topup-test-{os.getpid()}-{next(_prefixes)}")
+    yield CacheBackend(request.param, cache, cache.clear)
+    cache.clear()
     client.close()
 
 

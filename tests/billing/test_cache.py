@@ -164,6 +164,26 @@ def test_redis_keys_are_cluster_hash_tagged() -> None:
     assert RedisCache(fakeredis.FakeRedis(), "topup").key("u1") == "topup:{u1}"
 
 
+def test_clear_drops_every_user(cache: BalanceCache) -> None:
+    """Clearing the cache (a Redis restart) drops every cached user."""
+    cache.fill("u1", _user(100))
+    cache.fill("u2", _user(200))
+    cache.clear()
+    assert (cache.cached("u1"), cache.balance("u2")) == ({}, None)
+
+
+def test_redis_clear_touches_only_its_own_prefix() -> None:
+    """Clearing one RedisCache leaves other keys in the same database alone."""
+    client = fakeredis.FakeRedis()
+    client.set("unrelated", "kept")
+    ours, theirs = RedisCache(client, "ours"), RedisCache(client, "theirs")
+    ours.fill("u1", _user(100))
+    theirs.fill("u1", _user(100))
+    ours.clear()
+    assert ours.balance("u1") is None and theirs.balance("u1") == 100
+    assert client.get("unrelated") == b"kept"
+
+
 def test_unreachable_cache_is_a_typed_error() -> None:
     """A Redis connection error surfaces as CacheUnavailable."""
     server = fakeredis.FakeServer()

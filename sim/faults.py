@@ -1,0 +1,118 @@
+"""Fault injection: wrappers around the billing module's ports that fail at a rate or a schedule.
+
+Each wrapper draws from its own seeded generator, and only when its rate is non-zero, so a
+scenario without faults consumes no randomness here and adding one fault does not move another.
+A store failure is reported to ``on_fault`` so the event log shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from sim.billing import (
+    ChargeRequest,
+    ChargeResult,
+    Clock,
+    PaymentGateway,
+    Store,
+    StoreUnavailable,
+    TransientGatewayError,
+)
+from sim.billing.store import AttemptOutcome, NewAttempt
+
+#: ``on_fault(kind, user_id)``: called once per injected failure.
+FaultHook = Callable[[str, str], None]
+
+
+class FaultSchedule:
+    """Fails with probability ``rate`` per call, and always inside the outage windows."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        rate: float,
+        outages: Sequence[tuple[float, float]],
+        clock: Clock,
+        start: float,
+    ) -> None:
+        self._rng, self._rate, self._clock = rng, rate, clock
+        # Windows in the clock's own epoch seconds, so a check is one subtraction-free compare.
+        self._outages = [(start + a, start + b) for a, b in outages]
+
+    def fails(self) -> bool:
+        """Whether this call fails."""
+        if self._outages:
+            now = self._clock.now()
+            if any(a <= now < b for a, b in self._outages):
+                return True
+        return bool(self._rate) and self._rng.random() < self._rate
+
+
+class FlakyGateway:
+    """A gateway that raises ``TransientGatewayError`` (Stripe 5xx, 429, dropped connection).
+
+    The failure shows in the event log as a ``charge`` row with outcome ``transient``.
+    """
+
+    def __init__(self, inner: PaymentGateway, schedule: FaultSchedule) -> None:
+        self._inner, self._schedule = inner, schedule
+
+    def payment_method_usable(self, customer_id: str, payment_method_id: str) -> bool:
+        """Delegated: faults hit charges only."""
+        return self._inner.payment_method_usable(customer_id, payment_method_id)
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Fail before reaching the provider, or delegate."""
+        if self._schedule.fails():
+            raise TransientGatewayError("injected fault: provider unavailable")
+        return self._inner.charge(request)
+
+
+class FlakyStore:
+    """A :class:`~sim.billing.Store` whose chosen write operations raise ``StoreUnavailable``.
+
+    The failure is raised before the inner store is touched, as a failed transaction leaves it.
+    Nothing fails until :attr:`armed`: a run starts from a known population.
+    """
+
+    def __init__(
+        self,
+        inner: Store,
+        schedule: FaultSchedule,
+        operations: Sequence[str],
+        on_fault: FaultHook,
+    ) -> None:
+        self._inner, self._schedule, self._on_fault = inner, schedule, on_fault
+        self._operations = frozenset(operations)
+        #: Off while the population is set up (opening balances are credits too); on for the run.
+        self.armed = False
+
+    def _maybe_fail(self, operation: str, user_id: str) -> None:
+        if self.armed and operation in self._operations and self._schedule.fails():
+            self._on_fault("store_fault", user_id)
+            raise StoreUnavailable(f"injected fault: {operation} failed")
+
+    def apply_deduction(
+        self, user_id: str, credits: int, now: float, claim: NewAttempt | None
+    ) -> None:
+        """May fail; else delegated."""
+        self._maybe_fail("apply_deduction", user_id)
+        self._inner.apply_deduction(user_id, credits, now, claim)
+
+    def finish_attempt(self, user_id: str, seq: int, outcome: AttemptOutcome, now: float) -> bool:
+        """May fail; else delegated."""
+        self._maybe_fail("finish_attempt", user_id)
+        return self._inner.finish_attempt(user_id, seq, outcome, now)
+
+    def credit(self, user_id: str, credits: int, kind: str, reference: str, now: float) -> bool:
+        """May fail; else delegated."""
+        self._maybe_fail("credit", user_id)
+        return self._inner.credit(user_id, credits, kind, reference, now)
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (reads, set-up writes, and whatever the Store port grows next) is the
+        # inner store's own method: delegated, never failed.
+        return getattr(self._inner, name)

@@ -1,0 +1,126 @@
+"""The books must balance: invariants checked at the end of every run.
+
+Each rule is checked against independent evidence: the cache and the store for balances, the
+gateway's record of money that actually moved for payments, the store's claimed attempts for the
+cooldown. A run that breaks any of them raises :class:`InvariantViolation` listing every breach.
+
+Rules (``Violation.rule``):
+
+- ``balance``: each user's cached balance, stored balance and ledger sum are equal.
+- ``charged_equals_credited``: every succeeded PaymentIntent is credited once, with the credits
+  its amount buys at the price table, and each user's top-up credits equal what they paid for.
+- ``credit_without_payment``: every top-up credit references a PaymentIntent that succeeded.
+- ``cooldown``: a user's claimed attempts (one charge each) are at least one cooldown apart.
+- ``unknown_charge``: every idempotency key the gateway saw belongs to a recorded attempt.
+
+"Every webhook event applied once" joins the list with the webhook handler.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+
+from sim.billing import BillingService, Store, UnknownTier
+from sim.billing.pricing import credits_for_payment
+
+from .world import Payment
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule, for one user."""
+
+    rule: str
+    user_id: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.user_id}: {self.detail}"
+
+
+class InvariantViolation(AssertionError):
+    """A run broke the billing's invariants; ``violations`` lists each breach."""
+
+    def __init__(self, violations: list[Violation], limit: int = 20) -> None:
+        shown = "\n".join(f"  {v}" for v in violations[:limit])
+        more = len(violations) - limit
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"{len(violations)} invariant violation(s):\n{shown}{tail}")
+        self.violations = violations
+
+
+def check_invariants(
+    billing: BillingService,
+    store: Store,
+    paid: Mapping[str, Payment],
+    charged_keys: Mapping[str, str],
+) -> list[Violation]:
+    """Every breach of the rules above, in user order (empty when the books balance)."""
+    out: list[Violation] = []
+    cooldown = billing.config.cooldown_seconds
+    paid_by_user: dict[str, list[tuple[str, Payment]]] = defaultdict(list)
+    for intent, payment in sorted(paid.items()):
+        paid_by_user[payment.user_id].append((intent, payment))
+    keys_by_user: dict[str, set[str]] = defaultdict(set)
+    for key, user in charged_keys.items():
+        keys_by_user[user].add(key)
+
+    for user in store.user_ids():
+        ledger = store.ledger(user)
+        total = sum(e.delta for e in ledger)
+        stored = store.get_user(user).balance
+        cached = billing.balance(user)
+        if not cached == stored == total == store.ledger_sum(user):
+            out.append(
+                Violation("balance", user, f"cache {cached}, store {stored}, ledger sum {total}")
+            )
+
+        credited: dict[str, int] = defaultdict(int)
+        for entry in ledger:
+            if entry.kind == "topup":
+                credited[entry.reference or ""] += entry.delta
+        for intent, payment in paid_by_user[user]:
+            try:
+                due = credits_for_payment(payment.price.amount_minor, payment.price.currency)
+            except UnknownTier:
+                due = -1
+            got = credited.pop(intent, 0)
+            if got != due:
+                out.append(
+                    Violation(
+                        "charged_equals_credited",
+                        user,
+                        f"{intent} paid {payment.price} (buys {due}), credited {got}",
+                    )
+                )
+        for reference, credits in sorted(credited.items()):
+            out.append(
+                Violation(
+                    "credit_without_payment",
+                    user,
+                    f"{credits} credits under {reference!r}, which no succeeded payment matches",
+                )
+            )
+
+        attempts = store.attempts(user)
+        for before, after in pairwise(attempts):
+            gap = after.claimed_at - before.claimed_at
+            if gap < cooldown:
+                out.append(
+                    Violation(
+                        "cooldown",
+                        user,
+                        f"attempts {before.seq} and {after.seq} claimed {gap:.3f}s apart"
+                        f" (cooldown {cooldown:g}s)",
+                    )
+                )
+        recorded = {a.idempotency_key for a in attempts}
+        for key in sorted(keys_by_user.pop(user, set()) - recorded):
+            out.append(Violation("unknown_charge", user, f"charge {key!r} has no recorded attempt"))
+    for user, keys in sorted(keys_by_user.items()):
+        for key in sorted(keys):
+            out.append(Violation("unknown_charge", user, f"charge {key!r} for an unknown user"))
+    return out

@@ -1,0 +1,187 @@
+"""A run's results: three tidy DataFrames, built once from the world's rows at the end of a run.
+
+- ``events``: one row per thing that happened, in the order it happened (see ``sim.world``):
+  ``request``/``refused``/``request_failed`` per request, ``charge`` per gateway call, one row per
+  notification (``topup_succeeded``, ``topup_declined``, ``topup_action_required``, ...), and the
+  injected faults (``store_fault``, ``cache_flush``; gateway faults are ``transient`` charges).
+- ``users``: one row per user with their set-up and totals.
+- ``summary``: one row for the run, the figures product compares across settings.
+
+A user is *dry* from a refused request until their next credited top-up (or the end of the run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sim.billing import CURRENCIES, Store
+from sim.billing.pricing import CURRENCY_EXPONENTS
+
+from .scenario import Scenario
+from .usage import TICKS
+from .world import COLUMNS, Profile, Row
+
+_INT_COLUMNS = ("credits", "balance", "attempt", "amount_minor")
+_FAILED = (
+    "topup_declined",
+    "topup_action_required",
+    "topup_failed",
+    "topup_payment_method_missing",
+)
+
+
+@dataclass(frozen=True)
+class Results:
+    """The frames of one run, and what produced them."""
+
+    scenario: Scenario
+    seed: int
+    backend: str
+    events: pd.DataFrame
+    users: pd.DataFrame
+    summary: pd.DataFrame
+
+    def write(self, out_dir: str | Path, *, csv: bool = False) -> list[Path]:
+        """Write ``events``, ``users`` and ``summary`` as Parquet (and CSV); return the paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in ("events", "users", "summary"):
+            frame: pd.DataFrame = getattr(self, name)
+            path = out / f"{name}.parquet"
+            frame.to_parquet(path, index=False)
+            written.append(path)
+            if csv:
+                written.append(out / f"{name}.csv")
+                frame.to_csv(written[-1], index=False)
+        return written
+
+    def table(self) -> str:
+        """The summary as an aligned two-column table, for a terminal."""
+        row = self.summary.iloc[0]
+        width = max(len(str(k)) for k in row.index)
+        lines = []
+        for key, value in row.items():
+            text = f"{value:,.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else value
+            lines.append(f"{key:<{width}}  {text}")
+        return "\n".join(lines)
+
+
+def events_frame(rows: list[Row]) -> pd.DataFrame:
+    """The event log, with time in seconds from the scenario's start."""
+    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    frame["time"] = frame["time"].astype("int64") / TICKS
+    for column in _INT_COLUMNS:
+        frame[column] = frame[column].astype("Int64")
+    for column in ("user", "kind", "trigger", "outcome", "decline_code", "currency"):
+        frame[column] = frame[column].astype("string")
+    frame["payment_intent"] = frame["payment_intent"].astype("string")
+    return frame
+
+
+def users_frame(
+    events: pd.DataFrame, profiles: list[Profile], store: Store, horizon: float
+) -> pd.DataFrame:
+    """Per-user set-up and totals: requests, refusals, time dry, top-ups, failures, spend."""
+    users = pd.DataFrame(
+        {
+            "user": [p.user_id for p in profiles],
+            "group": [p.group for p in profiles],
+            "card": [p.card for p in profiles],
+            "starting_balance": [p.balance for p in profiles],
+            "enabled": [p.enabled for p in profiles],
+            "threshold": [p.threshold for p in profiles],
+            "amount": [p.amount for p in profiles],
+            "currency": [p.currency for p in profiles],
+        }
+    ).set_index("user")
+    kind = events["kind"]
+    counts = events.groupby(["user", "kind"]).size().unstack(fill_value=0)
+
+    def count(*kinds: str) -> pd.Series:
+        present = [k for k in kinds if k in counts.columns]
+        return counts[present].sum(axis=1).reindex(users.index, fill_value=0).astype("int64")
+
+    requests = events[kind == "request"]
+    users["requests"] = count("request")
+    users["credits_used"] = (
+        requests.groupby("user")["credits"].sum().reindex(users.index, fill_value=0).astype("int64")
+    )
+    users["refused"] = count("refused")
+    users["request_failures"] = count("request_failed")
+    users["dry_seconds"] = _dry_seconds(events, horizon).reindex(users.index, fill_value=0.0)
+    first_dry = events[kind == "refused"].groupby("user")["time"].min()
+    users["first_dry_at"] = first_dry.reindex(users.index)
+    users["topups"] = count("topup_succeeded")
+    users["failed_topups"] = count(*_FAILED)
+    users["suspensions"] = count("topup_suspended")
+    paid = events[(kind == "charge") & (events["outcome"] == "succeeded")]
+    paid = paid.drop_duplicates("payment_intent")
+    users["credits_bought"] = (
+        paid.groupby("user")["credits"].sum().reindex(users.index, fill_value=0).astype("int64")
+    )
+    users["spend_minor"] = (
+        paid.groupby("user")["amount_minor"]
+        .sum()
+        .reindex(users.index, fill_value=0)
+        .astype("int64")
+    )
+    records = [store.get_user(u) for u in users.index]
+    users["final_balance"] = [r.balance for r in records]
+    users["final_state"] = pd.array([r.state for r in records], dtype="string")
+    return users.reset_index()
+
+
+def _dry_seconds(events: pd.DataFrame, horizon: float) -> pd.Series:
+    """Seconds each user spent between a refused request and their next credited top-up."""
+    e = events.loc[events["kind"].isin(["refused", "topup_succeeded"]), ["user", "time", "kind"]]
+    refused = e["kind"] == "refused"
+    before = refused.groupby(e["user"]).shift(fill_value=False).astype(bool)
+    starts = e[refused & ~before].groupby("user")["time"]
+    ends = e[~refused & before].groupby("user")["time"]
+    total = ends.sum().sub(starts.sum(), fill_value=0.0)
+    open_ = starts.count().sub(ends.count(), fill_value=0)
+    return total.add(open_ * horizon, fill_value=0.0)
+
+
+def summary_frame(
+    scenario: Scenario, seed: int, events: pd.DataFrame, users: pd.DataFrame
+) -> pd.DataFrame:
+    """One row of run-level figures (rates per 1,000 users and per user-month included)."""
+    n, days = len(users), scenario.days
+    kind = events["kind"]
+    charges = events[kind == "charge"]
+    paid = charges[charges["outcome"] == "succeeded"].drop_duplicates("payment_intent")
+    row: dict[str, object] = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "users": n,
+        "days": days,
+        "requests": int(users["requests"].sum()),
+        "refused": int(users["refused"].sum()),
+        "request_failures": int(users["request_failures"].sum()),
+        "users_ran_dry": int((users["refused"] > 0).sum()),
+        "dry_per_1000_users": 1000 * float((users["refused"] > 0).mean()),
+        "dry_hours_per_user": float(users["dry_seconds"].mean()) / 3600,
+        "topups": int(users["topups"].sum()),
+        "topups_per_user_month": float(users["topups"].sum()) / n / (days / 30),
+        "failed_topups": int(users["failed_topups"].sum()),
+        "declines": int((kind == "topup_declined").sum()),
+        "action_required": int((kind == "topup_action_required").sum()),
+        "topup_errors": int((kind == "topup_failed").sum()),
+        "suspensions": int(users["suspensions"].sum()),
+        "charge_calls": len(charges),
+        "transient_errors": int((charges["outcome"] == "transient").sum()),
+        "credits_used": int(users["credits_used"].sum()),
+        "credits_bought": int(users["credits_bought"].sum()),
+        "cache_flushes": int((kind == "cache_flush").sum()),
+        "store_faults": int((kind == "store_fault").sum()),
+    }
+    for currency in CURRENCIES:
+        minor = paid.loc[paid["currency"] == currency, "amount_minor"].sum()
+        row[f"revenue_{currency}"] = float(minor) / 10 ** CURRENCY_EXPONENTS[currency]
+    row["user_days"] = n * days
+    return pd.DataFrame([row])

@@ -1,0 +1,515 @@
+"""Scenarios: the TOML files in ``scenarios/``, read into frozen dataclasses and checked.
+
+Every key is validated where it is read, and an error names the file, the dotted key and what
+is allowed, so a typo never runs silently with a default (unknown keys are errors too).
+
+A scenario keeps the raw table it came from, so a sweep or the CLI can override any dotted key
+(``auto_topup.threshold``, ``groups.heavy.usage.requests_per_day``) and validate the result again.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.billing import CURRENCIES, THRESHOLDS, TIER_CREDITS, AutoTopupSettings
+from sim.gateways import TEST_CARDS
+
+DAY = 86_400.0
+HOUR = 3_600.0
+
+DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "exponential", "choice")
+ARRIVALS = ("poisson", "constant")
+STORE_OPERATIONS = ("apply_deduction", "finish_attempt", "credit")
+#: Store faults on ``credit`` lose a paid top-up until webhooks re-deliver it, so they are opt-in.
+DEFAULT_STORE_OPERATIONS = ("apply_deduction", "finish_attempt")
+
+
+class ScenarioError(ValueError):
+    """A scenario file or override is invalid: names the file, the key and what is allowed."""
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        super().__init__(f"{source}: {key}: {message}")
+        self.source = source
+        self.key = key
+
+
+_MISSING: Any = object()
+
+
+class _Table:
+    """A TOML table being read: typed ``take`` calls, then ``done`` refuses what was not read."""
+
+    def __init__(self, data: object, key: str, source: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ScenarioError(source, key or "<top level>", "must be a table")
+        self.data, self.key, self.source = data, key, source
+        self.read: list[str] = []
+
+    def path(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def error(self, name: str, message: str) -> ScenarioError:
+        return ScenarioError(self.source, self.path(name), message)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def table(self, name: str, default: Mapping[str, Any] | None = None) -> _Table:
+        self.read.append(name)
+        value = self.data.get(name, {} if default is None else default)
+        return _Table(value, self.path(name), self.source)
+
+    def take(
+        self,
+        name: str,
+        kind: type,
+        default: Any = _MISSING,
+        *,
+        allowed: Sequence[Any] | None = None,
+        low: float | None = None,
+        high: float | None = None,
+        below: float | None = None,
+    ) -> Any:
+        """Read one scalar, checking its type, its allowed values and its range."""
+        self.read.append(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise self.error(name, "is required")
+            return default
+        value = self.data[name]
+        value = _coerce(value, kind)
+        if value is None:
+            raise self.error(name, f"must be {_KIND_NAMES[kind]}, got {self.data[name]!r}")
+        if allowed is not None and value not in allowed:
+            listing = ", ".join(repr(a) for a in allowed)
+            raise self.error(name, f"{value!r} is not allowed; allowed: {listing}")
+        if low is not None and value < low:
+            raise self.error(name, f"must be >= {low}, got {value!r}")
+        if high is not None and value > high:
+            raise self.error(name, f"must be <= {high}, got {value!r}")
+        if below is not None and value >= below:
+            raise self.error(name, f"must be < {below}, got {value!r}")
+        return value
+
+    def numbers(self, name: str, default: Sequence[float] = ()) -> tuple[float, ...]:
+        """Read a list of non-negative numbers."""
+        self.read.append(name)
+        raw = self.data.get(name, list(default))
+        values = [_coerce(v, float) for v in raw] if isinstance(raw, list) else [None]
+        if any(v is None or v < 0 for v in values):
+            raise self.error(name, f"must be a list of numbers >= 0, got {raw!r}")
+        return tuple(float(v) for v in values if v is not None)
+
+    def windows(self, name: str) -> tuple[tuple[float, float], ...]:
+        """Read a list of ``[start_hour, end_hour]`` pairs."""
+        self.read.append(name)
+        raw = self.data.get(name, [])
+        ok = isinstance(raw, list) and all(
+            isinstance(w, list)
+            and len(w) == 2
+            and all(_coerce(x, float) is not None for x in w)
+            and 0 <= float(w[0]) < float(w[1])
+            for w in raw
+        )
+        if not ok:
+            raise self.error(name, f"must be a list of [start_hour, end_hour] pairs, got {raw!r}")
+        return tuple((float(a) * HOUR, float(b) * HOUR) for a, b in raw)
+
+    def done(self) -> None:
+        """Refuse any key that was not read."""
+        for name in self.data:
+            if name not in self.read:
+                allowed = ", ".join(sorted(set(self.read)))
+                raise self.error(name, f"unknown key; allowed here: {allowed}")
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _coerce(value: object, kind: type) -> Any:
+    """``value`` as ``kind`` if it is one (an int counts as a float, a bool as a bool only)."""
+    if isinstance(value, bool):
+        return value if kind is bool else None
+    if kind is float and isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return value if isinstance(value, kind) else None
+
+
+# --------------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """A random quantity: ``fixed``, ``uniform``, ``lognormal``, ``exponential`` or ``choice``."""
+
+    dist: str
+    value: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    median: float = 0.0
+    sigma: float = 0.0
+    mean: float = 0.0
+    values: tuple[float, ...] = ()
+    weights: tuple[float, ...] = ()
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw ``n`` values (a fixed distribution draws nothing, so it consumes no randomness)."""
+        if self.dist == "fixed":
+            return np.full(n, self.value)
+        if self.dist == "uniform":
+            return rng.uniform(self.low, self.high, n)
+        if self.dist == "lognormal":
+            return rng.lognormal(math.log(self.median), self.sigma, n)
+        if self.dist == "exponential":
+            return rng.exponential(self.mean, n)
+        return rng.choice(np.asarray(self.values), n, p=np.asarray(self.weights))
+
+    def expected(self) -> float:
+        """The mean (before any rounding the caller applies)."""
+        if self.dist == "fixed":
+            return self.value
+        if self.dist == "uniform":
+            return (self.low + self.high) / 2
+        if self.dist == "lognormal":
+            return self.median * math.exp(self.sigma**2 / 2)
+        if self.dist == "exponential":
+            return self.mean
+        return float(np.dot(self.values, self.weights))
+
+
+def _distribution(t: _Table) -> Distribution:
+    dist = t.take("dist", str, allowed=DISTRIBUTIONS)
+    out: Distribution
+    if dist == "fixed":
+        out = Distribution(dist, value=t.take("value", float, low=0))
+    elif dist == "uniform":
+        low = t.take("low", float, low=0)
+        out = Distribution(dist, low=low, high=t.take("high", float, low=low))
+    elif dist == "lognormal":
+        out = Distribution(
+            dist, median=t.take("median", float, low=1e-9), sigma=t.take("sigma", float, low=0)
+        )
+    elif dist == "exponential":
+        out = Distribution(dist, mean=t.take("mean", float, low=0))
+    else:
+        values, weights = t.numbers("values"), t.numbers("weights")
+        if not values or len(values) != len(weights) or not math.isclose(sum(weights), 1.0):
+            raise t.error("weights", "needs one weight per value, summing to 1")
+        out = Distribution(dist, values=values, weights=weights)
+    t.done()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """How one group of users sends requests and what each request costs (credits)."""
+
+    arrivals: str
+    requests_per_day: float
+    diurnal_amplitude: float
+    peak_hour: float
+    bursts_per_day: float
+    burst_minutes: float
+    burst_factor: float
+    cost: Distribution
+
+
+def _usage(t: _Table) -> Usage:
+    arrivals = t.take("arrivals", str, "poisson", allowed=ARRIVALS)
+    usage = Usage(
+        arrivals=arrivals,
+        requests_per_day=t.take("requests_per_day", float, low=0),
+        diurnal_amplitude=t.take("diurnal_amplitude", float, 0.0, low=0, below=1),
+        peak_hour=t.take("peak_hour", float, 14.0, low=0, below=24),
+        bursts_per_day=t.take("bursts_per_day", float, 0.0, low=0),
+        burst_minutes=t.take("burst_minutes", float, 30.0, low=0),
+        burst_factor=t.take("burst_factor", float, 1.0, low=1),
+        cost=_distribution(t.table("cost")),
+    )
+    if arrivals == "constant":
+        for name in ("diurnal_amplitude", "bursts_per_day"):
+            if t.has(name) and getattr(usage, name):
+                raise t.error(name, "applies only to arrivals = 'poisson'; allowed: 0")
+        if usage.requests_per_day <= 0:
+            raise t.error("requests_per_day", "must be > 0 for constant arrivals")
+    t.done()
+    return usage
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A population group: a share of the users with one usage profile, settings and cards."""
+
+    name: str
+    share: float
+    balance: int
+    cards: tuple[tuple[str, float], ...]
+    settings: AutoTopupSettings
+    usage: Usage
+
+
+def _settings(t: _Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
+    def pick(name: str, kind: type, **checks: Any) -> Any:
+        return t.take(name, kind, defaults[name], **checks)
+
+    settings = AutoTopupSettings(
+        enabled=pick("enabled", bool),
+        threshold=pick("threshold", int, allowed=THRESHOLDS),
+        amount=pick("amount", int, allowed=TIER_CREDITS),
+        currency=pick("currency", str, allowed=CURRENCIES),
+    )
+    t.done()
+    return settings
+
+
+def _cards(t: _Table) -> tuple[tuple[str, float], ...]:
+    t.read += ["card", "cards"]
+    if t.has("card") and t.has("cards"):
+        raise t.error("cards", "give either card or cards, not both")
+    allowed = tuple(TEST_CARDS)
+    if t.has("cards"):
+        mix = t.table("cards")
+        cards = tuple((name, float(mix.take(name, float, low=0))) for name in mix.data)
+        for name, _ in cards:
+            if name not in TEST_CARDS:
+                raise mix.error(name, f"unknown test card; allowed: {', '.join(allowed)}")
+        if not cards or not math.isclose(sum(w for _, w in cards), 1.0):
+            raise t.error("cards", "the rates must sum to 1")
+        return cards
+    return ((t.take("card", str, "pm_card_visa", allowed=allowed), 1.0),)
+
+
+@dataclass(frozen=True, slots=True)
+class BillingRules:
+    """The billing module's service-wide configuration."""
+
+    cooldown_hours: float
+    charge_tries: int
+    failures_before_suspension: int
+
+
+@dataclass(frozen=True, slots=True)
+class Payments:
+    """How long a top-up takes from claim to the gateway's answer (seconds)."""
+
+    latency: Distribution
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayFaults:
+    """Stripe 5xx, 429, timeouts and dropped connections: transient errors, retried by billing."""
+
+    rate: float
+    outages: tuple[tuple[float, float], ...]
+    slow_rate: float
+    slow_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFaults:
+    """Store writes that raise ``StoreUnavailable``, at a rate and in outage windows."""
+
+    rate: float
+    outages: tuple[tuple[float, float], ...]
+    operations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheFaults:
+    """Cache flushes (a Redis restart or ``FLUSHALL``): at random, and at given hours."""
+
+    flushes_per_day: float
+    flush_at: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Every fault a scenario can inject."""
+
+    gateway: GatewayFaults
+    store: StoreFaults
+    cache: CacheFaults
+
+
+def _faults(t: _Table) -> Faults:
+    g = t.table("gateway")
+    gateway = GatewayFaults(
+        rate=g.take("rate", float, 0.0, low=0, high=1),
+        outages=g.windows("outages"),
+        slow_rate=g.take("slow_rate", float, 0.0, low=0, high=1),
+        slow_seconds=g.take("slow_seconds", float, 30.0, low=0),
+    )
+    g.done()
+    s = t.table("store")
+    ops = s.data.get("operations", list(DEFAULT_STORE_OPERATIONS))
+    s.read.append("operations")
+    if not isinstance(ops, list) or any(op not in STORE_OPERATIONS for op in ops):
+        raise s.error("operations", f"{ops!r}; allowed: a list of {', '.join(STORE_OPERATIONS)}")
+    store = StoreFaults(s.take("rate", float, 0.0, low=0, high=1), s.windows("outages"), tuple(ops))
+    s.done()
+    c = t.table("cache")
+    cache = CacheFaults(
+        flushes_per_day=c.take("flushes_per_day", float, 0.0, low=0),
+        flush_at=tuple(h * HOUR for h in c.numbers("flush_at_hours")),
+    )
+    c.done()
+    t.done()
+    return Faults(gateway, store, cache)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole scenario: population, usage, settings, billing rules, payments, faults, sweep."""
+
+    name: str
+    description: str
+    users: int
+    days: float
+    start: float
+    seed: int
+    billing: BillingRules
+    payments: Payments
+    groups: tuple[Group, ...]
+    faults: Faults
+    #: Dotted key -> values to sweep over (empty for a plain scenario).
+    sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    source: str = "<scenario>"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def horizon(self) -> float:
+        """Simulated seconds."""
+        return self.days * DAY
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:
+        """A copy with dotted keys replaced, validated again (errors name the key)."""
+        raw = copy.deepcopy(dict(self.raw))
+        for dotted, value in overrides.items():
+            node = raw
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ScenarioError(self.source, dotted, f"{part!r} is not a table")
+                node = child
+            node[leaf] = value
+        return parse_scenario(raw, self.source)
+
+    def grid_point(self, overrides: Mapping[str, Any]) -> Scenario:
+        """The scenario of one sweep point: overrides applied, the ``[sweep]`` table dropped."""
+        base = {k: v for k, v in self.raw.items() if k != "sweep"}
+        return replace(self, raw=base, sweep={}).with_overrides(overrides)
+
+    def counts(self) -> list[int]:
+        """Users per group: shares of ``users`` rounded by largest remainder (deterministic)."""
+        exact = [g.share * self.users for g in self.groups]
+        counts = [math.floor(x) for x in exact]
+        order = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
+        for i in order[: self.users - sum(counts)]:
+            counts[i] += 1
+        return counts
+
+
+DEFAULT_SETTINGS = {"enabled": True, "threshold": 1_000, "amount": 10_000, "currency": "eur"}
+
+
+def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
+    """Validate a scenario table (as read from TOML) and build the :class:`Scenario`."""
+    t = _Table(raw, "", source)
+    name = t.take("name", str, Path(source).stem)
+    description = t.take("description", str, "")
+    users = t.take("users", int, low=1)
+    days = t.take("days", float, low=1 / 24)
+    start = _start(t)
+    seed = t.take("seed", int, 0, low=0)
+    b = t.table("billing")
+    billing = BillingRules(
+        cooldown_hours=b.take("cooldown_hours", float, 1.0, low=0),
+        charge_tries=b.take("charge_tries", int, 3, low=1),
+        failures_before_suspension=b.take("failures_before_suspension", int, 3, low=1),
+    )
+    b.done()
+    p = t.table("payments")
+    payments = Payments(_distribution(p.table("latency", {"dist": "fixed", "value": 2.0})))
+    p.done()
+    d = t.table("auto_topup")
+    defaults = asdict(_settings(d, DEFAULT_SETTINGS))
+    groups = tuple(_groups(t.table("groups"), defaults))
+    faults = _faults(t.table("faults"))
+    sweep = _sweep(t.table("sweep"))
+    t.done()
+    scenario = Scenario(
+        name, description, users, days, start, seed, billing, payments, groups, faults, sweep,
+        source, raw,
+    )  # fmt: skip
+    for key, values in sweep.items():
+        # Each swept value must be one this scenario accepts: find out now, not mid-sweep.
+        for value in values:
+            scenario.grid_point({key: value})
+    return scenario
+
+
+def _start(t: _Table) -> float:
+    """The start epoch: an ISO 8601 time with its zone (a local time would differ per machine)."""
+    t.read.append("start")
+    value = t.data.get("start", "2026-01-01T00:00:00Z")
+    try:
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        when = None
+    if when is None or when.tzinfo is None:
+        raise t.error("start", f"{value!r}: allowed: an ISO 8601 time with a zone, e.g. "
+                      "2026-01-01T00:00:00Z")  # fmt: skip
+    return when.timestamp()
+
+
+def _groups(t: _Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
+    if not t.data:
+        raise ScenarioError(t.source, "groups", "needs at least one group ([groups.<name>])")
+    total = 0.0
+    for name in list(t.data):
+        g = t.table(name)
+        share = g.take("share", float, low=0, high=1)
+        total += share
+        group = Group(
+            name=name,
+            share=share,
+            balance=g.take("balance", int, low=0),
+            cards=_cards(g),
+            settings=_settings(g.table("auto_topup"), defaults),
+            usage=_usage(g.table("usage")),
+        )
+        g.done()
+        yield group
+    if not math.isclose(total, 1.0):
+        raise ScenarioError(t.source, "groups", f"shares must sum to 1, got {total:g}")
+
+
+def _sweep(t: _Table) -> dict[str, tuple[Any, ...]]:
+    grid: dict[str, tuple[Any, ...]] = {}
+    for key, values in t.data.items():
+        t.read.append(key)
+        if not isinstance(values, list) or not values:
+            raise t.error(key, "must be a non-empty list of values to sweep over")
+        grid[key] = tuple(values)
+    return grid
+
+
+def load_scenario(path: str | Path, **overrides: Any) -> Scenario:
+    """Read and validate a scenario file; keyword overrides replace top-level keys."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(str(path), "<syntax>", str(exc)) from None
+    scenario = parse_scenario(raw, str(path))
+    return scenario.with_overrides(overrides) if overrides else scenario

@@ -1,0 +1,50 @@
+"""Backends: resolved by name, each opened fresh per run, flushable."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim import BACKENDS, Backend, get_backend
+from sim.billing import BillingService, InlineRunner, ManualClock, RecordingNotifier, Vault
+from sim.gateways import make_gateway
+
+
+def test_names_resolve_and_backends_pass_through() -> None:
+    """Each shipped name resolves; a Backend object is used as given."""
+    assert [get_backend(name).name for name in BACKENDS] == list(BACKENDS)
+    custom = get_backend("memory")
+    assert get_backend(custom) is custom and isinstance(custom, Backend)
+
+
+def test_unknown_backend_lists_the_allowed_ones() -> None:
+    """A wrong name is refused with the allowed names."""
+    with pytest.raises(ValueError, match="allowed: fakeredis, redis, memory"):
+        get_backend("memcached")
+
+
+def test_redis_backend_needs_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real-Redis backend says what it needs when REDIS_URL is unset."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(ValueError, match="REDIS_URL"):
+        get_backend("redis").open()
+
+
+@pytest.mark.parametrize("name", ["fakeredis", "memory"])
+def test_flush_drops_cached_users_only(name: str) -> None:
+    """A flush empties the cache; the store keeps every balance."""
+    opened = get_backend(name).open()
+    billing = BillingService(
+        clock=ManualClock(),
+        cache=opened.cache,
+        store=opened.store,
+        gateway=make_gateway(),
+        notifier=RecordingNotifier(),
+        tasks=InlineRunner(),
+        vault=Vault(bytes(32)),
+    )
+    billing.create_user("u1", balance=50)
+    assert billing.balance("u1") == 50
+    opened.flush()
+    assert billing.cache.balance("u1") is None
+    assert billing.balance("u1") == 50
+    opened.close()

@@ -1,0 +1,69 @@
+"""Result frames: tidy columns, per-user totals that add up, files on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sim import Results, run
+from sim.world import COLUMNS
+
+from .conftest import constant, one_group, shipped
+
+
+@pytest.fixture(scope="module")
+def results() -> Results:
+    """A small card_failures run."""
+    return run(shipped("card_failures", users=30, days=5), backend="memory")
+
+
+def test_events_have_the_documented_columns(results: Results) -> None:
+    """The event log has one column per field, with nullable integer and string types."""
+    events = results.events
+    assert list(events.columns) == list(COLUMNS)
+    assert events["time"].dtype == "float64" and events["balance"].dtype == "Int64"
+    assert set(events["kind"]) >= {"request", "charge", "topup_succeeded", "topup_declined"}
+
+
+def test_user_totals_add_up_to_the_events(results: Results) -> None:
+    """Per-user counts sum to the event counts, and the summary to the users."""
+    events, users, summary = results.events, results.users, results.summary.iloc[0]
+    assert len(users) == 30 and users["user"].is_unique
+    assert users["requests"].sum() == (events["kind"] == "request").sum() == summary["requests"]
+    assert users["topups"].sum() == summary["topups"]
+    assert (users["final_balance"] >= 0).all()
+    assert len(results.summary) == 1
+
+
+def test_spend_matches_credits_bought_at_the_price_table(results: Results) -> None:
+    """Every top-up is 10,000 credits for EUR 10.00: spend in cents = credits bought / 10."""
+    users = results.users
+    assert users["credits_bought"].sum() > 0
+    assert (users["spend_minor"] * 10 == users["credits_bought"]).all()
+
+
+def test_dry_time_runs_from_refusal_to_the_next_top_up() -> None:
+    """A user who cannot top up is dry from the first refused request to the end."""
+    scenario = one_group(constant(60, 100), days=1 / 24, balance=1_000,
+                         card="pm_card_chargeDeclined")  # fmt: skip
+    users = run(scenario, backend="memory").users
+    assert users.loc[0, "first_dry_at"] == 660
+    assert users.loc[0, "dry_seconds"] == 3600 - 660
+
+
+def test_write_saves_parquet_and_csv(results: Results, tmp_path: Path) -> None:
+    """write() stores each frame as Parquet (and CSV on request) that reads back equal."""
+    paths = results.write(tmp_path, csv=True)
+    assert sorted(p.name for p in paths) == sorted(
+        f"{n}.{ext}" for n in ("events", "users", "summary") for ext in ("parquet", "csv")
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "users.parquet"), results.users)
+
+
+def test_table_is_one_aligned_line_per_figure(results: Results) -> None:
+    """The printable summary has one line per summary column."""
+    lines = results.table().splitlines()
+    assert len(lines) == len(results.summary.columns)
+    assert lines[0].split() == ["scenario", "card_failures"]
