@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import stripe
 
-from sim.stripe_emulator import Faults, StripeEmulator
+from sim.stripe_emulator import EmulatorServer, Faults, StripeEmulator
 
 SECRET = "whsec_test_emulator"
 
@@ -119,3 +121,38 @@ def test_failed_delivery_is_retried_later(emulator: StripeEmulator, client, cloc
     assert emulator.report_delivery(delivery, 200) is None
     clock.advance(retry.due_at - clock.now())
     assert [d.event_id for d in emulator.due_deliveries()] == [delivery.event_id]
+
+
+def test_server_posts_signed_deliveries_to_the_webhook_url(emulator: StripeEmulator) -> None:
+    """The HTTP server POSTs each due event to --webhook-url, signed so the library verifies it."""
+    received: list[tuple[bytes, str]] = []
+    done = threading.Event()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((body, self.headers["Stripe-Signature"]))
+            self.send_response(200)
+            self.end_headers()
+            done.set()
+
+        def log_message(self, *args: object) -> None:
+            """Quiet."""
+
+    receiver = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    try:
+        with EmulatorServer(emulator, port=0, webhook_url=url, poll_interval=0.01) as server:
+            client = stripe.StripeClient(
+                "sk_test_emulator", http_client=stripe.RequestsClient(),
+                base_addresses={"api": server.url},
+            )  # fmt: skip
+            client.v1.customers.create(params={"email": "ada@example.com"})
+            assert done.wait(5)
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    body, signature = received[0]
+    event = stripe.Webhook.construct_event(body, signature, emulator.webhook_secret)
+    assert event.type == "customer.created"
