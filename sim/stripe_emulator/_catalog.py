@@ -152,11 +152,26 @@ def update_price(st: State, p: Params, price_id: str) -> StripeObject:
 
 
 def list_prices(st: State, p: Params) -> StripeObject:
-    """``GET /v1/prices`` (optionally one product's)."""
+    """``GET /v1/prices``: optionally one product's, filtered by ``lookup_keys``, ``active``,
+    ``currency`` and ``type``; other filters are refused rather than ignored."""
+    for name in ("created", "recurring"):
+        if name in p:
+            raise not_modelled(name)
+    wanted: dict[str, object] = {}
+    if "lookup_keys" in p:
+        wanted["lookup_key"] = set(p.array("lookup_keys"))
+    if "active" in p:
+        wanted["active"] = {p.flag("active")}
+    for name in ("currency", "type"):
+        if name in p:
+            wanted[name] = {p.text(name)}
+
+    def keep(price: StripeObject) -> bool:
+        return all(price.get(field) in values for field, values in wanted.items())  # type: ignore[operator]
+
     product_id = p.text("product")
-    if product_id is not None:
-        return st.page(p, ("price", "product", product_id), "/v1/prices")
-    return st.page(p, ("price",), "/v1/prices")
+    key = ("price",) if product_id is None else ("price", "product", product_id)
+    return st.page(p, key, "/v1/prices", keep=keep if wanted else None)
 
 
 ROUTES = (

@@ -163,3 +163,20 @@ def test_renewal_on_the_emulator_clock(client: stripe.StripeClient, clock, emula
     invoices = client.v1.invoices.list(params={"subscription": sub.id}).data
     assert [i.billing_reason for i in invoices] == ["subscription_cycle", "subscription_create"]
     assert invoices[0].created == START + MONTH
+
+
+def test_prices_are_found_by_lookup_key(client) -> None:
+    """lookup_keys filters the price list (and an unmodelled filter is refused, not ignored)."""
+    product = client.v1.products.create(params={"name": "credits"})
+    for amount, key in ((1000, "small"), (5000, "large")):
+        client.v1.prices.create(
+            params={
+                "currency": "eur", "unit_amount": amount, "product": product.id,
+                "recurring": {"interval": "month"}, "lookup_key": key,
+            }
+        )  # fmt: skip
+    found = client.v1.prices.list(params={"lookup_keys": ["large"]})
+    assert [p.unit_amount for p in found.data] == [5000]
+    assert client.v1.prices.list(params={"lookup_keys": ["none"]}).data == []
+    with pytest.raises(stripe.InvalidRequestError, match="created"):
+        client.v1.prices.list(params={"created": {"gt": 0}})
