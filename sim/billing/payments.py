@@ -30,6 +30,7 @@ import stripe
 from .clock import Clock
 from .errors import (
     GatewayConfigurationError,
+    SubscriptionError,
     TransientGatewayError,
     WebhookPayloadError,
     WebhookSignatureError,
@@ -174,18 +175,23 @@ class StripeGateway:
     ) -> SubscriptionInfo:
         """Subscribe the customer monthly to ``price`` (one Price per tier and currency)."""
         price_id = self._monthly_price(int(metadata["credits"]), price)
-        subscription = self._call(
-            self.client.v1.subscriptions.create,
-            params={
-                "customer": customer_id,
-                "items": [{"price": price_id}],
-                "default_payment_method": payment_method_id,
-                "off_session": True,
-                "payment_behavior": "error_if_incomplete",
-                "metadata": dict(metadata),
-            },
-            options={"idempotency_key": idempotency_key},
-        )
+        try:
+            subscription = self._call(
+                self.client.v1.subscriptions.create,
+                params={
+                    "customer": customer_id,
+                    "items": [{"price": price_id}],
+                    "default_payment_method": payment_method_id,
+                    "off_session": True,
+                    "payment_behavior": "error_if_incomplete",
+                    "metadata": dict(metadata),
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as exc:
+            # The first month is charged at once; a card that fails it creates no subscription.
+            reason = (exc.error.decline_code if exc.error else None) or exc.code or "declined"
+            raise SubscriptionError(f"the card was refused for the first month: {reason}") from exc
         return subscription_info(subscription.to_dict())
 
     def cancel_at_period_end(self, subscription_id: str) -> SubscriptionInfo:

@@ -311,3 +311,29 @@ def test_events_of_other_products_are_ignored(
     """Events that are not ours (a customer created elsewhere) answer 'ignored'."""
     stripe_gateway.ensure_customer("someone")
     assert set(_deliver(handler, _due(emulator))) == {"ignored"}
+
+
+def test_card_refused_for_the_first_month_creates_no_subscription(
+    subscriptions: Subscriptions, user: Callable[..., str]
+) -> None:
+    """The first month is charged at once: a declining card gets a clear error, no subscription."""
+    user("pm_card_chargeDeclinedInsufficientFunds")
+    with pytest.raises(SubscriptionError, match="insufficient_funds"):
+        subscriptions.create("u1", 10_000, "eur")
+    assert subscriptions.live("u1") is None
+
+
+def test_each_tier_is_billed_at_its_own_price(
+    subscriptions: Subscriptions,
+    handler: WebhookHandler,
+    billing: BillingService,
+    emulator: StripeEmulator,
+    user: Callable[..., str],
+) -> None:
+    """Two tiers in one currency each get their own monthly Price, found again by lookup key."""
+    user(user_id="u1", balance=0)
+    user(user_id="u2", balance=0)
+    subscriptions.create("u1", 21_000, "eur")
+    subscriptions.create("u2", 54_000, "eur")
+    _deliver(handler, _due(emulator))
+    assert (billing.balance("u1"), billing.balance("u2")) == (22_000, 57_000)
