@@ -28,7 +28,8 @@ FaultHook = Callable[[str, str], None]
 
 
 class FaultSchedule:
-    """Fails with probability ``rate`` per call, and always inside the outage windows."""
+    """Fails with probability ``rate`` per call, and always inside the outage windows; never at
+    or after ``until`` (epoch seconds), when a run's traffic is over and it settles up."""
 
     def __init__(
         self,
@@ -37,17 +38,21 @@ class FaultSchedule:
         outages: Sequence[tuple[float, float]],
         clock: Clock,
         start: float,
+        until: float = float("inf"),
     ) -> None:
-        self._rng, self._rate, self._clock = rng, rate, clock
+        self._rng, self._rate, self._clock, self._until = rng, rate, clock, until
         # Windows in the clock's own epoch seconds, so a check is one subtraction-free compare.
         self._outages = [(start + a, start + b) for a, b in outages]
 
     def fails(self) -> bool:
         """Whether this call fails."""
-        if self._outages:
-            now = self._clock.now()
-            if any(a <= now < b for a, b in self._outages):
-                return True
+        if not (self._rate or self._outages):
+            return False
+        now = self._clock.now()
+        if now >= self._until:
+            return False
+        if any(a <= now < b for a, b in self._outages):
+            return True
         return bool(self._rate) and self._rng.random() < self._rate
 
 
@@ -69,6 +74,10 @@ class FlakyGateway:
         if self._schedule.fails():
             raise TransientGatewayError("injected fault: provider unavailable")
         return self._inner.charge(request)
+
+    def __getattr__(self, name: str) -> Any:
+        # Subscriptions and set-up calls go straight to the provider.
+        return getattr(self._inner, name)
 
 
 class FlakyStore:

@@ -1,32 +1,33 @@
 """The books must balance: invariants checked at the end of every run.
 
-Each rule is checked against independent evidence: the cache and the store for balances, the
-gateway's record of money that actually moved for payments, the store's claimed attempts for the
-cooldown. A run that breaks any of them raises :class:`InvariantViolation` listing every breach.
+Each rule is checked against independent evidence: the cache and the store for balances, Stripe's
+own records (the emulator) for money that actually moved, the store's claimed attempts for the
+cooldown, the postman's count of applied deliveries for webhooks. A run that breaks any of them
+raises :class:`InvariantViolation` listing every breach.
 
 Rules (``Violation.rule``):
 
 - ``balance``: each user's cached balance, stored balance and ledger sum are equal.
-- ``charged_equals_credited``: every succeeded PaymentIntent is credited once, with the credits
-  its amount buys at the price table, and each user's top-up credits equal what they paid for.
-- ``credit_without_payment``: every top-up credit references a PaymentIntent that succeeded.
+- ``charged_equals_credited``: every succeeded top-up PaymentIntent and every paid subscription
+  invoice is credited once, with what its amount buys at the price table (plus the monthly bonus
+  for an invoice).
+- ``credit_without_payment``: every top-up or subscription credit references such a payment.
 - ``cooldown``: a user's claimed attempts (one charge each) are at least one cooldown apart.
 - ``unknown_charge``: every idempotency key the gateway saw belongs to a recorded attempt.
-
-"Every webhook event applied once" joins the list with the webhook handler.
+- ``webhook_applied_once``: no webhook event was applied more than once, and every event the
+  handler applied is recorded as processed.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from sim.billing import BillingService, Store, UnknownTier
-from sim.billing.pricing import credits_for_payment
+from sim.billing import BillingService, Store
 
-from .world import Payment
+from .gateways import Payment
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +56,16 @@ class InvariantViolation(AssertionError):
 def check_invariants(
     billing: BillingService,
     store: Store,
-    paid: Mapping[str, Payment],
+    payments: Sequence[Payment],
     charged_keys: Mapping[str, str],
+    webhooks_applied: Mapping[str, int],
 ) -> list[Violation]:
     """Every breach of the rules above, in user order (empty when the books balance)."""
     out: list[Violation] = []
     cooldown = billing.config.cooldown_seconds
-    paid_by_user: dict[str, list[tuple[str, Payment]]] = defaultdict(list)
-    for intent, payment in sorted(paid.items()):
-        paid_by_user[payment.user_id].append((intent, payment))
+    paid_by_user: dict[str, list[Payment]] = defaultdict(list)
+    for payment in payments:
+        paid_by_user[payment.user_id].append(payment)
     keys_by_user: dict[str, set[str]] = defaultdict(set)
     for key, user in charged_keys.items():
         keys_by_user[user].add(key)
@@ -78,30 +80,28 @@ def check_invariants(
                 Violation("balance", user, f"cache {cached}, store {stored}, ledger sum {total}")
             )
 
-        credited: dict[str, int] = defaultdict(int)
+        credited: dict[tuple[str, str], int] = defaultdict(int)
         for entry in ledger:
-            if entry.kind == "topup":
-                credited[entry.reference or ""] += entry.delta
-        for intent, payment in paid_by_user[user]:
-            try:
-                due = credits_for_payment(payment.price.amount_minor, payment.price.currency)
-            except UnknownTier:
-                due = -1
-            got = credited.pop(intent, 0)
+            if entry.kind in ("topup", "subscription"):
+                credited[entry.kind, entry.reference or ""] += entry.delta
+        for payment in paid_by_user[user]:
+            due = payment.credits
+            got = credited.pop((payment.kind, payment.reference), 0)
             if got != due:
                 out.append(
                     Violation(
                         "charged_equals_credited",
                         user,
-                        f"{intent} paid {payment.price} (buys {due}), credited {got}",
+                        f"{payment.kind} {payment.reference} paid {payment.price} (buys {due}),"
+                        f" credited {got}",
                     )
                 )
-        for reference, credits in sorted(credited.items()):
+        for (kind, reference), credits in sorted(credited.items()):
             out.append(
                 Violation(
                     "credit_without_payment",
                     user,
-                    f"{credits} credits under {reference!r}, which no succeeded payment matches",
+                    f"{credits} {kind} credits under {reference!r}, which no payment matches",
                 )
             )
 
@@ -123,4 +123,9 @@ def check_invariants(
     for user, keys in sorted(keys_by_user.items()):
         for key in sorted(keys):
             out.append(Violation("unknown_charge", user, f"charge {key!r} for an unknown user"))
+    for event_id, times in sorted(webhooks_applied.items()):
+        if times > 1:
+            out.append(Violation("webhook_applied_once", "-", f"{event_id} applied {times} times"))
+        if not store.event_processed(event_id):
+            out.append(Violation("webhook_applied_once", "-", f"{event_id} not recorded"))
     return out

@@ -2,16 +2,22 @@
 
 - ``events``: one row per thing that happened, in the order it happened (see ``sim.world``):
   ``request``/``refused``/``request_failed`` per request, ``charge`` per gateway call, one row per
-  notification (``topup_succeeded``, ``topup_declined``, ``topup_action_required``, ...), and the
-  injected faults (``store_fault``, ``cache_flush``; gateway faults are ``transient`` charges).
+  notification (``topup_succeeded``, ``topup_declined``, ``topup_action_required``,
+  ``subscription_renewed``, ...), ``webhook`` per delivery to the handler (``event`` holds its
+  type, ``outcome`` the handler's answer), ``subscription_created``, and the injected faults
+  (``store_fault``, ``cache_flush``; gateway faults are ``transient`` charges).
 - ``users``: one row per user with their set-up and totals.
 - ``summary``: one row for the run, the figures product compares across settings.
+
+Money figures (credits bought, spend, revenue) come from Stripe's records of the run
+(``sim.gateways.payments_made``), so a payment whose answer was lost still counts.
 
 A user is *dry* from a refused request until their next credited top-up (or the end of the run).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,7 @@ import pandas as pd
 from sim.billing import CURRENCIES, Store
 from sim.billing.pricing import CURRENCY_EXPONENTS
 
+from .gateways import Payment
 from .scenario import Scenario
 from .usage import TICKS
 from .world import COLUMNS, Profile, Row
@@ -76,14 +83,18 @@ def events_frame(rows: list[Row]) -> pd.DataFrame:
     frame["time"] = frame["time"].astype("int64") / TICKS
     for column in _INT_COLUMNS:
         frame[column] = frame[column].astype("Int64")
-    for column in ("user", "kind", "trigger", "outcome", "decline_code", "currency"):
+    for column in ("user", "kind", "trigger", "outcome", "decline_code", "currency", "event"):
         frame[column] = frame[column].astype("string")
     frame["payment_intent"] = frame["payment_intent"].astype("string")
     return frame
 
 
 def users_frame(
-    events: pd.DataFrame, profiles: list[Profile], store: Store, horizon: float
+    events: pd.DataFrame,
+    profiles: list[Profile],
+    store: Store,
+    payments: Sequence[Payment],
+    horizon: float,
 ) -> pd.DataFrame:
     """Per-user set-up and totals: requests, refusals, time dry, top-ups, failures, spend."""
     users = pd.DataFrame(
@@ -96,6 +107,7 @@ def users_frame(
             "threshold": [p.threshold for p in profiles],
             "amount": [p.amount for p in profiles],
             "currency": [p.currency for p in profiles],
+            "subscription": [p.subscription for p in profiles],
         }
     ).set_index("user")
     kind = events["kind"]
@@ -118,21 +130,28 @@ def users_frame(
     users["topups"] = count("topup_succeeded")
     users["failed_topups"] = count(*_FAILED)
     users["suspensions"] = count("topup_suspended")
-    paid = events[(kind == "charge") & (events["outcome"] == "succeeded")]
-    paid = paid.drop_duplicates("payment_intent")
-    users["credits_bought"] = (
-        paid.groupby("user")["credits"].sum().reindex(users.index, fill_value=0).astype("int64")
-    )
-    users["spend_minor"] = (
-        paid.groupby("user")["amount_minor"]
-        .sum()
-        .reindex(users.index, fill_value=0)
-        .astype("int64")
-    )
+    money = _payments_frame(payments)
+    topups = money[money["kind"] == "topup"].groupby("user")
+    subscriptions = money[money["kind"] == "subscription"].groupby("user")
+    users["credits_bought"] = _per_user(topups["credits"].sum(), users.index)
+    users["subscription_credits"] = _per_user(subscriptions["credits"].sum(), users.index)
+    users["spend_minor"] = _per_user(money.groupby("user")["amount_minor"].sum(), users.index)
     records = [store.get_user(u) for u in users.index]
     users["final_balance"] = [r.balance for r in records]
     users["final_state"] = pd.array([r.state for r in records], dtype="string")
     return users.reset_index()
+
+
+def _payments_frame(payments: Sequence[Payment]) -> pd.DataFrame:
+    """One row per payment: user, kind, credits granted for it, amount and currency."""
+    return pd.DataFrame(
+        [(p.user_id, p.kind, p.credits, p.price.amount_minor, p.price.currency) for p in payments],
+        columns=["user", "kind", "credits", "amount_minor", "currency"],
+    ).astype({"credits": "int64", "amount_minor": "int64"})
+
+
+def _per_user(values: pd.Series, index: pd.Index) -> pd.Series:
+    return values.reindex(index, fill_value=0).astype("int64")
 
 
 def _dry_seconds(events: pd.DataFrame, horizon: float) -> pd.Series:
@@ -148,13 +167,18 @@ def _dry_seconds(events: pd.DataFrame, horizon: float) -> pd.Series:
 
 
 def summary_frame(
-    scenario: Scenario, seed: int, events: pd.DataFrame, users: pd.DataFrame
+    scenario: Scenario,
+    seed: int,
+    events: pd.DataFrame,
+    users: pd.DataFrame,
+    payments: Sequence[Payment],
 ) -> pd.DataFrame:
     """One row of run-level figures (rates per 1,000 users and per user-month included)."""
     n, days = len(users), scenario.days
     kind = events["kind"]
     charges = events[kind == "charge"]
-    paid = charges[charges["outcome"] == "succeeded"].drop_duplicates("payment_intent")
+    webhooks = events[kind == "webhook"]
+    money = _payments_frame(payments)
     row: dict[str, object] = {
         "scenario": scenario.name,
         "seed": seed,
@@ -177,11 +201,16 @@ def summary_frame(
         "transient_errors": int((charges["outcome"] == "transient").sum()),
         "credits_used": int(users["credits_used"].sum()),
         "credits_bought": int(users["credits_bought"].sum()),
+        "subscription_invoices": int((money["kind"] == "subscription").sum()),
+        "subscription_credits": int(users["subscription_credits"].sum()),
+        "webhooks_delivered": len(webhooks),
+        "webhook_duplicates": int((webhooks["outcome"] == "duplicate").sum()),
+        "webhook_failures": int((webhooks["outcome"] == "failed").sum()),
         "cache_flushes": int((kind == "cache_flush").sum()),
         "store_faults": int((kind == "store_fault").sum()),
     }
     for currency in CURRENCIES:
-        minor = paid.loc[paid["currency"] == currency, "amount_minor"].sum()
+        minor = money.loc[money["currency"] == currency, "amount_minor"].sum()
         row[f"revenue_{currency}"] = float(minor) / 10 ** CURRENCY_EXPONENTS[currency]
     row["user_days"] = n * days
     return pd.DataFrame([row])

@@ -7,6 +7,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .backends import Backend, get_backend
+from .gateways import payments_made
 from .invariants import InvariantViolation, check_invariants
 from .results import Results, events_frame, summary_frame, users_frame
 from .scenario import Scenario, load_scenario
@@ -43,15 +44,16 @@ def run(
                 bar.update(round(days - bar.n, 3))
 
             world.run(on_day)
+        payments = payments_made(world.stripe)
         if check:
             violations = check_invariants(
-                world.billing, world.store, world.gateway.paid, world.gateway.keys
+                world.billing, world.store, payments, world.gateway.keys, world.postman.applied
             )
             if violations:
                 raise InvariantViolation(violations)
         events = events_frame(world.rows)
-        users = users_frame(events, world.profiles, world.store, scenario.horizon)
-        summary = summary_frame(scenario, seed, events, users)
+        users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
+        summary = summary_frame(scenario, seed, events, users, payments)
         return Results(scenario, seed, chosen.name, events, users, summary)
     finally:
         opened.close()

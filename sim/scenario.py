@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.billing import CURRENCIES, THRESHOLDS, TIER_CREDITS, AutoTopupSettings
+from sim.billing import CURRENCIES, THRESHOLDS, TIER_CREDITS, AutoTopupSettings, tier_for
 from sim.gateways import TEST_CARDS
 
 DAY = 86_400.0
@@ -29,7 +29,8 @@ HOUR = 3_600.0
 DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "exponential", "choice")
 ARRIVALS = ("poisson", "constant")
 STORE_OPERATIONS = ("apply_deduction", "finish_attempt", "credit")
-#: Store faults on ``credit`` lose a paid top-up until webhooks re-deliver it, so they are opt-in.
+#: Store faults on ``credit`` leave a paid top-up uncredited until its webhook is delivered again:
+#: recovered, but only with webhooks on, so they are opt-in.
 DEFAULT_STORE_OPERATIONS = ("apply_deduction", "finish_attempt")
 
 
@@ -247,7 +248,11 @@ def _usage(t: _Table) -> Usage:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """A population group: a share of the users with one usage profile, settings and cards."""
+    """A population group: a share of the users with one usage profile, settings and cards.
+
+    ``subscription`` is the tier (credits) of a monthly top-up each user takes out at the start,
+    or 0 for none.
+    """
 
     name: str
     share: float
@@ -255,6 +260,7 @@ class Group:
     cards: tuple[tuple[str, float], ...]
     settings: AutoTopupSettings
     usage: Usage
+    subscription: int = 0
 
 
 def _settings(t: _Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
@@ -306,12 +312,31 @@ class Payments:
 
 @dataclass(frozen=True, slots=True)
 class GatewayFaults:
-    """Stripe 5xx, 429, timeouts and dropped connections: transient errors, retried by billing."""
+    """Stripe 5xx, 429, timeouts and dropped connections: transient errors, retried by billing.
+
+    ``lost_response_rate`` is the hard case: Stripe applied the charge and the answer was lost on
+    the way back, so only the retry with the same idempotency key (or the webhook) tells.
+    """
 
     rate: float
     outages: tuple[tuple[float, float], ...]
     slow_rate: float
     slow_seconds: float
+    lost_response_rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Webhooks:
+    """How Stripe's webhook deliveries reach the billing module: after a delay, with jitter,
+    sometimes twice or out of order. ``enabled = false`` runs without any (to show what they
+    recover)."""
+
+    enabled: bool
+    delay_seconds: float
+    jitter_seconds: float
+    duplicate_rate: float
+    reorder_rate: float
+    reorder_window_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +365,19 @@ class Faults:
     cache: CacheFaults
 
 
+def _webhooks(t: _Table) -> Webhooks:
+    webhooks = Webhooks(
+        enabled=t.take("enabled", bool, True),
+        delay_seconds=t.take("delay_seconds", float, 2.0, low=0),
+        jitter_seconds=t.take("jitter_seconds", float, 3.0, low=0),
+        duplicate_rate=t.take("duplicate_rate", float, 0.0, low=0, high=1),
+        reorder_rate=t.take("reorder_rate", float, 0.0, low=0, high=1),
+        reorder_window_seconds=t.take("reorder_window_seconds", float, 30.0, low=0),
+    )
+    t.done()
+    return webhooks
+
+
 def _faults(t: _Table) -> Faults:
     g = t.table("gateway")
     gateway = GatewayFaults(
@@ -347,6 +385,7 @@ def _faults(t: _Table) -> Faults:
         outages=g.windows("outages"),
         slow_rate=g.take("slow_rate", float, 0.0, low=0, high=1),
         slow_seconds=g.take("slow_seconds", float, 30.0, low=0),
+        lost_response_rate=g.take("lost_response_rate", float, 0.0, low=0, high=1),
     )
     g.done()
     s = t.table("store")
@@ -380,6 +419,7 @@ class Scenario:
     payments: Payments
     groups: tuple[Group, ...]
     faults: Faults
+    webhooks: Webhooks
     #: Dotted key -> values to sweep over (empty for a plain scenario).
     sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     source: str = "<scenario>"
@@ -445,11 +485,12 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
     defaults = asdict(_settings(d, DEFAULT_SETTINGS))
     groups = tuple(_groups(t.table("groups"), defaults))
     faults = _faults(t.table("faults"))
+    webhooks = _webhooks(t.table("webhooks"))
     sweep = _sweep(t.table("sweep"))
     t.done()
     scenario = Scenario(
-        name, description, users, days, start, seed, billing, payments, groups, faults, sweep,
-        source, raw,
+        name, description, users, days, start, seed, billing, payments, groups, faults,
+        webhooks, sweep, source, raw,
     )  # fmt: skip
     for key, values in sweep.items():
         # Each swept value must be one this scenario accepts: find out now, not mid-sweep.
@@ -487,11 +528,18 @@ def _groups(t: _Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
             cards=_cards(g),
             settings=_settings(g.table("auto_topup"), defaults),
             usage=_usage(g.table("usage")),
+            subscription=_subscription(g),
         )
         g.done()
         yield group
     if not math.isclose(total, 1.0):
         raise ScenarioError(t.source, "groups", f"shares must sum to 1, got {total:g}")
+
+
+def _subscription(t: _Table) -> int:
+    """A tier with a monthly bonus, or 0 for no subscription."""
+    allowed = (0, *(c for c in TIER_CREDITS if tier_for(c).subscribable))
+    return int(t.take("subscription", int, 0, allowed=allowed))
 
 
 def _sweep(t: _Table) -> dict[str, tuple[Any, ...]]:

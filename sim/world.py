@@ -8,16 +8,24 @@ Everything that happens is appended to ``World.rows`` as a plain tuple in :data:
 the DataFrames are built once, at the end (``sim.results``). Ports are wrapped, never patched:
 the gateway and the notifier report what they see, the fault wrappers fail on schedule.
 
-Webhooks will plug in beside :class:`ObservedGateway`: a process that pulls the emulator's events,
-waits a delivery delay (optionally duplicating or reordering them) and hands each one to the
-billing module's webhook handler, logging a row per delivery.
+Payments go to Stripe test mode, offline (``sim.gateways``): the billing module's Stripe gateway
+on a per-run emulator that shares the run's clock. Stripe's webhook deliveries come back through
+:class:`Postman`: it wakes when the emulator says the next delivery (or subscription renewal) is
+due, hands each delivery to the billing module's real webhook handler, and reports the answer, so
+a failed delivery is retried with Stripe's back-off. Delays, duplicates and reordering are the
+emulator's webhook faults, set from the scenario.
+
+When the traffic ends every injected fault stops, in-flight top-ups finish and pending deliveries
+(retries included) have :data:`SETTLE_SECONDS` to land before the books are checked.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +33,7 @@ import simpy
 
 from sim.billing import (
     BillingConfig,
+    BillingError,
     BillingService,
     ChargeNeedsAuthentication,
     ChargeRequest,
@@ -32,31 +41,43 @@ from sim.billing import (
     ChargeSucceeded,
     Clock,
     InsufficientCredits,
-    Money,
     Notification,
-    PaymentGateway,
     StoreUnavailable,
+    SubscriptionError,
+    Subscriptions,
     TransientGatewayError,
     Vault,
+    WebhookHandler,
+    WebhookPayloadError,
+    WebhookSignatureError,
 )
+from sim.billing.payments import WebhookVerifier
+from sim.stripe_emulator import Faults as EmulatorFaults
+from sim.stripe_emulator import StripeEmulator
 
 from .backends import OpenBackend
 from .faults import FaultSchedule, FlakyGateway, FlakyStore
-from .gateways import make_gateway
+from .gateways import stripe_test_mode
 from .scenario import DAY, HOUR, Group, Scenario
 from .usage import TICKS, request_costs, request_times
+
+#: After the traffic: time for in-flight top-ups and webhook retries (60 s .. 12 h back-off).
+SETTLE_SECONDS = DAY
 
 # The billing module logs each transient gateway error and failed top-up; in a run those are
 # expected outcomes, already rows of the event log. A NullHandler keeps Python's last-resort
 # handler from printing them to stderr; an application that configures logging still sees them.
 logging.getLogger("sim.billing").addHandler(logging.NullHandler())
 
-#: The event log's columns, in the order every row tuple holds them.
+#: The event log's columns, in the order every row tuple holds them. ``event`` is the Stripe
+#: event type of a ``webhook`` row; ``payment_intent`` holds the Stripe object an event is about.
 COLUMNS = (
     "time", "user", "kind", "credits", "balance", "trigger", "attempt",
-    "outcome", "decline_code", "amount_minor", "currency", "payment_intent",
+    "outcome", "decline_code", "amount_minor", "currency", "payment_intent", "event",
 )  # fmt: skip
 Row = tuple[Any, ...]
+_WIDTH = len(COLUMNS)
+_EMPTY = (None,) * _WIDTH
 
 
 class SimClock:
@@ -86,22 +107,12 @@ class ProcessRunner:
         task()
 
 
-@dataclass(frozen=True, slots=True)
-class Payment:
-    """Money that moved: one succeeded PaymentIntent."""
-
-    user_id: str
-    idempotency_key: str
-    price: Money
-
-
 class ObservedGateway:
-    """Logs every charge call (replays and transient failures too) and keeps the money moved."""
+    """Logs every charge call (replays and transient failures too) and wakes the postman, since a
+    charge queues webhook events."""
 
-    def __init__(self, inner: PaymentGateway, world: World) -> None:
+    def __init__(self, inner: FlakyGateway, world: World) -> None:
         self._inner, self._world = inner, world
-        #: PaymentIntent id -> the payment, once per intent however often it is replayed.
-        self.paid: dict[str, Payment] = {}
         #: Idempotency key -> user, for every key ever charged.
         self.keys: dict[str, str] = {}
 
@@ -118,11 +129,11 @@ class ObservedGateway:
         except TransientGatewayError:
             self._log(request, "transient", None, None)
             raise
+        finally:
+            self._world.postman.wake()
         code = None
         if isinstance(result, ChargeSucceeded):
             outcome = "succeeded"
-            payment = Payment(user, request.idempotency_key, result.price)
-            self.paid.setdefault(result.payment_intent_id, payment)
         elif isinstance(result, ChargeNeedsAuthentication):
             outcome = "requires_action"
         else:
@@ -137,8 +148,79 @@ class ObservedGateway:
         self._world.log(
             meta.get("user_id", ""), "charge", int(meta.get("credits", 0)), None, None,
             int(meta.get("attempt", 0)), outcome, code,
-            request.price.amount_minor, request.price.currency, intent,
+            request.price.amount_minor, request.price.currency, intent, None,
         )  # fmt: skip
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+class Postman:
+    """Delivers the emulator's webhook events to the billing module's handler when they are due.
+
+    One wake-up per due time (stored, so asking twice schedules once); each wake-up delivers
+    everything due, reports each answer to the emulator (a non-2xx is redelivered later, as by
+    Stripe) and schedules the next. Nothing is scheduled past ``limit`` (epoch seconds).
+    """
+
+    def __init__(
+        self,
+        world: World,
+        emulator: StripeEmulator,
+        handler: WebhookHandler | None,
+        limit: float,
+    ) -> None:
+        self._world, self._emulator, self._handler, self._limit = world, emulator, handler, limit
+        self._wakes: set[int] = set()
+        #: Event id -> how many deliveries of it the handler applied (not ``duplicate``).
+        self.applied: dict[str, int] = {}
+
+    def wake(self) -> None:
+        """Schedule a wake-up for the next due delivery or renewal, if there is one in time."""
+        if self._handler is None:
+            return
+        due = self._emulator.next_due()
+        if due is None or due > self._limit:
+            return
+        env, start = self._world.env, self._world.scenario.start
+        tick = max(env.now, math.ceil(round((due - start) * TICKS, 6)))
+        if tick not in self._wakes:
+            self._wakes.add(tick)
+            env.process(self._deliver_at(tick))
+
+    def _deliver_at(self, tick: int) -> Generator[simpy.Event]:
+        yield self._world.env.timeout(tick - self._world.env.now)
+        self._wakes.discard(tick)
+        now = self._world.clock.now()
+        for delivery in self._emulator.due_deliveries(now):
+            status = self._deliver(delivery.payload, delivery.signed_headers(int(now)))
+            self._emulator.report_delivery(delivery, status)
+        self.wake()
+
+    def _deliver(self, payload: bytes, headers: dict[str, str]) -> int:
+        assert self._handler is not None
+        event = json.loads(payload)
+        obj = event["data"]["object"]
+        meta = obj.get("metadata") or {}
+        if event["type"].startswith("invoice."):
+            details = (obj.get("parent") or {}).get("subscription_details") or {}
+            meta = details.get("metadata") or {}
+        try:
+            outcome = self._handler.handle(payload, headers["Stripe-Signature"])
+            status = 200
+        except (WebhookSignatureError, WebhookPayloadError):
+            outcome, status = "rejected", 400
+        except BillingError:  # a processing failure: answered 500, so Stripe delivers it again
+            outcome, status = "failed", 500
+        if status == 200 and outcome != "duplicate":
+            self.applied[event["id"]] = self.applied.get(event["id"], 0) + 1
+        attempt = meta.get("attempt")
+        self._world.log(
+            meta.get("user_id"), "webhook", None, None, None,
+            None if attempt is None else int(attempt), outcome, None,
+            None, None, obj.get("id"), event["type"],
+        )  # fmt: skip
+        return status
 
 
 class LogNotifier:
@@ -155,7 +237,7 @@ class LogNotifier:
         self._world.log(
             notification.user_id, notification.kind, None, balance, None,
             None if attempt is None else int(attempt), detail.get("status"),
-            detail.get("decline_code"), None, None, None,
+            detail.get("decline_code"), None, None, None, None,
         )  # fmt: skip
 
 
@@ -171,6 +253,7 @@ class Profile:
     amount: int
     currency: str
     enabled: bool
+    subscription: int
 
 
 class World:
@@ -182,14 +265,32 @@ class World:
         self.clock: Clock = SimClock(self.env, scenario.start)
         self.rows: list[Row] = []
         root = np.random.SeedSequence(seed)
-        users_seq, latency_seq, gateway_seq, store_seq, cache_seq, vault_seq = root.spawn(6)
+        seqs = root.spawn(7)
+        users_seq, latency_seq, gateway_seq, store_seq, cache_seq, vault_seq, stripe_seq = seqs
         self._latency_rng = np.random.default_rng(latency_seq)
         self._cache_rng = np.random.default_rng(cache_seq)
-        faults = scenario.faults
+        faults, hooks = scenario.faults, scenario.webhooks
+        self._until = scenario.start + scenario.horizon
 
+        # Stripe's own faults: webhook delays and copies always; lost answers only while the
+        # traffic runs (set-up and settling are clean, like every other injected fault).
+        self._settle_faults = EmulatorFaults(
+            webhook_delay=hooks.delay_seconds,
+            webhook_jitter=hooks.jitter_seconds,
+            webhook_duplicate_rate=hooks.duplicate_rate,
+            webhook_reorder_rate=hooks.reorder_rate,
+            webhook_reorder_window=hooks.reorder_window_seconds,
+        )
+        self._run_faults = replace(
+            self._settle_faults, drop_response_rate=faults.gateway.lost_response_rate
+        )
+        stripe = stripe_test_mode(
+            self.clock, int(stripe_seq.generate_state(1)[0]), self._settle_faults, hooks.enabled
+        )
+        self.emulator, self.stripe = stripe.emulator, stripe.gateway
         self.gateway = ObservedGateway(
             FlakyGateway(
-                make_gateway(),
+                self.stripe,
                 self._schedule(gateway_seq, faults.gateway.rate, faults.gateway.outages),
             ),
             self,
@@ -216,6 +317,14 @@ class World:
                 failures_before_suspension=scenario.billing.failures_before_suspension,
             ),
         )
+        self.subscriptions = Subscriptions(billing=self.billing, gateway=self.gateway)
+        handler = None
+        if hooks.enabled:
+            verifier = WebhookVerifier(self.emulator.webhook_secret, self.clock)
+            handler = WebhookHandler(
+                billing=self.billing, subscriptions=self.subscriptions, verifier=verifier
+            )
+        self.postman = Postman(self, self.emulator, handler, self._until + SETTLE_SECONDS)
         self.profiles: list[Profile] = []
         self._user_rngs = [np.random.default_rng(s) for s in users_seq.spawn(scenario.users)]
         self._usage = []
@@ -224,12 +333,14 @@ class World:
                 self._usage.append(group.usage)
                 self._add_user(group, len(self.profiles))
         self._flaky_store.armed = True
+        self.emulator.faults = self._run_faults
+        self.postman.wake()
 
     def _schedule(
         self, seq: np.random.SeedSequence, rate: float, outages: tuple[tuple[float, float], ...]
     ) -> FaultSchedule:
         return FaultSchedule(
-            np.random.default_rng(seq), rate, outages, self.clock, self.scenario.start
+            np.random.default_rng(seq), rate, outages, self.clock, self.scenario.start, self._until
         )
 
     def _add_user(self, group: Group, index: int) -> None:
@@ -242,20 +353,30 @@ class World:
         s = group.settings
         self.profiles.append(
             Profile(user_id, group.name, card, group.balance, s.threshold, s.amount, s.currency,
-                    s.enabled)
+                    s.enabled, group.subscription)
         )  # fmt: skip
         self.billing.create_user(user_id, balance=group.balance)
-        self.billing.save_payment_method(user_id, f"cus_{user_id}", card)
+        customer = self.stripe.ensure_customer(user_id)
+        self.billing.save_payment_method(user_id, customer, self.stripe.attach_card(customer, card))
         self.billing.update_settings(user_id, s)
+        if group.subscription:
+            try:
+                self.subscriptions.create(user_id, group.subscription, s.currency)
+                kind = "subscription_created"
+            except SubscriptionError:
+                kind = "subscription_failed"
+            self.log(user_id, kind, group.subscription, None, None, None, None, None, None,
+                     s.currency)  # fmt: skip
 
     # ------------------------------------------------------------------ logging and faults
 
     def log(self, user: str | None, kind: str, *rest: Any) -> None:
-        """Append one row at the current instant (``rest`` = the columns after ``kind``)."""
-        self.rows.append((self.env.now, user, kind, *rest))
+        """Append one row at the current instant (``rest`` = the columns after ``kind``; columns
+        left out at the end are empty)."""
+        self.rows.append((self.env.now, user, kind, *rest, *_EMPTY[: _WIDTH - 3 - len(rest)]))
 
     def _fault(self, kind: str, user_id: str) -> None:
-        self.log(user_id, kind, None, None, None, None, None, None, None, None, None)
+        self.log(user_id, kind)
 
     def _latency(self) -> int:
         latency = self.scenario.payments.latency
@@ -268,8 +389,9 @@ class World:
     # ------------------------------------------------------------------ processes
 
     def run(self, on_day: Callable[[float], None] | None = None) -> None:
-        """Run the traffic to the horizon, then let in-flight top-ups finish."""
+        """Run the traffic to the horizon, then let in-flight top-ups and webhooks settle."""
         self.env.process(self._traffic(on_day))
+        self.env.process(self._end_of_traffic())
         flushes = self._flush_times()
         if flushes:
             self.env.process(self._flusher(flushes))
@@ -296,16 +418,22 @@ class World:
                     done = deduct(user, cost)
                 except InsufficientCredits as exc:
                     rows.append((t, user, "refused", cost, exc.balance, None, exc.attempt,
-                                 None, None, None, None, None))  # fmt: skip
+                                 None, None, None, None, None, None))  # fmt: skip
                 except StoreUnavailable:
                     rows.append((t, user, "request_failed", cost, None, None, None,
-                                 None, None, None, None, None))  # fmt: skip
+                                 None, None, None, None, None, None))  # fmt: skip
                 else:
                     rows.append((t, user, "request", cost, done.balance, done.trigger.value,
-                                 done.attempt, None, None, None, None, None))  # fmt: skip
+                                 done.attempt, None, None, None, None, None, None))  # fmt: skip
             day = end
             if on_day is not None:
                 on_day(end / DAY)
+
+    def _end_of_traffic(self) -> Generator[simpy.Event]:
+        """At the horizon Stripe stops losing answers (store and gateway faults stop by their
+        schedules), so what is pending can settle."""
+        yield self.env.timeout(round(self.scenario.horizon * TICKS))
+        self.emulator.faults = self._settle_faults
 
     def _batch(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All users' requests in ``[start, end)``: times, user indices, costs, in time order
@@ -332,4 +460,4 @@ class World:
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
             self.backend.flush()
-            self.log(None, "cache_flush", None, None, None, None, None, None, None, None, None)
+            self.log(None, "cache_flush")

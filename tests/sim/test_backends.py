@@ -6,7 +6,7 @@ import pytest
 
 from sim import BACKENDS, Backend, get_backend
 from sim.billing import BillingService, InlineRunner, ManualClock, RecordingNotifier, Vault
-from sim.gateways import make_gateway
+from sim.billing.testing import ScriptedGateway
 
 
 def test_names_resolve_and_backends_pass_through() -> None:
@@ -37,7 +37,7 @@ def test_flush_drops_cached_users_only(name: str) -> None:
         clock=ManualClock(),
         cache=opened.cache,
         store=opened.store,
-        gateway=make_gateway(),
+        gateway=ScriptedGateway(),
         notifier=RecordingNotifier(),
         tasks=InlineRunner(),
         vault=Vault(bytes(32)),

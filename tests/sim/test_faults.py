@@ -13,8 +13,8 @@ from sim.billing import (
     StoreUnavailable,
     TransientGatewayError,
 )
+from sim.billing.testing import ScriptedGateway
 from sim.faults import FaultSchedule, FlakyGateway, FlakyStore
-from sim.gateways import make_gateway
 
 START = 1_767_225_600.0
 
@@ -40,9 +40,20 @@ def test_schedule_always_fails_inside_an_outage() -> None:
     assert seen == [False] * 10 + [True] * 10 + [False] * 10
 
 
+def test_schedule_stops_failing_when_the_traffic_ends() -> None:
+    """From ``until`` on nothing fails, outage or not: the run settles up cleanly."""
+    clock = ManualClock(START)
+    schedule = FaultSchedule(
+        np.random.default_rng(0), 1.0, ((0.0, 100.0),), clock, START, until=START + 10
+    )
+    assert schedule.fails()
+    clock.advance(10)
+    assert not schedule.fails()
+
+
 def test_flaky_gateway_raises_transient_errors() -> None:
     """A failing charge raises TransientGatewayError; card checks still go through."""
-    gateway = FlakyGateway(make_gateway(), _schedule(1.0))
+    gateway = FlakyGateway(ScriptedGateway(), _schedule(1.0))
     request = ChargeRequest("cus", "pm_card_visa", Money(1000, "eur"), "k", {"user_id": "u1"})
     with pytest.raises(TransientGatewayError):
         gateway.charge(request)

@@ -63,14 +63,18 @@ def test_cooldown_stamped_after_the_charge_is_caught() -> None:
     assert {v.rule for v in caught.value.violations} == {"cooldown"}
 
 
-def test_lost_credit_without_webhooks_is_caught() -> None:
-    """Store faults while crediting a paid top-up leave money charged but not credited."""
+def test_lost_credit_is_caught_without_webhooks_and_recovered_with_them() -> None:
+    """Store faults while crediting a paid top-up leave money charged but not credited: caught
+    when no webhook comes back, made good by the payment_intent.succeeded webhook otherwise."""
     scenario = shipped("chaos").with_overrides(
         {"faults.store.operations": ["credit"], "faults.store.rate": 0.5}
     )
     with pytest.raises(InvariantViolation) as caught:
-        run(scenario, backend="memory")
+        run(scenario.with_overrides({"webhooks.enabled": False}), backend="memory")
     assert "charged_equals_credited" in {v.rule for v in caught.value.violations}
+    recovered = run(scenario, backend="memory").events
+    webhooks = recovered[recovered["kind"] == "webhook"]
+    assert (webhooks["outcome"] == "credited").any()
 
 
 def test_violation_report_lists_each_breach() -> None:

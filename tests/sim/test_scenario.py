@@ -73,7 +73,7 @@ def test_wrong_type_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_card_and_bad_shares_are_refused() -> None:
     """Cards must be Stripe test cards; group shares must sum to 1."""
-    with pytest.raises(ScenarioError, match=r"groups\.g\.card: .*allowed: 'pm_card_visa'"):
+    with pytest.raises(ScenarioError, match=r"groups\.g\.card: .*allowed: .*'pm_card_visa'"):
         one_group({"requests_per_day": 1, "cost": {"dist": "fixed", "value": 1}}, card="pm_x")
     scenario = shipped("baseline")
     with pytest.raises(ScenarioError, match=r"groups: shares must sum to 1"):

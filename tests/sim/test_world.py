@@ -8,7 +8,7 @@ import simpy
 from sim import run
 from sim.world import ProcessRunner, SimClock
 
-from .conftest import constant, one_group
+from .conftest import constant, one_group, shipped
 
 START = 1_767_225_600.0
 
@@ -48,11 +48,11 @@ def test_constant_usage_top_ups_match_the_closed_form() -> None:
 
 def test_poisson_mean_top_ups_match_theory() -> None:
     """Over many Poisson users, mean top-ups = (consumption - (B0 - T)) / A within 3%."""
-    rate, cost, days, b0, threshold, amount = 100, 100, 10, 5_000, 2_000, 1_000
+    rate, cost, days, b0, threshold, amount = 100, 100, 5, 5_000, 2_000, 1_000
     usage = {"requests_per_day": rate, "cost": {"dist": "fixed", "value": cost}}
     scenario = one_group(
         usage,
-        users=100,
+        users=40,
         days=days,
         balance=b0,
         latency=1.0,
@@ -91,3 +91,18 @@ def test_requests_run_in_time_order_across_users() -> None:
     usage = {"requests_per_day": 500, "cost": {"dist": "fixed", "value": 1}}
     events = run(one_group(usage, users=5), seed=1, backend="memory").events
     assert (np.diff(events["time"].to_numpy()) >= 0).all()
+
+
+def test_subscriptions_renew_monthly_and_credit_each_invoice_once() -> None:
+    """Over two months every subscriber pays the first month and two renewals, and each paid
+    invoice credits the tier plus its bonus exactly once, though webhooks come late, twice and
+    out of order."""
+    results = run(shipped("subscriptions", users=12, days=62), backend="memory")
+    events, users = results.events, results.users
+    created = set(events.loc[events["kind"] == "subscription_created", "user"])
+    subscribers = users[users["user"].isin(created)]
+    assert len(subscribers) > 0
+    bonus = subscribers["subscription"].map({21_000: 1_000, 54_000: 3_000})
+    assert (subscribers["subscription_credits"] == 3 * (subscribers["subscription"] + bonus)).all()
+    webhooks = events[events["kind"] == "webhook"]
+    assert (webhooks["outcome"] == "duplicate").any()
