@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test proptest lint format lock clean
+.PHONY: install demo test proptest bench lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test: lint $(STAMP)
 ## proptest: the property and fuzz tests with a long search (HYPOTHESIS_PROFILE=long)
 proptest: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -k "properties or fuzz"
+
+## bench: every benchmark; figures and ratios are recorded in docs/performance.md
+bench: $(STAMP)
+	$(BIN)/python bench/billing.py
+	$(BIN)/python bench/stripe_emulator.py
+	$(BIN)/python bench/simulation.py --repeat 1
+	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/faults.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

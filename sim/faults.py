@@ -7,7 +7,7 @@ A store failure is reported to ``on_fault`` so the event log shows it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,8 @@ from sim.billing import (
     TransientGatewayError,
 )
 from sim.billing.store import AttemptOutcome, NewAttempt
+
+from .scenario import Scenario
 
 #: ``on_fault(kind, user_id)``: called once per injected failure.
 FaultHook = Callable[[str, str], None]
@@ -125,3 +127,49 @@ class FlakyStore:
         # Everything else (reads, set-up writes, and whatever the Store port grows next) is the
         # inner store's own method: delegated, never failed.
         return getattr(self._inner, name)
+
+
+#: The faults of a scenario, each as the dotted keys that switch it on (see ``fault_matrix``).
+FAULT_KEYS: dict[str, tuple[str, ...]] = {
+    "stripe errors": ("faults.gateway.rate", "faults.gateway.outages"),
+    "slow payments": ("faults.gateway.slow_rate",),
+    "lost answers": ("faults.gateway.lost_response_rate",),
+    "store failures": ("faults.store.rate", "faults.store.outages"),
+    "cache flushes": ("faults.cache.flushes_per_day", "faults.cache.flush_at_hours"),
+    "webhook copies, reordering": ("webhooks.duplicate_rate", "webhooks.reorder_rate"),
+}
+_OFF: dict[str, Any] = {
+    "faults.gateway.rate": 0.0,
+    "faults.gateway.outages": [],
+    "faults.gateway.slow_rate": 0.0,
+    "faults.gateway.lost_response_rate": 0.0,
+    "faults.store.rate": 0.0,
+    "faults.store.outages": [],
+    "faults.cache.flushes_per_day": 0.0,
+    "faults.cache.flush_at_hours": [],
+    "webhooks.duplicate_rate": 0.0,
+    "webhooks.reorder_rate": 0.0,
+}
+
+
+def fault_matrix(scenario: Scenario) -> dict[str, Scenario]:
+    """``none`` (every fault off), each fault of ``scenario`` alone, and ``all`` (as given).
+
+    The same users and requests in every variant, so differences are the faults' own cost.
+    """
+    calm = scenario.with_overrides(_OFF)
+    variants = {"none": calm}
+    for name, keys in FAULT_KEYS.items():
+        variants[name] = calm.with_overrides({key: _lookup(scenario.raw, key) for key in keys})
+    variants["all"] = scenario
+    return variants
+
+
+def _lookup(raw: Mapping[str, Any], dotted: str) -> Any:
+    """A dotted key's value in a scenario table, or its off value when the table leaves it out."""
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _OFF[dotted]
+        node = node[part]
+    return node
