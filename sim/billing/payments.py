@@ -32,7 +32,6 @@ from .errors import (
     GatewayConfigurationError,
     SubscriptionError,
     TransientGatewayError,
-    WebhookPayloadError,
     WebhookSignatureError,
 )
 from .gateway import (
@@ -249,9 +248,14 @@ def _id_of(obj: Any) -> str | None:
 
 
 class WebhookVerifier:
-    """Checks ``Stripe-Signature`` with ``stripe.Webhook.construct_event``, and its timestamp
-    against the injected clock (the library's own check reads the wall clock, which is wrong under
-    a virtual clock)."""
+    """Checks ``Stripe-Signature`` with the stripe library's own verifier, and its timestamp
+    against the injected clock (the library's check reads the wall clock, which is wrong under a
+    virtual clock).
+
+    It uses ``stripe.WebhookSignature.verify_header``, the check ``stripe.Webhook.construct_event``
+    runs first, without building the library's ``Event`` object, which the handler would throw
+    away (it parses the payload once, itself): that object cost a millisecond per delivery.
+    """
 
     def __init__(self, secret: str, clock: Clock, tolerance: float = 300.0) -> None:
         self.secret = secret
@@ -261,14 +265,13 @@ class WebhookVerifier:
     def verify(self, payload: bytes, signature: str | None) -> None:
         """Raise ``WebhookSignatureError`` unless the payload is signed and recent."""
         try:
-            # tolerance=0 switches the library's wall-clock check off; ours follows below.
-            stripe.Webhook.construct_event(payload, signature, self.secret, tolerance=0)
+            # tolerance=None switches the library's wall-clock check off; ours follows below.
+            stripe.WebhookSignature.verify_header(payload, signature, self.secret, tolerance=None)
         except stripe.SignatureVerificationError as exc:
             raise WebhookSignatureError(f"bad webhook signature: {exc}") from exc
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            # Signed, but the library cannot build an event from it (not JSON, not an object).
-            raise WebhookPayloadError(f"signed payload is not a Stripe event: {exc!r}") from exc
-        assert signature is not None  # construct_event refuses a missing header
+        except UnicodeDecodeError as exc:
+            raise WebhookSignatureError("the payload is not UTF-8 text") from exc
+        assert signature is not None  # verify_header refuses a missing header
         stamps = [p[2:] for p in signature.split(",") if p.startswith("t=")]
         timestamp = float(stamps[0])
         if abs(self.clock.now() - timestamp) > self.tolerance:

@@ -444,17 +444,21 @@ class BillingService:
             )
         credited = self.add_credits(user_id, credits, kind="topup", reference=payment_intent_id)
         attempt = metadata.get("attempt")
-        if credited and attempt is not None:
-            outcome = AttemptOutcome(
-                "succeeded",
-                credits,
-                paid.currency,
-                paid.amount_minor,
-                payment_intent_id,
-                retries=retries,
-            )
-            user = self.store.get_user(user_id)
-            self._finish(user, int(attempt), outcome, "topup_succeeded")
+        if credited:
+            # The credit is the fact the user is told about, whatever happens to the attempt
+            # record next; the first settlement notifies, a later one never does.
+            detail = {"status": "succeeded"} | ({} if attempt is None else {"attempt": attempt})
+            self.notify(user_id, "topup_succeeded", **detail)
+        if attempt is not None:
+            record = self.store.attempt(user_id, int(attempt))
+            if record is not None and record.status in OPEN_ATTEMPT_STATUSES:
+                # Closed here by the first settlement, or by a later one (the webhook) when the
+                # store could not record it the first time.
+                outcome = AttemptOutcome(
+                    "succeeded", credits, paid.currency, paid.amount_minor, payment_intent_id,
+                    retries=retries,
+                )  # fmt: skip
+                self._finish(self.store.get_user(user_id), int(attempt), outcome, None)
         return credited
 
     def payment_failed(

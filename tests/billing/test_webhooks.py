@@ -337,3 +337,28 @@ def test_each_tier_is_billed_at_its_own_price(
     subscriptions.create("u2", 54_000, "eur")
     _deliver(handler, _due(emulator))
     assert (billing.balance("u1"), billing.balance("u2")) == (22_000, 57_000)
+
+
+def test_success_is_notified_once_even_when_the_attempt_record_fails(
+    billing: BillingService,
+    handler: WebhookHandler,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    notifier: RecordingNotifier,
+    tasks: QueueRunner,
+    user: Callable[..., str],
+) -> None:
+    """Credited but the attempt could not be closed: the user is told at once, and the
+    payment_intent.succeeded webhook closes the attempt later without telling them twice."""
+    user(balance=1_200)
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    billing.deduct_credits("u1", 300)
+    store.failing.add("finish_attempt")
+    tasks.run_pending()
+    store.failing.clear()
+    assert billing.balance("u1") == 10_900
+    assert notifier.kinds("u1") == ["topup_succeeded"]
+    assert store.attempts("u1")[0].status == "claimed"
+    _deliver(handler, _due(emulator, ("payment_intent.succeeded",)))
+    assert store.attempts("u1")[0].status == "succeeded"
+    assert notifier.kinds("u1") == ["topup_succeeded"]
