@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test proptest bench lint format lock clean
+.PHONY: install demo test notebooks nbval proptest bench lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m sim run scenarios/baseline.toml --backend memory
 
-## test: lint, format check, and the whole test suite
+## test: lint, format check, the whole test suite, then the notebooks under nbval
 test: lint $(STAMP)
 	$(BIN)/pytest
+	$(MAKE) nbval
+
+## nbval: re-run every notebook and compare each cell's text output with the committed one
+nbval: $(STAMP)
+	$(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
+		notebooks/ -p no:cacheprovider
+
+## notebooks: regenerate the notebooks' committed outputs (after a deliberate change)
+notebooks: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
 
 ## proptest: the property and fuzz tests with a long search (HYPOTHESIS_PROFILE=long)
 proptest: $(STAMP)
