@@ -4,7 +4,7 @@ Each point is a 30-day run of the scenario's population on the in-memory backend
 backend spreads the points over worker processes. Prints the wall times, the speed-up, and a
 check that both sweeps returned the same figures (workers must not change results).
 
-    python bench/sweep.py [--users 200] [--backend memory]
+    python bench/sweep.py [--users 50] [--backend memory]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ GRID = Path(__file__).resolve().parents[1] / "scenarios" / "threshold_grid.toml"
 def main() -> None:
     """Run the sweep with 1 and 2 workers and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=200, help="users per run (scenario: 200)")
+    parser.add_argument("--users", type=int, default=50, help="users per run (scenario: 200)")
     parser.add_argument("--backend", default="memory", help="cache backend of every run")
     args = parser.parse_args()
     scenario = load_scenario(GRID, users=args.users)

@@ -8,6 +8,9 @@ a plain successful card of the brand its prefix says.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from ._errors import StripeAPIError
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +20,18 @@ class Decline:
     code: str
     decline_code: str
     message: str
+
+    def error(self, **extra: Any) -> StripeAPIError:
+        """The 402 ``card_error`` Stripe answers with (saved for idempotent replay)."""
+        return StripeAPIError(
+            402,
+            "card_error",
+            self.message,
+            code=self.code,
+            decline_code=self.decline_code,
+            saved=True,
+            **extra,
+        )
 
 
 @dataclass(frozen=True, slots=True)

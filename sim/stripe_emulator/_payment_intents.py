@@ -293,15 +293,7 @@ def attempt(
     extra = {"payment_intent": dict(pi), "payment_method": dict(pm)}
     if charge is not None:
         extra["charge"] = charge["id"]
-    return StripeAPIError(
-        402,
-        "card_error",
-        decline.message,
-        code=decline.code,
-        decline_code=decline.decline_code,
-        saved=True,
-        **extra,
-    )
+    return decline.error(**extra)
 
 
 def _confirm(st: State, pi: StripeObject, p: Params) -> None:

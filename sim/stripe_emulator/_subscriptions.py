@@ -585,14 +585,7 @@ def _refuse_failing_card(st: State, card_id: str | None, off_session: bool) -> N
     card = test_card(st, st.store.objects[card_id])
     decline = AUTHENTICATION_REQUIRED if card.requires_authentication else card.decline
     if decline is not None:
-        raise StripeAPIError(
-            402,
-            "card_error",
-            decline.message,
-            code=decline.code,
-            decline_code=decline.decline_code,
-            saved=True,
-        )
+        raise decline.error()
 
 
 def _item_price(st: State, item: Any, index: int) -> tuple[StripeObject, int]:
