@@ -45,11 +45,13 @@ class OrderedIndex:
 
     def add(self, object_id: str, seq: int) -> None:
         """Add ``object_id`` (created as number ``seq``); re-adding a removed id revives it."""
-        if object_id in self._removed:
-            self._removed.discard(object_id)
-        elif not self._ids or seq > self._seqs[-1]:
-            self._seqs.append(seq)
+        seqs = self._seqs
+        if not seqs or seq > seqs[-1]:
+            # The common case, a new object: nothing older can be its removed self.
+            seqs.append(seq)
             self._ids.append(object_id)
+        elif object_id in self._removed:
+            self._removed.discard(object_id)
         elif self._find(object_id, seq) is None:
             position = bisect_left(self._seqs, seq)
             self._seqs.insert(position, seq)
