@@ -70,6 +70,8 @@ class Payment:
     reference: str
     kind: str  #: ``topup`` or ``subscription``, as the ledger entry that credits it
     price: Money
+    #: The auto top-up attempt a PaymentIntent paid for (``None`` for an invoice).
+    attempt: int | None = None
 
     @property
     def credits(self) -> int:
@@ -90,7 +92,8 @@ def payments_made(gateway: StripeGateway) -> list[Payment]:
         metadata = intent.metadata.to_dict()
         if intent.status == "succeeded" and metadata.get("purpose") == TOPUP_PURPOSE:
             price = Money(intent.amount_received, intent.currency)
-            found.append(Payment(metadata["user_id"], intent.id, "topup", price))
+            attempt = int(metadata["attempt"])
+            found.append(Payment(metadata["user_id"], intent.id, "topup", price, attempt))
     for invoice in _all(client.v1.invoices.list(params={"limit": 100})):
         details = invoice.to_dict().get("parent", {}).get("subscription_details") or {}
         metadata = details.get("metadata") or {}

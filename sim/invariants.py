@@ -16,6 +16,7 @@ Rules (``Violation.rule``):
 - ``unknown_charge``: every idempotency key the gateway saw belongs to a recorded attempt.
 - ``webhook_applied_once``: no webhook event was applied more than once, and every event the
   handler applied is recorded as processed.
+- ``notified_once``: every paid top-up told its user of the success exactly once.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def check_invariants(
     payments: Sequence[Payment],
     charged_keys: Mapping[str, str],
     webhooks_applied: Mapping[str, int],
+    successes_notified: Mapping[tuple[str, int], int],
 ) -> list[Violation]:
     """Every breach of the rules above, in user order (empty when the books balance)."""
     out: list[Violation] = []
@@ -85,6 +87,17 @@ def check_invariants(
             if entry.kind in ("topup", "subscription"):
                 credited[entry.kind, entry.reference or ""] += entry.delta
         for payment in paid_by_user[user]:
+            if payment.attempt is not None:
+                told = successes_notified.get((user, payment.attempt), 0)
+                if told != 1:
+                    out.append(
+                        Violation(
+                            "notified_once",
+                            user,
+                            f"attempt {payment.attempt} paid by {payment.reference}: {told}"
+                            " success notifications",
+                        )
+                    )
             due = payment.credits
             got = credited.pop((payment.kind, payment.reference), 0)
             if got != due:

@@ -47,7 +47,12 @@ def run(
         payments = payments_made(world.stripe)
         if check:
             violations = check_invariants(
-                world.billing, world.store, payments, world.gateway.keys, world.postman.applied
+                world.billing,
+                world.store,
+                payments,
+                world.gateway.keys,
+                world.postman.applied,
+                world.notifier.successes,
             )
             if violations:
                 raise InvariantViolation(violations)

@@ -228,11 +228,16 @@ class LogNotifier:
 
     def __init__(self, world: World) -> None:
         self._world = world
+        #: (user, attempt) -> how many success notifications that top-up produced.
+        self.successes: dict[tuple[str, int], int] = {}
 
     def notify(self, notification: Notification) -> None:
         """Append a row named after the notification's kind."""
         detail = notification.detail
         attempt = detail.get("attempt")
+        if notification.kind == "topup_succeeded" and attempt is not None:
+            key = (notification.user_id, int(attempt))
+            self.successes[key] = self.successes.get(key, 0) + 1
         balance = self._world.store.get_user(notification.user_id).balance
         self._world.log(
             notification.user_id, notification.kind, None, balance, None,

@@ -6,9 +6,20 @@ from typing import Any
 
 import pytest
 
-from sim import Backend, InvariantViolation, OpenBackend, Violation, run
-from sim.billing import MemoryCache, SQLiteStore
+from sim import Backend, InvariantViolation, OpenBackend, Violation, check_invariants, run
+from sim.billing import (
+    BillingService,
+    ManualClock,
+    MemoryCache,
+    Money,
+    QueueRunner,
+    RecordingNotifier,
+    SQLiteStore,
+    Vault,
+)
 from sim.billing.cache import DeductResult
+from sim.billing.testing import ScriptedGateway
+from sim.gateways import Payment
 
 from .conftest import shipped
 
@@ -92,3 +103,22 @@ def test_check_can_be_turned_off() -> None:
     backend = Backend("stamp-after-charge", _broken_backend)
     results = run(shipped("cooldown_stress"), backend=backend, check=False)
     assert len(results.events) > 0
+
+
+def test_paid_top_up_without_one_success_notification_is_caught() -> None:
+    """A credited top-up whose user was told zero or two times breaks ``notified_once``."""
+    billing = BillingService(
+        clock=ManualClock(), cache=MemoryCache(), store=SQLiteStore(), gateway=ScriptedGateway(),
+        notifier=RecordingNotifier(), tasks=QueueRunner(), vault=Vault(bytes(32)),
+    )  # fmt: skip
+    billing.create_user("u1")
+    billing.add_credits("u1", 1_000, kind="topup", reference="pi_1")
+    paid = [Payment("u1", "pi_1", "topup", Money(200, "eur"), attempt=1)]
+
+    def rules(told: dict[tuple[str, int], int]) -> set[str]:
+        found = check_invariants(billing, billing.store, paid, {}, {}, told)
+        return {v.rule for v in found}
+
+    assert rules({("u1", 1): 1}) == set()
+    assert rules({}) == {"notified_once"}
+    assert rules({("u1", 1): 2}) == {"notified_once"}
