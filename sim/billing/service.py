@@ -176,11 +176,13 @@ class BillingService:
 
     def payment_method(self, user_id: str) -> tuple[str, str] | None:
         """The saved ``(customer_id, payment_method_id)``, decrypted, or ``None``."""
-        user = self.store.get_user(user_id)
+        return self._saved_card(self.store.get_user(user_id))
+
+    def _saved_card(self, user: UserRecord) -> tuple[str, str] | None:
         if user.stripe_customer_id is None or user.encrypted_payment_method_id is None:
             return None
         pm = self.vault.decrypt(
-            user_id, user.wrapped_key, F_PAYMENT_METHOD, user.encrypted_payment_method_id
+            user.user_id, user.wrapped_key, F_PAYMENT_METHOD, user.encrypted_payment_method_id
         )
         return user.stripe_customer_id, pm
 
@@ -309,7 +311,7 @@ class BillingService:
             self._finish(user, seq, _unchanged(user, "skipped"), None)
             return
         key = idempotency_key(user_id, seq)
-        saved = self.payment_method(user_id)
+        saved = self._saved_card(user)  # the record read above: no second store read
         usable: bool | None = False
         if saved is not None:
             customer_id, payment_method_id = saved

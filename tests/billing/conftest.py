@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from sim.billing import (
     SQLiteStore,
     StoreUnavailable,
     TaskRunner,
+    ThreadRunner,
     Vault,
 )
 from sim.billing.payments import StripeGateway
@@ -202,3 +204,27 @@ def emulator(clock: ManualClock) -> StripeEmulator:
 def stripe_gateway(emulator: StripeEmulator) -> StripeGateway:
     """The Stripe gateway, talking to the emulator in-process through the real stripe library."""
     return StripeGateway("sk_test_billing", http_client=emulator.http_client())
+
+
+def run_concurrently(count: int, work: Callable[[], None], runner: ThreadRunner) -> None:
+    """Start ``count`` threads on ``work`` at once (a barrier), wait for them and for the top-ups
+    they handed to ``runner``; re-raise the first error a thread hit, so none fails silently."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    runner.join()
+    runner.shutdown()
+    if errors:
+        raise errors[0]

@@ -6,7 +6,6 @@ instead of a script.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -23,7 +22,7 @@ from sim.billing import (
 from sim.billing.payments import StripeGateway
 from sim.stripe_emulator import Fault, Faults, StripeEmulator
 
-from .conftest import BillingFactory, FlakyStore
+from .conftest import BillingFactory, FlakyStore, run_concurrently
 
 HOUR = 3_600.0
 
@@ -166,19 +165,7 @@ def test_fifty_threads_one_charge_through_stripe(
         "u1", customer, stripe_gateway.attach_card(customer, "pm_card_visa")
     )
     billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
-    barrier = threading.Barrier(50)
-
-    def spend() -> None:
-        barrier.wait()
-        billing.deduct_credits("u1", 20)
-
-    threads = [threading.Thread(target=spend) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    runner.join()
-    runner.shutdown()
+    run_concurrently(50, lambda: billing.deduct_credits("u1", 20), runner)
     assert _intents(stripe_gateway, customer) == [("succeeded", 1_000, "eur")]
     assert billing.balance("u1") == store.ledger_sum("u1") == 1_500 - 50 * 20 + 10_000
 
