@@ -1,11 +1,12 @@
 """Benchmark: the deduction path of the billing module, per cache backend, against its floor;
 then concurrent deductions on a real Redis, checked for lost updates and double charges.
 
-Part 1 prints the median cost of one ``BillingService.deduct_credits`` call (cache script + SQLite
-ledger write + the service around them) on fakeredis, on a real Redis and on ``MemoryCache``,
-next to that backend's floor measured in the same run: one bare command (``HGET``) and one bare
-``EVALSHA`` for Redis and fakeredis, one bare cache call for memory. The ratio is what the billing
-path costs on top of the cheapest thing the backend can do.
+Part 1 prints the median cost of one ``BillingService.deduct_credits`` call (one SQLite
+transaction that takes, decides and claims, then one cache write of the versioned snapshot, and
+the service around them) on fakeredis, on a real Redis and on ``MemoryCache``, next to floors
+measured in the same run: one bare command (``HGET``) and one bare ``EVALSHA`` for Redis and
+fakeredis, the cache write alone, and the store transaction alone. The ratio is what the billing
+path costs on top of each.
 
 Part 2 runs N threads deducting from shared users on the real Redis: p50 / p99 latency per call,
 throughput, and after the run zero lost updates (every balance = its ledger = start - taken +
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -47,7 +49,7 @@ from sim.billing import (
     ThreadRunner,
     Vault,
 )
-from sim.billing.cache import CachedUser
+from sim.billing.store import CachedUser
 from sim.billing.testing import ScriptedGateway
 
 BATCH = 1_000
@@ -123,9 +125,16 @@ def deduction_rows(name: str, cache_factory: Callable[[], Any], calls: int) -> l
         script = RedisCache(cache, "floor-script")
     else:
         script = cache
-    script.fill("s", CachedUser(10**12, False, 1000, 10_000, None, 0, "active"))
-    floors["deduction script alone"] = per_call_us(
-        lambda: script.deduct("s", 1, 0.0, 3600.0, 86400.0), calls
+    versions = itertools.count(1)
+    floors["cache write alone"] = per_call_us(
+        lambda: script.put("s", CachedUser(next(versions), 10**12, False, 1000, 10_000,
+                                           "active", 0, None)),
+        calls,
+    )  # fmt: skip
+    store = billing.store
+    policy = billing.config.policy
+    floors["store transaction alone"] = per_call_us(
+        lambda: store.deduct("bench", 1, 0.0, policy, lambda *a: b""), calls
     )
     rows = [f"{name:<10} {'deduct_credits':<24} {path:>9.1f} {1e6 / path:>11,.0f}"]
     for floor, micros in floors.items():

@@ -4,7 +4,8 @@ Production code: it imports nothing from the simulation. Every dependency (clock
 store, payment gateway, notifier, task runner, vault) is passed to :class:`BillingService`.
 """
 
-from .cache import BalanceCache, RedisCache, Trigger
+from .cache import BalanceCache, RedisCache
+from .claims import Trigger
 from .clock import Clock, ManualClock, SystemClock
 from .errors import (
     BillingError,
@@ -45,7 +46,8 @@ from .notify import Notification, Notifier, RecordingNotifier
 from .pricing import CURRENCIES, TIER_CREDITS, TIERS, Money, Tier, price_of, tier_for
 from .service import BillingConfig, BillingService, Deduction, idempotency_key
 from .settings import ACTIVE, PAUSED, SUSPENDED, THRESHOLDS, AutoTopupSettings
-from .store import SQLiteStore, Store, SubscriptionRecord
+from .sqlite_store import SQLiteStore
+from .store import CachedUser, Store, SubscriptionRecord
 from .subscriptions import Subscriptions
 from .tasks import InlineRunner, QueueRunner, TaskRunner, ThreadRunner
 from .twofactor import TwoFactor
@@ -66,6 +68,7 @@ __all__ = [
     "BillingError",
     "BillingService",
     "CacheUnavailable",
+    "CachedUser",
     "ChargeDeclined",
     "ChargeNeedsAuthentication",
     "ChargeRequest",

@@ -68,6 +68,11 @@ class PaymentGateway(Protocol):
         """Create and confirm a PaymentIntent; raise ``TransientGatewayError`` to be retried."""
         ...
 
+    def succeeded_charges(self, customer_id: str) -> list[ChargeSucceeded]:
+        """Every succeeded auto top-up charge of the customer, as the provider records them
+        (for reconciliation: money that moved, whatever answers were lost)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionInfo:

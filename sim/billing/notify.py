@@ -1,6 +1,12 @@
 """The notifier port: every top-up success and failure tells the user.
 
 A server sends e-mail or a WebSocket message; the simulation and tests record what was sent.
+
+An attempt's final notice is written to the store's outbox in the same transaction as the
+outcome it tells, then sent, then marked sent; a worker that dies in between leaves it pending,
+and the reconcile sends it. So a notice may be *sent* twice (a death after sending, before the
+mark), never lost: each carries a stable ``notice_id`` by which a receiver drops a copy, as a
+webhook receiver drops a Stripe event it has seen.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ class Notification:
     kind: str
     at: float
     detail: Mapping[str, str] = field(default_factory=dict)
+    #: Stable across re-sends of the same notice (``None`` for notices outside the outbox).
+    notice_id: str | None = None
 
 
 class Notifier(Protocol):

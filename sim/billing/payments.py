@@ -27,6 +27,7 @@ from typing import Any
 
 import stripe
 
+from .claims import TOPUP_PURPOSE
 from .clock import Clock
 from .errors import (
     GatewayConfigurationError,
@@ -161,6 +162,19 @@ class StripeGateway:
         # processing or any other non-final status: the webhook will settle it; ask for a retry,
         # which replays this same intent under the same key.
         raise TransientGatewayError(f"payment intent {intent.id} is {intent.status}")
+
+    def succeeded_charges(self, customer_id: str) -> list[ChargeSucceeded]:
+        """The customer's succeeded auto top-up PaymentIntents, oldest first."""
+        page = self._call(
+            self.client.v1.payment_intents.list, params={"customer": customer_id, "limit": 100}
+        )
+        found = []
+        for intent in page.auto_paging_iter():
+            metadata = intent.metadata.to_dict()
+            if intent.status == "succeeded" and metadata.get("purpose") == TOPUP_PURPOSE:
+                received = Money(intent.amount_received or intent.amount, intent.currency)
+                found.append(ChargeSucceeded(intent.id, received, metadata))
+        return found[::-1]
 
     # ------------------------------------------------------------------ subscriptions
 

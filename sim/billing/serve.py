@@ -26,8 +26,8 @@ from .memory_cache import MemoryCache
 from .notify import Notification
 from .payments import API_KEY_ENV, StripeGateway
 from .service import BillingService
-from .store import SQLiteStore
-from .tasks import ThreadRunner
+from .sqlite_store import SQLiteStore
+from .tasks import TaskRunner, ThreadRunner
 from .vault import MASTER_KEY_ENV, Vault
 
 log = logging.getLogger("sim.billing.serve")
@@ -39,6 +39,32 @@ class LogNotifier:
     def notify(self, notification: Notification) -> None:
         """Log ``notification``."""
         log.info("notify %s: %s %s", notification.user_id, notification.kind, notification.detail)
+
+
+def build_billing(
+    db: str, stripe_url: str, tasks: TaskRunner
+) -> tuple[BillingService, StripeGateway]:
+    """Wire the real services from the environment (see the module doc); shared by the server
+    and the reconcile command, so both see the same store, cache, Stripe and keys."""
+    clock = SystemClock()
+    url = os.environ.get("REDIS_URL")
+    cache: redis.Redis | MemoryCache = redis.Redis.from_url(url) if url else MemoryCache()
+    if os.environ.get(MASTER_KEY_ENV):
+        vault = Vault.from_env()
+    else:
+        log.warning("%s is not set: using a throw-away master key for this run", MASTER_KEY_ENV)
+        vault = Vault(Vault.generate_master_key())
+    if stripe_url:
+        gateway = StripeGateway(
+            os.environ.get(API_KEY_ENV, "sk_test_local"), base_addresses={"api": stripe_url}
+        )
+    else:
+        gateway = StripeGateway.from_env()
+    billing = BillingService(
+        clock=clock, cache=cache, store=SQLiteStore(db), gateway=gateway,
+        notifier=LogNotifier(), tasks=tasks, vault=vault,
+    )  # fmt: skip
+    return billing, gateway
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,25 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     # stripe-python logs request paths and bodies (card and customer ids) at INFO and DEBUG.
     logging.getLogger("stripe").setLevel(logging.WARNING)
 
-    clock = SystemClock()
-    url = os.environ.get("REDIS_URL")
-    cache: redis.Redis | MemoryCache = redis.Redis.from_url(url) if url else MemoryCache()
-    if os.environ.get(MASTER_KEY_ENV):
-        vault = Vault.from_env()
-    else:
-        log.warning("%s is not set: using a throw-away master key for this run", MASTER_KEY_ENV)
-        vault = Vault(Vault.generate_master_key())
-    if args.stripe_url:
-        gateway = StripeGateway(
-            os.environ.get(API_KEY_ENV, "sk_test_local"), base_addresses={"api": args.stripe_url}
-        )
-    else:
-        gateway = StripeGateway.from_env()
-    store = SQLiteStore(args.db)
-    billing = BillingService(
-        clock=clock, cache=cache, store=store, gateway=gateway, notifier=LogNotifier(),
-        tasks=ThreadRunner(), vault=vault,
-    )  # fmt: skip
+    billing, gateway = build_billing(args.db, args.stripe_url, ThreadRunner())
     wired = build_app(billing, gateway, args.webhook_secret)
     if args.demo_user:
         billing.create_user(args.demo_user, balance=1_500)

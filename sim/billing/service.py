@@ -2,34 +2,42 @@
 
 Follow one request from deduction to credited top-up here, top to bottom:
 
-1. :meth:`BillingService.deduct_credits` runs one cache script that takes the credits, checks the
-   threshold and, when due, *claims* the top-up by stamping the cooldown, all atomically
-   (``cache._DEDUCT``). Claiming before charging is what makes one crossing give one charge.
-2. The same call records the usage and the claimed attempt (with the encrypted last-triggered time)
-   in the store, in one transaction. If that write fails, the cache change is undone and the caller
-   gets ``StoreUnavailable``: the cache never claims what the store does not hold.
+1. :meth:`BillingService.deduct_credits` asks the store to take the credits, decide the trigger
+   (:func:`~sim.billing.claims.decide`) and, when due, *claim* the top-up with a lease, all in
+   one transaction. Claiming before charging is what makes one crossing give one charge; deciding
+   where the truth is written is what makes a killed worker unable to leave them apart.
+2. The store answers with the user's new snapshot and its version; the service writes it to the
+   cache, where the newest version wins (one round trip). A crash before this write leaves the
+   cache one version behind until the user's next write.
 3. The claimed top-up is handed to the task runner (fire-and-forget); the deduction returns.
-4. :meth:`BillingService._run_topup` checks the card, prices the tier, and charges it through the
-   gateway with an idempotency key derived from the claim, retrying transient errors with that key.
-5. :meth:`BillingService.settle_payment` credits a succeeded payment exactly once per PaymentIntent
-   (a unique ledger reference). The Stripe webhook calls the same method, so whichever arrives
-   first credits and the other is a no-op.
+4. :meth:`BillingService._run_topup` checks the card, fixes the charge's terms, marks the attempt
+   ``charging`` and charges through the gateway with an idempotency key derived from the claim.
+   A transient error is retried later, with back-off and jitter on the injected clock; when every
+   answer was lost the attempt is ``unknown``: nobody is told anything until Stripe tells.
+5. :meth:`BillingService.settle_payment` credits a succeeded payment exactly once per
+   PaymentIntent and closes its attempt, in one store transaction. The Stripe webhook calls the
+   same method, so whichever arrives first credits and the other is a no-op.
+6. A worker that dies leaves its attempt open under a lease; once the lease runs out, the user's
+   next request, a failed-payment webhook or :mod:`~sim.billing.reconcile` takes it over and runs
+   it again under the same idempotency key, so Stripe answers what happened instead of charging
+   twice.
 
-Write order, everywhere: store first (the source of truth), then the cache, which is only ever
-updated in place when the user is cached, or refilled from the store on a miss.
+Write order, everywhere: store first (the source of truth, where every decision is made), then
+the cache (a versioned copy for reads).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TypeVar
 
 import redis
 
-from .cache import BalanceCache, CachedUser, DeductResult, RedisCache, Trigger
+from .cache import BalanceCache, RedisCache
+from .claims import TOPUP_PURPOSE, ClaimPolicy, Trigger, idempotency_key
 from .clock import Clock
 from .errors import (
     BillingError,
@@ -41,7 +49,6 @@ from .errors import (
     TransientGatewayError,
 )
 from .gateway import (
-    ChargeDeclined,
     ChargeNeedsAuthentication,
     ChargeRequest,
     ChargeResult,
@@ -51,55 +58,78 @@ from .gateway import (
 from .notify import Notification, Notifier
 from .pricing import Money, credits_for_payment, price_of
 from .settings import ACTIVE, DEFAULT_COOLDOWN_SECONDS, PAUSED, SUSPENDED, AutoTopupSettings
-from .store import OPEN_ATTEMPT_STATUSES, AttemptOutcome, NewAttempt, Store, UserRecord
+from .store import (
+    FINAL_NOTICES,
+    AttemptOutcome,
+    CachedUser,
+    ChargeTerms,
+    Deducted,
+    PendingNotice,
+    Store,
+    UserRecord,
+)
 from .tasks import TaskRunner
 from .vault import Vault
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-#: Metadata ``purpose`` of an auto top-up PaymentIntent; other payments are not ours to credit.
-TOPUP_PURPOSE = "auto_topup"
 
 # Vault field names: bound into each ciphertext, so a token cannot be moved to another column.
 F_LAST_TRIGGERED = "auto_topup_last_triggered"
 F_PAYMENT_METHOD = "payment_method_id"
+F_CUSTOMER = "stripe_customer_id"
 F_EMAIL = "email"
 
 
 @dataclass(frozen=True, slots=True)
 class BillingConfig:
-    """Service-wide rules. Every duration is in seconds of the injected clock."""
+    """Service-wide rules, each defined here once. Every duration is in seconds of the injected
+    clock."""
 
     cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS
-    #: Charge calls per attempt when the gateway answers with a transient error (1 = no retry).
+    #: Gateway calls per run of an attempt when the answer is a transient error (1 = no retry).
     charge_tries: int = 3
     #: Consecutive failed charges (declines, authentication required) that suspend auto top-up.
     failures_before_suspension: int = 3
-    #: An attempt still unfinished after this long is taken as lost and no longer blocks a claim.
-    stale_attempt_seconds: float = 86_400.0
+    #: How long a worker owns a claimed attempt before anyone may take it over (renewed while it
+    #: works and across each back-off): the time a dead worker can hold a user's top-up.
+    attempt_lease_seconds: float = 300.0
+    #: First retry delay after a transient error; each next one is 4x longer, jittered 0.5-1.5x.
+    retry_backoff_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if self.cooldown_seconds < 0:
             raise ValueError("cooldown_seconds must be >= 0")
-        if self.charge_tries < 1 or self.failures_before_suspension < 1:
-            raise ValueError("charge_tries and failures_before_suspension must be >= 1")
+        if self.charge_tries < 1:
+            raise ValueError("charge_tries must be >= 1")
+        if self.failures_before_suspension < 1:
+            raise ValueError("failures_before_suspension must be >= 1")
+        if self.attempt_lease_seconds <= 0:
+            raise ValueError("attempt_lease_seconds must be > 0")
+        if self.retry_backoff_seconds < 0:
+            raise ValueError("retry_backoff_seconds must be >= 0")
+
+    @property
+    def policy(self) -> ClaimPolicy:
+        """What the store's claim decision needs of these rules."""
+        return ClaimPolicy(self.cooldown_seconds, self.attempt_lease_seconds)
+
+    def retry_delay(self, key: str, tries: int) -> float:
+        """Seconds before try ``tries + 1`` of the attempt keyed ``key``: exponential back-off
+        with a jitter derived from the key, so it is spread across users yet reproducible."""
+        digest = hashlib.blake2b(f"{key}:{tries}".encode(), digest_size=4).digest()
+        jitter = 0.5 + int.from_bytes(digest) / 2**32
+        return self.retry_backoff_seconds * 4 ** (tries - 1) * jitter
 
 
 @dataclass(frozen=True, slots=True)
 class Deduction:
-    """What a deduction did: the new balance and whether it claimed a top-up."""
+    """What a deduction did: the new balance and whether it claimed (or took over) a top-up."""
 
     user_id: str
     credits: int
     balance: int
     trigger: Trigger
     attempt: int | None = None
-
-
-def idempotency_key(user_id: str, seq: int) -> str:
-    """The key of top-up attempt ``seq``: derived from the claim, so no retry charges twice."""
-    return f"auto-topup:{user_id}:{seq}"
 
 
 class BillingService:
@@ -130,6 +160,7 @@ class BillingService:
         self.tasks = tasks
         self.vault = vault
         self.config = config or BillingConfig()
+        self._policy = self.config.policy
 
     # ----------------------------------------------------------------- users and settings
 
@@ -146,11 +177,13 @@ class BillingService:
         return self.add_credits(user_id, credits, kind="grant", reference=reference)
 
     def save_payment_method(self, user_id: str, customer_id: str, payment_method_id: str) -> None:
-        """Save the customer's card (encrypted). A new card lifts a pause or suspension."""
+        """Save the customer and card (both encrypted). A new card lifts a pause or suspension."""
         user = self.store.get_user(user_id)
-        token = self.vault.encrypt(user_id, user.wrapped_key, F_PAYMENT_METHOD, payment_method_id)
-        self.store.save_payment_method(user_id, customer_id, token)
-        self.cache.update(user_id, state=ACTIVE)
+        seal = partial(self.vault.encrypt, user_id, user.wrapped_key)
+        snapshot = self.store.save_payment_method(
+            user_id, seal(F_CUSTOMER, customer_id), seal(F_PAYMENT_METHOD, payment_method_id)
+        )
+        self._publish(user_id, snapshot)
 
     def update_settings(self, user_id: str, settings: AutoTopupSettings) -> None:
         """Save validated settings. Enabling needs a saved, usable card; re-saving lifts a
@@ -162,14 +195,7 @@ class BillingService:
             saved = self.payment_method(user_id)
             if saved is None or not self.gateway.payment_method_usable(*saved):
                 raise PaymentMethodMissing(user_id)
-        self.store.save_settings(user_id, settings)
-        self.cache.update(
-            user_id,
-            enabled="1" if settings.enabled else "0",
-            threshold=str(settings.threshold),
-            amount=str(settings.amount),
-            state=ACTIVE,
-        )
+        self._publish(user_id, self.store.save_settings(user_id, settings))
         if settings.enabled:
             # Already under the new threshold? Top up now, not at the next request.
             self._take(user_id, 0)
@@ -179,51 +205,51 @@ class BillingService:
         return self._saved_card(self.store.get_user(user_id))
 
     def _saved_card(self, user: UserRecord) -> tuple[str, str] | None:
-        if user.stripe_customer_id is None or user.encrypted_payment_method_id is None:
+        if user.encrypted_stripe_customer_id is None or user.encrypted_payment_method_id is None:
             return None
-        pm = self.vault.decrypt(
-            user.user_id, user.wrapped_key, F_PAYMENT_METHOD, user.encrypted_payment_method_id
+        return (
+            self._open(user, F_CUSTOMER, user.encrypted_stripe_customer_id),
+            self._open(user, F_PAYMENT_METHOD, user.encrypted_payment_method_id),
         )
-        return user.stripe_customer_id, pm
+
+    def _open(self, user: UserRecord, field: str, token: bytes) -> str:
+        return self.vault.decrypt(user.user_id, user.wrapped_key, field, token)
 
     # ----------------------------------------------------------------- reads (cache first)
 
     def balance(self, user_id: str) -> int:
-        """The balance: from the cache, or from the store (filling the cache) on a miss."""
-        cached = self.cache.balance(user_id)
+        """The balance: from the cache, or from the store (filling the cache) on a miss or when
+        the cache is unreachable."""
+        try:
+            cached = self.cache.balance(user_id)
+        except CacheUnavailable:
+            cached = None
         if cached is not None:
             return cached
-        return self._fill(user_id).balance
+        return self.refill(user_id).balance
 
     def last_triggered(self, user_id: str) -> float | None:
-        """When a top-up was last claimed: cache first, else decrypted from the store."""
-        fields = self.cache.cached(user_id)
-        if fields:
-            return float(fields["last"]) if "last" in fields else None
-        return self._fill(user_id).last_triggered
-
-    def _fill(self, user_id: str) -> CachedUser:
-        """Load a user from the store into the cache (unless a concurrent request just did)."""
+        """When a top-up was last claimed, decrypted from the store."""
         user = self.store.get_user(user_id)
-        last = None
-        if user.encrypted_last_triggered is not None:
-            last = float(
-                self.vault.decrypt(
-                    user_id, user.wrapped_key, F_LAST_TRIGGERED, user.encrypted_last_triggered
-                )
-            )
-        cached = CachedUser(
-            balance=user.balance,
-            enabled=user.settings.enabled,
-            threshold=user.settings.threshold,
-            amount=user.settings.amount,
-            last_triggered=last,
-            seq=user.topup_seq,
-            state=user.state,
-            open_seq=user.open_attempt,
-        )
-        self.cache.fill(user_id, cached)
-        return cached
+        if user.encrypted_last_triggered is None:
+            return None
+        return float(self._open(user, F_LAST_TRIGGERED, user.encrypted_last_triggered))
+
+    def refill(self, user_id: str) -> CachedUser:
+        """Load a user's snapshot from the store into the cache (kept only if newest)."""
+        snapshot = self.store.snapshot(user_id)
+        self._publish(user_id, snapshot)
+        return snapshot
+
+    def _publish(self, user_id: str, snapshot: CachedUser) -> None:
+        """Write a snapshot the store just returned to the cache. The store already holds the
+        change, so an unreachable cache fails nothing: the next write, a refill or the
+        reconcile brings it up to date."""
+        try:
+            self.cache.put(user_id, snapshot)
+        except CacheUnavailable:
+            log.warning("cache unreachable: %s stays at an older version until its next write",
+                        user_id)  # fmt: skip
 
     # ----------------------------------------------------------------- the deduction
 
@@ -235,188 +261,229 @@ class BillingService:
         having to afford a request. Never waits for the top-up: it goes to the task runner.
         """
         _check_credits(credits)
-        result, seq = self._take(user_id, credits)
-        if result.refused:
-            raise InsufficientCredits(user_id, credits, result.balance, attempt=seq)
-        return Deduction(user_id, credits, result.balance, result.trigger, seq)
+        done = self._take(user_id, credits)
+        if done.refused:
+            raise InsufficientCredits(user_id, credits, done.balance, attempt=done.attempt)
+        return Deduction(user_id, credits, done.balance, done.trigger, done.attempt)
 
-    def _take(self, user_id: str, credits: int) -> tuple[DeductResult, int | None]:
-        """The single deduction point: cache script, store record, then hand off the top-up.
+    def _take(self, user_id: str, credits: int) -> Deducted:
+        """The single deduction point: one store transaction, one cache write, then the top-up.
 
         ``credits`` may be 0 to evaluate the trigger alone (after settings change).
         """
-        now = self.clock.now()
-        rules = (self.config.cooldown_seconds, self.config.stale_attempt_seconds)
-        result = self.cache.deduct(user_id, credits, now, *rules)
-        if result.missing:
-            self._fill(user_id)
-            result = self.cache.deduct(user_id, credits, now, *rules)
-            if result.missing:
-                raise CacheUnavailable("the cache lost the user twice in one request; retry")
-        claim = None
-        if result.trigger is Trigger.CLAIMED:
-            claim = self._new_attempt(user_id, result, now)
-        taken = 0 if result.refused else credits
-        if taken or claim:
-            try:
-                self.store.apply_deduction(user_id, taken, now, claim)
-            except BillingError:
-                # The store did not record it (an outage, or it disagrees about the balance):
-                # undo the cache change and its claim; if even the undo fails, drop the user from
-                # the cache so the next request reloads the truth from the store.
-                try:
-                    self.cache.undo_deduct(user_id, taken, result)
-                except BillingError:
-                    self._drop_from_cache(user_id)
-                raise
-        if claim is None:
-            return result, None
-        self.tasks.submit(partial(self._run_topup, user_id, claim.seq))
-        return result, claim.seq
+        done = self.store.deduct(user_id, credits, self.clock.now(), self._policy, self._seal)
+        self._publish(user_id, done.snapshot)
+        if done.attempt is not None and done.lease is not None:
+            self.tasks.submit(partial(self._run_topup, user_id, done.attempt, done.lease))
+        return done
 
-    def _new_attempt(self, user_id: str, result: DeductResult, now: float) -> NewAttempt:
-        user = self.store.get_user(user_id)
-        token = self.vault.encrypt(user_id, user.wrapped_key, F_LAST_TRIGGERED, repr(now))
-        return NewAttempt(result.seq, idempotency_key(user_id, result.seq), now, token)
+    def _seal(self, user_id: str, wrapped_key: bytes, claimed_at: float) -> bytes:
+        return self.vault.encrypt(user_id, wrapped_key, F_LAST_TRIGGERED, repr(claimed_at))
 
     # ----------------------------------------------------------------- the top-up
 
-    def _run_topup(self, user_id: str, seq: int) -> None:
-        """Charge the claimed top-up ``seq`` and record how it ended. Runs fire-and-forget."""
-        try:
-            self._charge_and_record(user_id, seq)
-        except BillingError:
-            # A store or cache outage mid-flight. The claim stands (no second charge within the
-            # cooldown) and a succeeded payment is still credited by its webhook; ending the
-            # attempt as an error lets the next crossing claim once the cooldown is over.
-            log.exception("auto top-up %s for %s could not finish", seq, user_id)
-            try:
-                user = self.store.get_user(user_id)
-                self._finish(user, seq, _unchanged(user, "error"), None)
-            except BillingError:
-                log.exception("attempt %s for %s stays open until it is stale", seq, user_id)
+    def _run_topup(self, user_id: str, seq: int, lease: int, tries: int = 0) -> None:
+        """Work on attempt ``seq`` while holding ``lease``. Runs fire-and-forget.
 
-    def _charge_and_record(self, user_id: str, seq: int) -> None:
+        An outage of the store or the cache mid-flight ends this run; the attempt stays open and
+        its lease runs out, after which it is taken over and run again.
+        """
+        try:
+            self._advance(user_id, seq, lease, tries)
+        except BillingError:
+            log.exception("auto top-up %s for %s stopped; it is recovered when its lease ends",
+                          seq, user_id)  # fmt: skip
+
+    def _advance(self, user_id: str, seq: int, lease: int, tries: int) -> None:
         user = self.store.get_user(user_id)
+        if user.open_attempt != seq or user.lease != lease:
+            return  # the attempt ended, or another worker took it over: not ours any more
+        attempt = self.store.attempt(user_id, seq)
+        assert attempt is not None  # an open attempt is always recorded
+        if attempt.status == "claimed":
+            terms = self._prepare(user, seq, lease, tries)
+            if terms is None:
+                return
+        else:  # charging or unknown: send exactly what was sent before
+            assert attempt.credits is not None and attempt.currency is not None
+            assert attempt.amount_minor is not None
+            assert attempt.encrypted_payment_method_id is not None
+            terms = ChargeTerms(
+                attempt.credits, attempt.currency, attempt.amount_minor,
+                attempt.encrypted_payment_method_id,
+            )  # fmt: skip
+        request = self._charge_request(user, seq, terms)
+        try:
+            result = self.gateway.charge(request)
+        except TransientGatewayError as exc:
+            log.warning("transient gateway error on %s: %s", request.idempotency_key, exc)
+            self._retry_later(user, seq, lease, tries + 1, sent=True)
+            return
+        self._record_result(user, seq, lease, terms, result, tries)
+
+    def _prepare(self, user: UserRecord, seq: int, lease: int, tries: int) -> ChargeTerms | None:
+        """Check that attempt ``seq`` is still due and the card usable, and fix its terms.
+
+        ``None`` when the attempt ended here (skipped, no card) or waits for a retry.
+        """
         settings = user.settings
-        if (
-            seq != user.topup_seq
-            or not settings.enabled
-            or user.state != ACTIVE
-            or self.balance(user_id) > settings.threshold
-        ):
-            # Things changed since the claim (a newer attempt superseded this one after it was
-            # taken as lost, auto top-up was turned off or paused, or credits arrived another
-            # way): the top-up is no longer due, so nothing is charged.
-            self._finish(user, seq, _unchanged(user, "skipped"), None)
-            return
-        key = idempotency_key(user_id, seq)
-        saved = self._saved_card(user)  # the record read above: no second store read
-        usable: bool | None = False
+        if not settings.enabled or user.state != ACTIVE or user.balance > settings.threshold:
+            # Things changed since the claim (auto top-up was turned off or paused, or credits
+            # arrived another way): the top-up is no longer due, so nothing is charged.
+            self._finish(user, seq, lease, _unchanged(user, "skipped"))
+            return None
+        saved = self._saved_card(user)
+        usable = False
         if saved is not None:
-            customer_id, payment_method_id = saved
-            usable, _ = self._retrying(
-                key, lambda: self.gateway.payment_method_usable(customer_id, payment_method_id)
-            )
-        if usable is None:  # the provider stayed unreachable: not the card's fault
-            self._finish(user, seq, _unchanged(user, "error"), "topup_failed")
-            return
-        if not usable or saved is None:
-            outcome = replace(_unchanged(user, "no_payment_method"), state=PAUSED)
-            self._finish(user, seq, outcome, "topup_payment_method_missing")
-            return
-        price = price_of(user.settings.amount, user.settings.currency)
+            try:
+                usable = self.gateway.payment_method_usable(*saved)
+            except TransientGatewayError as exc:
+                log.warning("transient gateway error checking the card of %s: %s",
+                            user.user_id, exc)  # fmt: skip
+                self._retry_later(user, seq, lease, tries + 1, sent=False)
+                return None
+        if not usable or user.encrypted_payment_method_id is None:
+            self._finish(user, seq, lease, replace(_unchanged(user, "no_payment_method"),
+                                                   state=PAUSED))  # fmt: skip
+            return None
+        price = price_of(settings.amount, settings.currency)
+        terms = ChargeTerms(
+            settings.amount, price.currency, price.amount_minor, user.encrypted_payment_method_id
+        )
+        until = self.clock.now() + self.config.attempt_lease_seconds
+        return self.store.start_charge(user.user_id, seq, lease, terms, until)
+
+    def _charge_request(self, user: UserRecord, seq: int, terms: ChargeTerms) -> ChargeRequest:
+        assert user.encrypted_stripe_customer_id is not None
         metadata = {
-            "user_id": user_id,
-            "credits": str(user.settings.amount),
+            "user_id": user.user_id,
+            "credits": str(terms.credits),
             "attempt": str(seq),
             "purpose": TOPUP_PURPOSE,
         }
-        request = ChargeRequest(saved[0], saved[1], price, key, metadata)
-        result, retries = self._retrying(key, lambda: self.gateway.charge(request))
-        self._record_result(user, seq, price, result, retries)
+        return ChargeRequest(
+            self._open(user, F_CUSTOMER, user.encrypted_stripe_customer_id),
+            self._open(user, F_PAYMENT_METHOD, terms.encrypted_payment_method_id),
+            Money(terms.amount_minor, terms.currency),
+            idempotency_key(user.user_id, seq),
+            metadata,
+        )
+
+    def _retry_later(self, user: UserRecord, seq: int, lease: int, tries: int, sent: bool) -> None:
+        """After a transient error: try again after a back-off, holding the lease across it; out
+        of tries, end the attempt as ``failed`` when nothing was sent, else leave it ``unknown``
+        (open, nobody told) for the webhook or a recovery to settle."""
+        now = self.clock.now()
+        key = idempotency_key(user.user_id, seq)
+        if tries < self.config.charge_tries:
+            delay = self.config.retry_delay(key, tries)
+            until = now + delay + self.config.attempt_lease_seconds
+            status = "charging" if sent else None
+            if self.store.hold_lease(user.user_id, seq, lease, until, status, tries):
+                self.tasks.submit(partial(self._run_topup, user.user_id, seq, lease, tries), delay)
+            return
+        if not sent:
+            # The provider stayed unreachable before anything was charged: not the card's fault.
+            self._finish(user, seq, lease, replace(_unchanged(user, "failed"), retries=tries - 1))
+            return
+        until = now + self.config.attempt_lease_seconds
+        self.store.hold_lease(user.user_id, seq, lease, until, "unknown", tries - 1)
 
     def _record_result(
-        self,
-        user: UserRecord,
-        seq: int,
-        price: Money,
-        result: ChargeResult | None,
-        retries: int = 0,
-    ) -> None:
-        """Apply a charge's result to attempt ``seq``: credit, or count and report the failure.
+        self, user: UserRecord, seq: int, lease: int, terms: ChargeTerms, result: ChargeResult,
+        tries: int,
+    ) -> None:  # fmt: skip
+        """Apply the charge's answer to attempt ``seq``: credit, or count and report the failure.
 
-        ``result`` is ``None`` when every try hit a transient error. The top-up flow calls this
-        with the confirm response; the webhook handler with a ``payment_intent.payment_failed``
-        event whose attempt the confirm path never finished.
+        The open attempt is always the user's newest, so its failure may change the user's state.
         """
         if isinstance(result, ChargeSucceeded):
             self.settle_payment(
                 user.user_id, result.payment_intent_id, result.price, result.metadata,
-                retries=retries,
+                retries=tries,
             )  # fmt: skip
-            return
-        failed = replace(
-            _unchanged(user, ""),
-            credits=user.settings.amount,
-            currency=price.currency,
-            amount_minor=price.amount_minor,
-            retries=retries,
-        )
-        if result is None:
-            # Retries exhausted: not the card's fault, so it does not count towards suspension.
-            self._finish(user, seq, replace(failed, status="error"), "topup_failed")
             return
         failures = user.consecutive_failures + 1
         suspended = failures >= self.config.failures_before_suspension
-        failed = replace(
-            failed,
-            payment_intent_id=result.payment_intent_id,
-            consecutive_failures=failures,
+        failed = AttemptOutcome(
+            "", terms.credits, terms.currency, terms.amount_minor,
+            result.payment_intent_id, retries=tries, consecutive_failures=failures,
             state=SUSPENDED if suspended else user.state,
-        )
+        )  # fmt: skip
         if isinstance(result, ChargeNeedsAuthentication):
             # The bank wants the customer present: pause until they act, whatever the count.
-            state = SUSPENDED if suspended else PAUSED
-            outcome = replace(failed, status="requires_action", state=state)
-            applied = self._finish(user, seq, outcome, "topup_action_required")
+            outcome = replace(failed, status="requires_action",
+                              state=SUSPENDED if suspended else PAUSED)  # fmt: skip
         else:
             code = result.decline_code or result.code
             outcome = replace(failed, status="declined", decline_code=code)
-            applied = self._finish(user, seq, outcome, "topup_declined")
-        if applied and suspended:
-            self.notify(user.user_id, "topup_suspended", failures=str(failures))
-
-    def _retrying(self, key: str, call: Callable[[], T]) -> tuple[T | None, int]:
-        """Call the gateway, retrying transient errors (a charge keeps its idempotency key).
-
-        Returns the answer (``None`` when every try failed) and how many retries it took.
-        """
-        for retry in range(self.config.charge_tries):
-            try:
-                return call(), retry
-            except TransientGatewayError as exc:
-                log.warning("transient gateway error on %s: %s", key, exc)
-        return None, self.config.charge_tries - 1
+        extra = []
+        if suspended:
+            extra.append(_notice(user.user_id, "topup_suspended", str(seq),
+                                 {"failures": str(failures)}))  # fmt: skip
+        self._finish(user, seq, lease, outcome, extra)
 
     def _finish(
-        self, user: UserRecord, seq: int, outcome: AttemptOutcome, kind: str | None
+        self,
+        user: UserRecord,
+        seq: int,
+        lease: int | None,
+        outcome: AttemptOutcome,
+        extra: list[PendingNotice] | None = None,
     ) -> bool:
-        """Record the attempt's end (store, then cache) and tell the user (``kind``), once.
+        """Record the attempt's end with its one final notice in the outbox (one transaction),
+        write the cache, then send the notice.
 
-        ``False`` when the attempt had already ended (a duplicate report): nothing changes.
+        ``False`` when the attempt had already ended or the lease was lost: nothing changes.
         """
-        if not self.store.finish_attempt(user.user_id, seq, outcome, self.clock.now()):
-            return False
-        self.cache.release(user.user_id, seq)
-        if outcome.state != user.state:
-            self.cache.update(user.user_id, state=outcome.state)
+        notices = []
+        kind = FINAL_NOTICES[outcome.status]
         if kind is not None:
             detail = {"attempt": str(seq), "status": outcome.status}
             if outcome.decline_code:
                 detail["decline_code"] = outcome.decline_code
-            self.notify(user.user_id, kind, **detail)
+            notices.append(_notice(user.user_id, kind, str(seq), detail))
+        notices += extra or []
+        snapshot = self.store.finish_attempt(
+            user.user_id, seq, lease, outcome, self.clock.now(), notices
+        )
+        if snapshot is None:
+            return False
+        self._publish(user.user_id, snapshot)
+        self._send(notices)
         return True
+
+    def _send(self, notices: list[PendingNotice]) -> None:
+        """Send outbox notices and mark each sent (a death in between re-sends it later, under
+        the same ``notice_id``)."""
+        for notice in notices:
+            self.notifier.notify(
+                Notification(notice.user_id, notice.kind, self.clock.now(), notice.detail,
+                             notice.notice_id)
+            )  # fmt: skip
+            self.store.mark_notice_sent(notice.notice_id, self.clock.now())
+
+    def send_pending_notices(self, user_id: str) -> int:
+        """Send the user's outbox notices that a dead worker left unsent; how many."""
+        pending = self.store.pending_notices(user_id)
+        self._send(pending)
+        return len(pending)
+
+    # ----------------------------------------------------------------- recovery
+
+    def recover(self, user_id: str, *, force: bool = False) -> int | None:
+        """Take over the user's open attempt if its lease ran out (or at once, with ``force``)
+        and run it again under its idempotency key; the attempt's number, or ``None``."""
+        seq = self.store.get_user(user_id).open_attempt
+        if seq is None:
+            return None
+        now = self.clock.now()
+        until = now + self.config.attempt_lease_seconds
+        lease = self.store.take_over(user_id, seq, now, until, force)
+        if lease is None:
+            return None
+        self.tasks.submit(partial(self._run_topup, user_id, seq, lease))
+        return seq
 
     # ----------------------------------------------------------------- settlement
 
@@ -433,7 +500,8 @@ class BillingService:
 
         The credits follow from the money received (checked against the price table and the
         intent's metadata), never from a cached order. Called by the top-up flow on a succeeded
-        confirm and by the ``payment_intent.succeeded`` webhook: whichever comes first credits.
+        confirm and by the ``payment_intent.succeeded`` webhook: whichever comes first credits,
+        and the credit and the attempt's close are one transaction.
         """
         credits = credits_for_payment(paid.amount_minor, paid.currency)
         if metadata.get("credits") not in (None, str(credits)) or metadata.get("user_id") not in (
@@ -444,66 +512,56 @@ class BillingService:
                 f"payment {payment_intent_id} of {paid} buys {credits} credits, but its metadata"
                 f" says {dict(metadata)!r}"
             )
-        credited = self.add_credits(user_id, credits, kind="topup", reference=payment_intent_id)
         attempt = metadata.get("attempt")
-        if credited:
-            # The credit is the fact the user is told about, whatever happens to the attempt
-            # record next; the first settlement notifies, a later one never does.
-            detail = {"status": "succeeded"} | ({} if attempt is None else {"attempt": attempt})
-            self.notify(user_id, "topup_succeeded", **detail)
-        if attempt is not None:
-            record = self.store.attempt(user_id, int(attempt))
-            if record is not None and record.status in OPEN_ATTEMPT_STATUSES:
-                # Closed here by the first settlement, or by a later one (the webhook) when the
-                # store could not record it the first time.
-                outcome = AttemptOutcome(
-                    "succeeded", credits, paid.currency, paid.amount_minor, payment_intent_id,
-                    retries=retries,
-                )  # fmt: skip
-                self._finish(self.store.get_user(user_id), int(attempt), outcome, None)
-        return credited
+        seq = None if attempt is None else int(attempt)
+        outcome = AttemptOutcome(
+            "succeeded", credits, paid.currency, paid.amount_minor, payment_intent_id,
+            retries=retries,
+        )  # fmt: skip
+        # The credit is the fact the user is told about: the settlement that credits queues the
+        # notice in the same transaction.
+        detail = {"status": "succeeded"} | ({} if attempt is None else {"attempt": attempt})
+        notice = _notice(user_id, "topup_succeeded", payment_intent_id, detail)
+        settled = self.store.settle_topup(user_id, seq, outcome, self.clock.now(), notice)
+        self._publish(user_id, settled.snapshot)
+        if settled.credited:
+            self._send([notice])
+        return settled.credited
 
-    def payment_failed(
-        self,
-        user_id: str,
-        attempt: int,
-        paid: Money,
-        result: ChargeDeclined | ChargeNeedsAuthentication,
-    ) -> bool:
-        """Apply a failure the provider reported later (webhook) to an attempt still open.
+    def payment_failed(self, user_id: str, attempt: int) -> bool:
+        """A failed-payment webhook for attempt ``attempt``: ask Stripe again, now.
 
-        ``False`` when the attempt already ended (the confirm response got there first).
+        The event alone never decides the attempt (it may be stale, or older than a success the
+        same PaymentIntent reached later): if the attempt is still open, it is taken over and
+        its charge re-sent under the same idempotency key, and Stripe's answer decides. ``False``
+        when the attempt is not open (it ended; a late event of a superseded attempt changes
+        nothing).
         """
-        record = self.store.attempt(user_id, attempt)
-        if record is None or record.status not in OPEN_ATTEMPT_STATUSES:
+        if self.store.get_user(user_id).open_attempt != attempt:
             return False
-        self._record_result(self.store.get_user(user_id), attempt, paid, result)
-        return True
+        return self.recover(user_id, force=True) is not None
 
     def add_credits(self, user_id: str, credits: int, *, kind: str, reference: str) -> bool:
         """Add credits once per ``reference``; ``False`` if that reference was already credited.
 
-        Store first (a unique ledger reference), then the cached balance if the user is cached.
+        Store first (a unique ledger reference), then the cache snapshot.
         """
         _check_credits(credits)
-        credited = self.store.credit(user_id, credits, kind, reference, self.clock.now())
-        if credited:
-            try:
-                self.cache.credit(user_id, credits)
-            except BillingError:
-                self._drop_from_cache(user_id)
-        return credited
-
-    def _drop_from_cache(self, user_id: str) -> None:
-        """Make the next request reload the user from the store; if even that fails, say so."""
-        try:
-            self.cache.forget(user_id)
-        except BillingError:
-            log.exception("cache unreachable; %s may read a stale balance until reloaded", user_id)
+        snapshot = self.store.credit(user_id, credits, kind, reference, self.clock.now())
+        if snapshot is None:
+            return False
+        self._publish(user_id, snapshot)
+        return True
 
     def notify(self, user_id: str, kind: str, **detail: str) -> None:
         """Send the user a notification stamped with the injected clock's time."""
         self.notifier.notify(Notification(user_id, kind, self.clock.now(), detail))
+
+
+def _notice(user_id: str, kind: str, about: str, detail: dict[str, str]) -> PendingNotice:
+    """An outbox notice; its id names what it is about, so the same notice is never queued
+    twice and a receiver can drop a re-sent copy."""
+    return PendingNotice(f"{kind}:{user_id}:{about}", user_id, kind, detail)
 
 
 def _unchanged(user: UserRecord, status: str) -> AttemptOutcome:

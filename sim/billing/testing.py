@@ -22,7 +22,9 @@ from .gateway import (
 )
 
 #: Outcomes a script may hold: ``succeeded``, ``authentication_required``, ``transient``, or
-#: ``declined:<decline_code>`` (e.g. ``declined:insufficient_funds``).
+#: ``declined:<decline_code>`` (e.g. ``declined:insufficient_funds``). ``lost:<outcome>`` applies
+#: the outcome and then loses the answer (raises ``TransientGatewayError``), as a dropped
+#: connection after Stripe charged: a retry under the same key gets the outcome.
 SUCCEEDED, AUTHENTICATION_REQUIRED, TRANSIENT = "succeeded", "authentication_required", "transient"
 
 
@@ -39,6 +41,7 @@ class ScriptedGateway:
         self._outcomes: deque[str] = deque(outcomes)
         self._cards = dict(cards or {})
         self._replies: dict[str, ChargeResult] = {}
+        self._customers: dict[str, str] = {}
         self._lock = threading.Lock()
         self.usable = usable
         #: Every charge call, replays included.
@@ -64,6 +67,8 @@ class ScriptedGateway:
                 outcome = self._outcomes.popleft() if self._outcomes else SUCCEEDED
             if outcome == TRANSIENT:
                 raise TransientGatewayError("scripted transient failure")
+            lost = outcome.startswith("lost:")
+            outcome = outcome.removeprefix("lost:")
             intent = f"pi_scripted_{len(self._replies) + 1:04d}"
             reply: ChargeResult
             if outcome == SUCCEEDED:
@@ -76,7 +81,18 @@ class ScriptedGateway:
             else:
                 raise ValueError(f"unknown scripted outcome {outcome!r}")
             self._replies[request.idempotency_key] = reply
+            self._customers[request.idempotency_key] = request.customer_id
+            if lost:
+                raise TransientGatewayError("scripted lost answer (the charge was applied)")
             return reply
+
+    def succeeded_charges(self, customer_id: str) -> list[ChargeSucceeded]:
+        """The customer's charges that moved money, in order."""
+        with self._lock:
+            return [
+                r for k, r in self._replies.items()
+                if isinstance(r, ChargeSucceeded) and self._customers[k] == customer_id
+            ]  # fmt: skip
 
     @property
     def succeeded_keys(self) -> list[str]:

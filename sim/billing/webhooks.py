@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .errors import WebhookPayloadError
-from .gateway import ChargeDeclined, ChargeNeedsAuthentication
 from .pricing import Money
 from .service import TOPUP_PURPOSE, BillingService
 from .subscriptions import Subscriptions
@@ -88,24 +87,14 @@ class WebhookHandler:
         return "credited" if credited else "unchanged"
 
     def _intent_failed(self, intent: Mapping[str, Any]) -> str:
+        """A failed payment never decides its attempt by itself: the billing asks Stripe again
+        (see :meth:`BillingService.payment_failed`)."""
         metadata = intent.get("metadata") or {}
         user_id, attempt = metadata.get("user_id"), metadata.get("attempt")
         if user_id is None or attempt is None or metadata.get("purpose") != TOPUP_PURPOSE:
             return "ignored"
-        error = intent.get("last_payment_error") or {}
-        result: ChargeDeclined | ChargeNeedsAuthentication
-        if error.get("code") == "authentication_required":
-            result = ChargeNeedsAuthentication(str(intent["id"]), error.get("message", ""))
-        else:
-            result = ChargeDeclined(
-                str(intent["id"]),
-                error.get("code") or "card_declined",
-                error.get("decline_code"),
-                error.get("message", ""),
-            )
-        paid = Money(int(intent["amount"]), str(intent["currency"]))
-        applied = self.billing.payment_failed(user_id, int(attempt), paid, result)
-        return "recorded" if applied else "unchanged"
+        applied = self.billing.payment_failed(user_id, int(attempt))
+        return "recovering" if applied else "unchanged"
 
 
 def _envelope(payload: bytes) -> tuple[str, str, Mapping[str, Any], float]:

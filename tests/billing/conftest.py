@@ -39,6 +39,16 @@ from sim.billing.testing import ScriptedGateway
 from sim.stripe_emulator import StripeEmulator
 
 MASTER_KEY = bytes(range(32))
+#: State-machine steps run in this session (``test_properties``); printed at the end of the run.
+STEPS = [0]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many state-machine steps the property tests ran (a search's real size)."""
+    if STEPS[0]:
+        terminalreporter.write_line(f"billing state machine: {STEPS[0]:,} steps")
+
+
 _prefixes = itertools.count()
 
 

@@ -170,7 +170,7 @@ def test_fifty_threads_one_charge_through_stripe(
     assert billing.balance("u1") == store.ledger_sum("u1") == 1_500 - 50 * 20 + 10_000
 
 
-def test_stripe_outage_ends_the_attempt_as_an_error_and_the_next_one_charges(
+def test_stripe_outage_ends_the_attempt_as_failed_and_the_next_one_charges(
     billing: BillingService,
     add_user: Callable[..., str],
     emulator: StripeEmulator,
@@ -179,13 +179,14 @@ def test_stripe_outage_ends_the_attempt_as_an_error_and_the_next_one_charges(
     notifier: RecordingNotifier,
     clock: ManualClock,
 ) -> None:
-    """Stripe down for the whole attempt: it ends as an error (not the card's fault, nothing
-    counted), and once Stripe is back the next crossing after the cooldown charges."""
+    """Stripe down for the whole attempt: the card check never answered, so nothing was sent and
+    it ends as failed (not the card's fault, nothing counted); once Stripe is back the next
+    crossing after the cooldown charges."""
     add_user("pm_card_visa")
     emulator.faults = Faults(server_error_rate=1.0)
     billing.deduct_credits("u1", 300)
     tasks.run_pending()
-    assert store.attempts("u1")[0].status == "error"
+    assert store.attempts("u1")[0].status == "failed"
     assert notifier.kinds("u1") == ["topup_failed"]
     assert store.get_user("u1").consecutive_failures == 0
     emulator.faults = Faults()

@@ -1,92 +1,198 @@
-"""The SQLite store: one transaction a call, unique references, typed errors."""
+"""The SQLite store: one transaction a call, decisions where the truth is, fenced attempt writes."""
 
 from __future__ import annotations
 
 import pytest
 
-from sim.billing import (
-    DuplicateUser,
-    InsufficientCredits,
-    SQLiteStore,
-    StoreUnavailable,
-    UnknownUser,
-)
-from sim.billing.store import AttemptOutcome, NewAttempt
+from sim.billing import DuplicateUser, SQLiteStore, StoreUnavailable, Trigger, UnknownUser
+from sim.billing.claims import ClaimPolicy
+from sim.billing.settings import AutoTopupSettings
+from sim.billing.store import AttemptOutcome, ChargeTerms
 
 T0 = 1_767_225_600.0
+POLICY = ClaimPolicy(cooldown_seconds=3_600.0, lease_seconds=300.0)
+TERMS = ChargeTerms(10_000, "eur", 1_000, b"pm-token")
+
+
+def _seal(user_id: str, wrapped: bytes, at: float) -> bytes:
+    return f"sealed:{user_id}:{at}".encode()
 
 
 @pytest.fixture
 def db() -> SQLiteStore:
-    """A store with one user holding 1,000 credits."""
+    """A store with one user holding 1,000 credits, auto top-up on at a 500 threshold."""
     store = SQLiteStore(":memory:")
     store.create_user("u1", b"wrapped", None, T0)
     store.credit("u1", 1_000, "grant", "opening:u1", T0)
+    store.save_settings("u1", AutoTopupSettings(True, 500, 10_000, "eur"))
     return store
 
 
-def _claim(seq: int = 1, key: str = "auto-topup:u1:1") -> NewAttempt:
-    return NewAttempt(seq, key, T0, b"token")
+def _claim(db: SQLiteStore, at: float = T0) -> tuple[int, int]:
+    done = db.deduct("u1", 600, at, POLICY, _seal)
+    assert done.trigger is Trigger.CLAIMED and done.attempt and done.lease
+    return done.attempt, done.lease
 
 
 def test_credit_once_per_reference(db: SQLiteStore) -> None:
     """A reference (PaymentIntent, invoice) credits once; the second call changes nothing."""
-    assert db.credit("u1", 10_000, "topup", "pi_1", T0)
-    assert not db.credit("u1", 10_000, "topup", "pi_1", T0)
+    first = db.credit("u1", 10_000, "topup", "pi_1", T0)
+    assert first is not None and first.balance == 11_000
+    assert db.credit("u1", 10_000, "topup", "pi_1", T0) is None
     assert db.get_user("u1").balance == 11_000
     assert [e.reference for e in db.ledger("u1")] == ["opening:u1", "pi_1"]
 
 
+def test_every_write_to_cached_fields_raises_the_version(db: SQLiteStore) -> None:
+    """Credits, deductions, claims, settings and card saves each return a newer snapshot."""
+    versions = [db.snapshot("u1").version]
+    versions.append(db.deduct("u1", 100, T0, POLICY, _seal).snapshot.version)
+    versions.append(db.credit("u1", 5, "grant", "g", T0).version)  # type: ignore[union-attr]
+    versions.append(db.save_settings("u1", AutoTopupSettings()).version)
+    versions.append(db.save_payment_method("u1", b"cus", b"pm").version)
+    assert versions == sorted(set(versions)) and db.snapshot("u1").version == versions[-1]
+
+
 def test_balance_equals_ledger_sum(db: SQLiteStore) -> None:
     """Every change is a ledger entry, so the balance always equals the ledger's sum."""
-    db.apply_deduction("u1", 300, T0, None)
+    db.deduct("u1", 300, T0, POLICY, _seal)
     db.credit("u1", 1_000, "topup", "pi_1", T0)
     entries = db.ledger("u1")
     assert db.get_user("u1").balance == db.ledger_sum("u1") == sum(e.delta for e in entries)
-    assert db.ledger_sum("u1") == 1_700
     assert [e.balance_after for e in entries] == [1_000, 700, 1_700]
 
 
-def test_overdraft_is_refused_and_nothing_written(db: SQLiteStore) -> None:
-    """The store itself never lets a balance go below zero, claim included."""
-    with pytest.raises(InsufficientCredits) as caught:
-        db.apply_deduction("u1", 1_001, T0, _claim())
-    assert caught.value.balance == 1_000
-    assert db.get_user("u1").topup_seq == 0
-    assert db.attempts("u1") == []
-    assert len(db.ledger("u1")) == 1
+def test_refused_deduction_takes_nothing_but_may_claim(db: SQLiteStore) -> None:
+    """An unaffordable request writes no usage entry, yet a due top-up is still claimed."""
+    db.deduct("u1", 600, T0, POLICY, _seal)  # 400 left: claims attempt 1
+    db.finish_attempt("u1", 1, None, AttemptOutcome("skipped"), T0)
+    done = db.deduct("u1", 401, T0 + 3_600, POLICY, _seal)
+    assert (done.refused, done.balance, done.trigger, done.attempt) == (
+        True, 400, Trigger.CLAIMED, 2,
+    )  # fmt: skip
+    assert [e.delta for e in db.ledger("u1")] == [1_000, -600]
+
+
+def test_claim_records_attempt_lease_and_sealed_time(db: SQLiteStore) -> None:
+    """A claim writes the attempt, the user's seq, the open attempt, its lease and the sealed
+    last-triggered time, with the deduction, in one transaction."""
+    seq, lease = _claim(db)
+    user = db.get_user("u1")
+    assert (seq, lease, user.topup_seq, user.open_attempt) == (1, 1, 1, 1)
+    assert user.lease_until == T0 + 300 and user.encrypted_last_triggered == b"sealed:u1:" + (
+        repr(T0).encode()
+    )
+    assert [(a.seq, a.status, a.idempotency_key) for a in db.attempts("u1")] == [
+        (1, "claimed", "auto-topup:u1:1")
+    ]
 
 
 def test_deduction_and_claim_are_one_transaction(db: SQLiteStore) -> None:
-    """If the claim cannot be recorded, the usage entry is rolled back with it."""
-    db.apply_deduction("u1", 100, T0, _claim())
+    """If the claim cannot be written, the usage entry is rolled back with it."""
+
+    def broken_seal(user_id: str, wrapped: bytes, at: float) -> bytes:
+        raise StoreUnavailable("the vault is down")
+
     with pytest.raises(StoreUnavailable):
-        db.apply_deduction("u1", 100, T0, _claim(seq=2, key="auto-topup:u1:1"))  # duplicate key
+        db.deduct("u1", 600, T0, POLICY, broken_seal)
     user = db.get_user("u1")
-    assert (user.balance, user.topup_seq, len(db.ledger("u1"))) == (900, 1, 2)
+    assert (user.balance, user.topup_seq, len(db.ledger("u1")), db.attempts("u1")) == (
+        1_000, 0, 1, [],
+    )  # fmt: skip
 
 
-def test_zero_credit_claim_writes_no_usage_entry(db: SQLiteStore) -> None:
-    """A claim made by a refused request records the attempt and no ledger entry."""
-    db.apply_deduction("u1", 0, T0, _claim())
-    assert len(db.ledger("u1")) == 1
-    assert [(a.seq, a.status) for a in db.attempts("u1")] == [(1, "claimed")]
+def test_open_attempt_blocks_claims_past_the_cooldown(db: SQLiteStore) -> None:
+    """While an attempt is open and leased, later crossings wait, however late they come."""
+    _claim(db)
+    db.take_over("u1", 1, T0, T0 + 10 * 3_600, force=True)  # a long-held lease
+    later = db.deduct("u1", 1, T0 + 2 * 3_600, POLICY, _seal)
+    assert (later.trigger, later.attempt) == (Trigger.PENDING, None)
 
 
-def test_finish_attempt_records_outcome_and_state(db: SQLiteStore) -> None:
-    """Finishing an attempt stores its result and the user's new auto top-up state."""
-    db.apply_deduction("u1", 0, T0, _claim())
+def test_expired_lease_is_taken_over_by_the_next_deduction(db: SQLiteStore) -> None:
+    """Past its lease the open attempt is recovered: same attempt, a new fencing token."""
+    _claim(db)
+    done = db.deduct("u1", 1, T0 + 300, POLICY, _seal)
+    assert (done.trigger, done.attempt, done.lease) == (Trigger.RECOVER, 1, 2)
+    assert db.get_user("u1").lease_until == T0 + 600
+
+
+def test_take_over_waits_for_the_lease_unless_forced(db: SQLiteStore) -> None:
+    """A live lease is not taken (``None``); an ended one or a forced takeover grows the token."""
+    _claim(db)
+    assert db.take_over("u1", 1, T0 + 299, T0 + 599, force=False) is None
+    assert db.take_over("u1", 1, T0 + 300, T0 + 600, force=False) == 2
+    assert db.take_over("u1", 1, T0 + 301, T0 + 601, force=True) == 3
+    assert db.take_over("u1", 2, T0 + 999, T0 + 999, force=True) is None  # not the open one
+
+
+def test_start_charge_is_fenced_and_first_terms_stick(db: SQLiteStore) -> None:
+    """Only the lease holder starts the charge; a re-run sends the terms fixed the first time."""
+    seq, lease = _claim(db)
+    assert db.start_charge("u1", seq, lease + 1, TERMS, T0 + 300) is None
+    assert db.start_charge("u1", seq, lease, TERMS, T0 + 300) == TERMS
+    other = ChargeTerms(21_000, "usd", 3_000, b"other")
+    assert db.start_charge("u1", seq, lease, other, T0 + 300) == TERMS
+    assert db.attempt("u1", seq).status == "charging"  # type: ignore[union-attr]
+
+
+def test_hold_lease_extends_and_moves_to_unknown(db: SQLiteStore) -> None:
+    """A back-off holds the lease; out of tries the attempt becomes ``unknown``, still open."""
+    seq, lease = _claim(db)
+    db.start_charge("u1", seq, lease, TERMS, T0 + 300)
+    assert not db.hold_lease("u1", seq, lease + 1, T0 + 900, "unknown", 2)
+    assert db.hold_lease("u1", seq, lease, T0 + 900, "unknown", 2)
+    attempt, user = db.attempt("u1", seq), db.get_user("u1")
+    assert (attempt.status, attempt.retries) == ("unknown", 2)  # type: ignore[union-attr]
+    assert (user.open_attempt, user.lease_until) == (seq, T0 + 900)
+
+
+def test_finish_attempt_once_and_only_by_the_lease_holder(db: SQLiteStore) -> None:
+    """A stale worker's outcome is refused; the holder's applies once, with the user's state."""
+    seq, lease = _claim(db)
     outcome = AttemptOutcome(
         "declined", 10_000, "eur", 1_000, "pi_1", "lost_card", state="suspended",
         consecutive_failures=3,
     )  # fmt: skip
-    db.finish_attempt("u1", 1, outcome, T0 + 5)
-    attempt = db.attempts("u1")[0]
-    assert (attempt.status, attempt.decline_code, attempt.finished_at) == (
+    assert db.finish_attempt("u1", seq, lease - 1, outcome, T0 + 5) is None
+    snapshot = db.finish_attempt("u1", seq, lease, outcome, T0 + 5)
+    assert snapshot is not None and snapshot.open_seq is None and snapshot.state == "suspended"
+    assert db.finish_attempt("u1", seq, lease, outcome, T0 + 6) is None
+    attempt, user = db.attempt("u1", seq), db.get_user("u1")
+    assert (attempt.status, attempt.decline_code, attempt.finished_at) == (  # type: ignore[union-attr]
         "declined", "lost_card", T0 + 5,
     )  # fmt: skip
+    assert (user.state, user.consecutive_failures, user.open_attempt) == ("suspended", 3, None)
+
+
+def _paid(pi: str = "pi_1") -> AttemptOutcome:
+    return AttemptOutcome("succeeded", 10_000, "eur", 1_000, pi)
+
+
+def test_settle_credits_and_closes_the_open_attempt_at_once(db: SQLiteStore) -> None:
+    """The credit and the attempt's close are one transaction; the failure streak ends."""
+    seq, lease = _claim(db)
+    db.finish_attempt("u1", seq, lease, AttemptOutcome("skipped", consecutive_failures=2), T0)
+    seq, _ = _claim(db, T0 + 3_600)
+    settled = db.settle_topup("u1", seq, _paid(), T0 + 3_601)
+    assert (settled.credited, settled.closed, settled.snapshot.open_seq) == (True, True, None)
     user = db.get_user("u1")
-    assert (user.state, user.consecutive_failures) == ("suspended", 3)
+    assert (user.balance, user.consecutive_failures) == (400 + 10_000, 0)  # 2nd claim refused
+    again = db.settle_topup("u1", seq, _paid(), T0 + 3_602)
+    assert (again.credited, again.closed) == (False, False)
+
+
+def test_settle_corrects_a_closed_attempt_without_touching_the_user(db: SQLiteStore) -> None:
+    """Money moved for an attempt recorded otherwise: the record says succeeded, and the
+    user's present state (paused by a newer attempt, say) stays as it is."""
+    seq, lease = _claim(db)
+    db.finish_attempt("u1", seq, lease, AttemptOutcome("failed", state="paused",
+                                                      consecutive_failures=1), T0)  # fmt: skip
+    settled = db.settle_topup("u1", seq, _paid(), T0 + 10)
+    assert (settled.credited, settled.closed) == (True, False)
+    user, attempt = db.get_user("u1"), db.attempt("u1", seq)
+    assert (user.state, user.consecutive_failures) == ("paused", 1)
+    assert (attempt.status, attempt.payment_intent_id) == ("succeeded", "pi_1")  # type: ignore[union-attr]
 
 
 def test_unknown_user_is_a_typed_error(db: SQLiteStore) -> None:
@@ -94,9 +200,17 @@ def test_unknown_user_is_a_typed_error(db: SQLiteStore) -> None:
     with pytest.raises(UnknownUser):
         db.get_user("nobody")
     with pytest.raises(UnknownUser):
-        db.apply_deduction("nobody", 1, T0, None)
+        db.snapshot("nobody")
     with pytest.raises(UnknownUser):
-        db.save_payment_method("nobody", "cus", b"x")
+        db.deduct("nobody", 1, T0, POLICY, _seal)
+    with pytest.raises(UnknownUser):
+        db.credit("nobody", 1, "grant", "g-nobody", T0)
+    with pytest.raises(UnknownUser):
+        db.save_payment_method("nobody", b"cus", b"x")
+    with pytest.raises(UnknownUser):
+        db.save_settings("nobody", AutoTopupSettings())
+    with pytest.raises(UnknownUser):
+        db.save_tfa_secret("nobody", b"x")
 
 
 def test_duplicate_user_is_a_typed_error(db: SQLiteStore) -> None:
@@ -107,8 +221,10 @@ def test_duplicate_user_is_a_typed_error(db: SQLiteStore) -> None:
 
 def test_webhook_event_processed_once(db: SQLiteStore) -> None:
     """An event id is remembered: the second delivery is reported as seen."""
+    assert not db.event_processed("evt_1")
     assert db.mark_event_processed("evt_1", "payment_intent.succeeded", T0)
     assert not db.mark_event_processed("evt_1", "payment_intent.succeeded", T0)
+    assert db.event_processed("evt_1")
 
 
 def test_file_store_survives_reopen(tmp_path: object) -> None:

@@ -208,7 +208,7 @@ def test_top_up_credited_by_webhook_when_the_confirm_could_not(
     user(balance=1_200)
     billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
     billing.deduct_credits("u1", 300)
-    store.failing.add("credit")
+    store.failing.add("settle_topup")
     tasks.run_pending()
     store.failing.clear()
     assert billing.balance("u1") == 900
@@ -249,16 +249,18 @@ def test_failure_reported_only_by_webhook_is_recorded_once(
     tasks: QueueRunner,
     user: Callable[..., str],
 ) -> None:
-    """If the confirm path never finished, payment_intent.payment_failed records the decline."""
+    """If the confirm path never finished, payment_intent.payment_failed makes the billing ask
+    Stripe again at once (same key): the replayed decline is recorded, once."""
     user("pm_card_chargeDeclinedInsufficientFunds", balance=1_200)
     billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
     billing.deduct_credits("u1", 300)
     store.failing.add("finish_attempt")
     tasks.run_pending()  # declined, but the outcome could not be stored
     store.failing.clear()
-    assert store.attempts("u1")[0].status == "claimed"
+    assert store.attempts("u1")[0].status == "charging"
     failed = _due(emulator, ("payment_intent.payment_failed",))
-    assert _deliver(handler, failed * 2) == ["recorded", "duplicate"]
+    assert _deliver(handler, failed * 2) == ["recovering", "duplicate"]
+    tasks.run_pending()
     attempt = store.attempts("u1")[0]
     assert (attempt.status, attempt.decline_code) == ("declined", "insufficient_funds")
     assert store.get_user("u1").consecutive_failures == 1
@@ -339,7 +341,7 @@ def test_each_tier_is_billed_at_its_own_price(
     assert (billing.balance("u1"), billing.balance("u2")) == (22_000, 57_000)
 
 
-def test_success_is_notified_once_even_when_the_attempt_record_fails(
+def test_success_is_notified_once_when_the_first_settle_fails(
     billing: BillingService,
     handler: WebhookHandler,
     emulator: StripeEmulator,
@@ -348,17 +350,16 @@ def test_success_is_notified_once_even_when_the_attempt_record_fails(
     tasks: QueueRunner,
     user: Callable[..., str],
 ) -> None:
-    """Credited but the attempt could not be closed: the user is told at once, and the
-    payment_intent.succeeded webhook closes the attempt later without telling them twice."""
+    """The credit and the attempt's close are one write: when it fails nobody is told yet; the
+    payment_intent.succeeded webhook credits, closes and tells once, and its copy tells nobody."""
     user(balance=1_200)
     billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
     billing.deduct_credits("u1", 300)
-    store.failing.add("finish_attempt")
+    store.failing.add("settle_topup")
     tasks.run_pending()
     store.failing.clear()
-    assert billing.balance("u1") == 10_900
-    assert notifier.kinds("u1") == ["topup_succeeded"]
-    assert store.attempts("u1")[0].status == "claimed"
-    _deliver(handler, _due(emulator, ("payment_intent.succeeded",)))
+    assert billing.balance("u1") == 900 and notifier.kinds("u1") == []
+    assert store.attempts("u1")[0].status == "charging"
+    _deliver(handler, _due(emulator, ("payment_intent.succeeded",)) * 2)
     assert store.attempts("u1")[0].status == "succeeded"
     assert notifier.kinds("u1") == ["topup_succeeded"]

@@ -1,0 +1,135 @@
+"""Reconciliation: compare the cache, the store and Stripe for a user, and repair what drifted.
+
+The protocol converges on its own at each user's next write (see ``docs/architecture.md``); this
+job covers users who make no further request, and is the operator's tool after an incident:
+
+- **cache**: a cached snapshot that differs from the store's is replaced (a missing one is left
+  missing: the next read refills it);
+- **attempts**: an attempt open past its lease is taken over and run again under its idempotency
+  key, so Stripe answers what happened to it;
+- **charges without credit**: every succeeded auto top-up PaymentIntent of the user's customer is
+  checked against the ledger; one that was never credited is credited now (once per intent, as
+  always) and listed;
+- **notices**: outbox notices a dead worker left unsent are sent (under their stable ids).
+
+A deployment runs it periodically from one process (every few minutes: more often than the
+attempt lease gains nothing), as ``python -m sim.billing.reconcile`` from cron or a systemd timer
+with the server's environment (``REDIS_URL``, ``TOPUP_MASTER_KEY``, ``STRIPE_API_KEY``), or calls
+:func:`reconcile_all` from its own scheduler. It is safe beside running workers: every repair it
+makes goes through the same fenced, idempotent writes they use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import BillingError
+from .service import BillingService
+from .tasks import InlineRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """What reconciling one user found and did."""
+
+    user_id: str
+    #: The cache held a snapshot that differed from the store's; it now holds the store's.
+    cache_repaired: bool
+    #: The open attempt taken over because its lease ran out (run again under the same key).
+    attempt_recovered: int | None
+    #: PaymentIntents that had succeeded at Stripe without a credit; credited now.
+    uncredited_charges: tuple[str, ...]
+    #: Outbox notices a dead worker left unsent; sent now.
+    notices_sent: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Nothing needed repair."""
+        return not (
+            self.cache_repaired
+            or self.attempt_recovered
+            or self.uncredited_charges
+            or self.notices_sent
+        )
+
+
+def reconcile_user(billing: BillingService, user_id: str) -> Reconciliation:
+    """Reconcile one user: cache against store, expired attempts, charges against the ledger."""
+    truth = billing.store.snapshot(user_id)
+    cached = billing.cache.get(user_id)
+    repaired = cached is not None and cached != truth
+    if repaired:
+        billing.cache.forget(user_id)
+        billing.cache.put(user_id, truth)
+    recovered = billing.recover(user_id)
+    uncredited = []
+    saved = billing.payment_method(user_id)
+    if saved is not None:
+        credited = {e.reference for e in billing.store.ledger(user_id) if e.kind == "topup"}
+        for charge in billing.gateway.succeeded_charges(saved[0]):
+            if charge.payment_intent_id in credited:
+                continue
+            if charge.metadata.get("user_id") != user_id:
+                continue
+            billing.settle_payment(user_id, charge.payment_intent_id, charge.price, charge.metadata)
+            uncredited.append(charge.payment_intent_id)
+    sent = billing.send_pending_notices(user_id)
+    return Reconciliation(user_id, repaired, recovered, tuple(uncredited), sent)
+
+
+def reconcile_all(
+    billing: BillingService, user_ids: Iterable[str] | None = None
+) -> list[Reconciliation]:
+    """Reconcile every user (or those given), in order; a user whose reconciliation hits an
+    outage is skipped with a log line and picked up by the next run."""
+    out = []
+    for user_id in billing.store.user_ids() if user_ids is None else user_ids:
+        try:
+            out.append(reconcile_user(billing, user_id))
+        except BillingError:
+            log.exception("reconcile of %s failed; the next run retries it", user_id)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sim.billing.reconcile``: reconcile every user (or ``--user``), print what was
+    repaired, one line per user that needed it, and a total line."""
+    import argparse
+
+    from .serve import build_billing
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sim.billing.reconcile",
+        description="Compare cache, store and Stripe for each user; repair what drifted.",
+    )
+    parser.add_argument("--db", default="billing.sqlite", help="SQLite file (billing.sqlite)")
+    parser.add_argument(
+        "--stripe-url", default="http://127.0.0.1:12111",
+        help="Stripe API base; the emulator's server by default, '' for real Stripe test mode",
+    )  # fmt: skip
+    parser.add_argument("--user", action="append", help="only this user (repeatable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("stripe").setLevel(logging.WARNING)
+    # Recoveries run in this process, now: a reconcile that exits has finished its repairs.
+    billing, _ = build_billing(args.db, args.stripe_url, InlineRunner())
+    found = reconcile_all(billing, args.user)
+    for item in found:
+        if not item.clean:
+            print(
+                f"{item.user_id}: cache repaired={item.cache_repaired}"
+                f" attempt recovered={item.attempt_recovered}"
+                f" charges credited={list(item.uncredited_charges)}"
+                f" notices sent={item.notices_sent}"
+            )
+    dirty = sum(not item.clean for item in found)
+    print(f"reconciled {len(found)} users: {dirty} needed repair")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,678 @@
+"""The :class:`~sim.billing.store.Store` port on SQLite (the standard library's ``sqlite3``).
+
+One connection, one lock, and every method one ``BEGIN IMMEDIATE`` transaction: SQLite takes the
+write lock at ``BEGIN``, so the read-decide-write of a deduction is serialised across threads and
+across processes sharing the file (WAL mode). Any database error rolls the transaction back and
+becomes :class:`~sim.billing.errors.StoreUnavailable`; a worker killed mid-transaction leaves
+nothing, since SQLite discards an uncommitted transaction.
+
+Rows are read by column name (``sqlite3.Row``), never by position.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from .claims import ClaimPolicy, Trigger, UserTopupState, decide, idempotency_key
+from .errors import DuplicateUser, StoreUnavailable, UnknownUser
+from .settings import ACTIVE, AutoTopupSettings
+from .store import (
+    OPEN_ATTEMPT_STATUSES,
+    AttemptOutcome,
+    CachedUser,
+    ChargeTerms,
+    Deducted,
+    LedgerEntry,
+    PendingNotice,
+    Sealer,
+    Settled,
+    SubscriptionRecord,
+    TopupAttempt,
+    UserRecord,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    wrapped_key BLOB NOT NULL,
+    balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    auto_topup_low_balance_enabled INTEGER NOT NULL DEFAULT 0,
+    auto_topup_low_balance_threshold INTEGER NOT NULL DEFAULT 1000,
+    auto_topup_low_balance_amount INTEGER NOT NULL DEFAULT 10000,
+    auto_topup_low_balance_currency TEXT NOT NULL DEFAULT 'eur',
+    auto_topup_state TEXT NOT NULL DEFAULT 'active',
+    auto_topup_consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    auto_topup_seq INTEGER NOT NULL DEFAULT 0,
+    auto_topup_open_seq INTEGER,
+    auto_topup_lease INTEGER NOT NULL DEFAULT 0,
+    auto_topup_lease_until REAL,
+    encrypted_auto_topup_last_triggered BLOB,
+    encrypted_stripe_customer_id BLOB,
+    encrypted_payment_method_id BLOB,
+    encrypted_email BLOB,
+    encrypted_tfa_secret BLOB,
+    tfa_last_step INTEGER,
+    version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    delta INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    reference TEXT UNIQUE,
+    balance_after INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_user ON ledger(user_id, entry_id);
+CREATE TABLE IF NOT EXISTS topup_attempts (
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    seq INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    claimed_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    credits INTEGER,
+    currency TEXT,
+    amount_minor INTEGER,
+    payment_intent_id TEXT,
+    decline_code TEXT,
+    retries INTEGER NOT NULL DEFAULT 0,
+    finished_at REAL,
+    encrypted_payment_method_id BLOB,
+    PRIMARY KEY (user_id, seq)
+);
+CREATE TABLE IF NOT EXISTS tfa_failures (
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tfa_failures_user ON tfa_failures(user_id, at);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    subscription_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    credits INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    status TEXT NOT NULL,
+    current_period_end REAL,
+    cancel_at_period_end INTEGER NOT NULL DEFAULT 0,
+    as_of REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_user ON subscriptions(user_id);
+CREATE TABLE IF NOT EXISTS notices (
+    notice_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS notices_pending ON notices(user_id) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS webhook_events (
+    event_id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    processed_at REAL NOT NULL
+);
+"""
+
+#: The columns a snapshot (and a deduction's decision) is made of.
+_SNAPSHOT = """version, balance, auto_topup_low_balance_enabled AS enabled,
+    auto_topup_low_balance_threshold AS threshold, auto_topup_low_balance_amount AS amount,
+    auto_topup_state AS state, auto_topup_seq AS seq, auto_topup_open_seq AS open_seq,
+    auto_topup_lease AS lease, auto_topup_lease_until AS lease_until"""
+
+_ATTEMPT_COLUMNS = """user_id, seq, idempotency_key, claimed_at, status, credits, currency,
+    amount_minor, payment_intent_id, decline_code, retries, finished_at,
+    encrypted_payment_method_id"""
+
+
+def _snapshot(row: sqlite3.Row) -> CachedUser:
+    return CachedUser(
+        version=row["version"],
+        balance=row["balance"],
+        enabled=bool(row["enabled"]),
+        threshold=row["threshold"],
+        amount=row["amount"],
+        state=row["state"],
+        seq=row["seq"],
+        open_seq=row["open_seq"],
+    )
+
+
+class SQLiteStore:
+    """The :class:`~sim.billing.store.Store` on SQLite; thread-safe: one connection, one lock."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any database error rolls it back and becomes StoreUnavailable.
+
+        Anything else raised inside (including a simulated crash) rolls it back too, as a killed
+        process's transaction is discarded.
+        """
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"store error: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException as exc:
+                self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailable(f"store error: {exc}") from exc
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ users
+
+    def create_user(
+        self, user_id: str, wrapped_key: bytes, encrypted_email: bytes | None, now: float
+    ) -> None:
+        """Insert a user with a zero balance."""
+        with self._tx() as db:
+            try:
+                db.execute(
+                    "INSERT INTO users (user_id, wrapped_key, encrypted_email) VALUES (?, ?, ?)",
+                    (user_id, wrapped_key, encrypted_email),
+                )
+            except sqlite3.IntegrityError:
+                raise DuplicateUser(user_id) from None
+
+    def get_user(self, user_id: str) -> UserRecord:
+        """Return the user; raise ``UnknownUser``."""
+        rows = self._read("SELECT * FROM users WHERE user_id = ?", (user_id,))
+        if not rows:
+            raise UnknownUser(user_id)
+        row = rows[0]
+        return UserRecord(
+            user_id=row["user_id"],
+            wrapped_key=row["wrapped_key"],
+            balance=row["balance"],
+            settings=AutoTopupSettings(
+                bool(row["auto_topup_low_balance_enabled"]),
+                row["auto_topup_low_balance_threshold"],
+                row["auto_topup_low_balance_amount"],
+                row["auto_topup_low_balance_currency"],
+            ),
+            state=row["auto_topup_state"],
+            consecutive_failures=row["auto_topup_consecutive_failures"],
+            topup_seq=row["auto_topup_seq"],
+            encrypted_last_triggered=row["encrypted_auto_topup_last_triggered"],
+            encrypted_stripe_customer_id=row["encrypted_stripe_customer_id"],
+            encrypted_payment_method_id=row["encrypted_payment_method_id"],
+            encrypted_email=row["encrypted_email"],
+            encrypted_tfa_secret=row["encrypted_tfa_secret"],
+            tfa_last_step=row["tfa_last_step"],
+            open_attempt=row["auto_topup_open_seq"],
+            lease=row["auto_topup_lease"],
+            lease_until=row["auto_topup_lease_until"],
+            version=row["version"],
+        )
+
+    def snapshot(self, user_id: str) -> CachedUser:
+        """The cached fields at their current version."""
+        rows = self._read(f"SELECT {_SNAPSHOT} FROM users WHERE user_id = ?", (user_id,))
+        if not rows:
+            raise UnknownUser(user_id)
+        return _snapshot(rows[0])
+
+    def user_ids(self) -> list[str]:
+        """Every user id, sorted."""
+        return [r["user_id"] for r in self._read("SELECT user_id FROM users ORDER BY user_id", ())]
+
+    # ------------------------------------------------------------------ the deduction
+
+    def deduct(
+        self, user_id: str, credits: int, now: float, policy: ClaimPolicy, seal: Sealer
+    ) -> Deducted:
+        """Take, decide and claim in one transaction (see :class:`~sim.billing.store.Store`)."""
+        with self._tx() as db:
+            row = None
+            if credits:
+                row = db.execute(
+                    "UPDATE users SET balance = balance - ?, version = version + 1"
+                    f" WHERE user_id = ? AND balance >= ? RETURNING {_SNAPSHOT}",
+                    (credits, user_id, credits),
+                ).fetchone()
+            taken = row is not None
+            if row is None:
+                row = db.execute(
+                    f"SELECT {_SNAPSHOT} FROM users WHERE user_id = ?", (user_id,)
+                ).fetchone()
+                if row is None:
+                    raise UnknownUser(user_id)
+            else:
+                db.execute(
+                    "INSERT INTO ledger (user_id, delta, kind, reference, balance_after,"
+                    " created_at) VALUES (?, ?, 'usage', NULL, ?, ?)",
+                    (user_id, -credits, row["balance"], now),
+                )
+            state = UserTopupState(
+                row["balance"], bool(row["enabled"]), row["threshold"], row["state"],
+                row["open_seq"], row["lease_until"],
+            )  # fmt: skip
+            trigger = decide(state, now, policy, lambda: self._claimed_at(db, user_id, row["seq"]))
+            attempt = lease = None
+            if trigger is Trigger.CLAIMED:
+                attempt, lease = row["seq"] + 1, row["lease"] + 1
+                wrapped = db.execute(
+                    "SELECT wrapped_key FROM users WHERE user_id = ?", (user_id,)
+                ).fetchone()["wrapped_key"]
+                db.execute(
+                    "INSERT INTO topup_attempts (user_id, seq, idempotency_key, claimed_at, status)"
+                    " VALUES (?, ?, ?, ?, 'claimed')",
+                    (user_id, attempt, idempotency_key(user_id, attempt), now),
+                )
+                row = db.execute(
+                    "UPDATE users SET auto_topup_seq = ?, auto_topup_open_seq = ?,"
+                    " auto_topup_lease = ?, auto_topup_lease_until = ?,"
+                    " encrypted_auto_topup_last_triggered = ?, version = version + 1"
+                    f" WHERE user_id = ? RETURNING {_SNAPSHOT}",
+                    (attempt, attempt, lease, now + policy.lease_seconds,
+                     seal(user_id, wrapped, now), user_id),
+                ).fetchone()  # fmt: skip
+            elif trigger is Trigger.RECOVER:
+                attempt, lease = row["open_seq"], row["lease"] + 1
+                db.execute(
+                    "UPDATE users SET auto_topup_lease = ?, auto_topup_lease_until = ?"
+                    " WHERE user_id = ?",
+                    (lease, now + policy.lease_seconds, user_id),
+                )
+            return Deducted(
+                refused=bool(credits) and not taken,
+                balance=row["balance"],
+                trigger=trigger,
+                attempt=attempt,
+                lease=lease,
+                snapshot=_snapshot(row),
+            )
+
+    @staticmethod
+    def _claimed_at(db: sqlite3.Connection, user_id: str, seq: int) -> float | None:
+        found = db.execute(
+            "SELECT claimed_at FROM topup_attempts WHERE user_id = ? AND seq = ?", (user_id, seq)
+        ).fetchone()
+        return None if found is None else float(found["claimed_at"])
+
+    # ------------------------------------------------------------------ credits
+
+    def credit(
+        self, user_id: str, credits: int, kind: str, reference: str, now: float
+    ) -> CachedUser | None:
+        """Add credits under a unique reference; ``None`` if already credited."""
+        with self._tx() as db:
+            return self._credit(db, user_id, credits, kind, reference, now)
+
+    @staticmethod
+    def _credit(
+        db: sqlite3.Connection, user_id: str, credits: int, kind: str, reference: str, now: float
+    ) -> CachedUser | None:
+        if db.execute("SELECT 1 FROM ledger WHERE reference = ?", (reference,)).fetchone():
+            return None
+        row = db.execute(
+            "UPDATE users SET balance = balance + ?, version = version + 1 WHERE user_id = ?"
+            f" RETURNING {_SNAPSHOT}",
+            (credits, user_id),
+        ).fetchone()
+        if row is None:
+            raise UnknownUser(user_id)
+        db.execute(
+            "INSERT INTO ledger (user_id, delta, kind, reference, balance_after, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, credits, kind, reference, row["balance"], now),
+        )
+        return _snapshot(row)
+
+    def settle_topup(
+        self,
+        user_id: str,
+        seq: int | None,
+        outcome: AttemptOutcome,
+        now: float,
+        notice: PendingNotice | None = None,
+    ) -> Settled:
+        """Credit a paid top-up and record its attempt as succeeded, in one transaction."""
+        assert outcome.payment_intent_id is not None and outcome.credits is not None
+        with self._tx() as db:
+            credited = self._credit(
+                db, user_id, outcome.credits, "topup", outcome.payment_intent_id, now
+            )
+            if credited is not None and notice is not None:
+                self._queue(db, notice, now)
+            closed = False
+            if seq is not None:
+                found = db.execute(
+                    "SELECT status FROM topup_attempts WHERE user_id = ? AND seq = ?",
+                    (user_id, seq),
+                ).fetchone()
+                if found is not None and found["status"] != "succeeded":
+                    self._record(db, user_id, seq, outcome, now)
+                    if found["status"] in OPEN_ATTEMPT_STATUSES:
+                        # The open attempt is the user's newest: a paid charge ends the streak.
+                        db.execute(
+                            "UPDATE users SET auto_topup_open_seq = NULL,"
+                            " auto_topup_lease_until = NULL, auto_topup_consecutive_failures = 0,"
+                            " version = version + 1 WHERE user_id = ? AND auto_topup_open_seq = ?",
+                            (user_id, seq),
+                        )
+                        closed = True
+            row = db.execute(f"SELECT {_SNAPSHOT} FROM users WHERE user_id = ?", (user_id,))
+            return Settled(credited is not None, closed, _snapshot(row.fetchone()))
+
+    # ------------------------------------------------------------------ attempts and leases
+
+    def take_over(
+        self, user_id: str, seq: int, now: float, until: float, force: bool
+    ) -> int | None:
+        """A new lease on open attempt ``seq`` when its lease ran out (or ``force``)."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE users SET auto_topup_lease = auto_topup_lease + 1,"
+                " auto_topup_lease_until = ? WHERE user_id = ? AND auto_topup_open_seq = ?"
+                " AND (? OR auto_topup_lease_until IS NULL OR auto_topup_lease_until <= ?)"
+                " RETURNING auto_topup_lease AS lease",
+                (until, user_id, seq, force, now),
+            ).fetchone()
+            return None if row is None else int(row["lease"])
+
+    @staticmethod
+    def _holds(db: sqlite3.Connection, user_id: str, seq: int, lease: int, until: float) -> bool:
+        """Renew the lease if ``lease`` still holds it (the fence of every worker write)."""
+        cursor = db.execute(
+            "UPDATE users SET auto_topup_lease_until = ? WHERE user_id = ?"
+            " AND auto_topup_open_seq = ? AND auto_topup_lease = ?",
+            (until, user_id, seq, lease),
+        )
+        return cursor.rowcount == 1
+
+    def start_charge(
+        self, user_id: str, seq: int, lease: int, terms: ChargeTerms, until: float
+    ) -> ChargeTerms | None:
+        """Mark the attempt charging and fix its terms (the first terms stick)."""
+        with self._tx() as db:
+            if not self._holds(db, user_id, seq, lease, until):
+                return None
+            db.execute(
+                "UPDATE topup_attempts SET status = 'charging', credits = ?, currency = ?,"
+                " amount_minor = ?, encrypted_payment_method_id = ?"
+                " WHERE user_id = ? AND seq = ? AND status = 'claimed'",
+                (terms.credits, terms.currency, terms.amount_minor,
+                 terms.encrypted_payment_method_id, user_id, seq),
+            )  # fmt: skip
+            row = db.execute(
+                "SELECT credits, currency, amount_minor, encrypted_payment_method_id"
+                " FROM topup_attempts WHERE user_id = ? AND seq = ?",
+                (user_id, seq),
+            ).fetchone()
+            return ChargeTerms(
+                row["credits"], row["currency"], row["amount_minor"],
+                row["encrypted_payment_method_id"],
+            )  # fmt: skip
+
+    def hold_lease(
+        self, user_id: str, seq: int, lease: int, until: float, status: str | None, retries: int
+    ) -> bool:
+        """Extend the lease, optionally moving the attempt between ``charging`` and ``unknown``."""
+        with self._tx() as db:
+            if not self._holds(db, user_id, seq, lease, until):
+                return False
+            if status is not None:
+                db.execute(
+                    "UPDATE topup_attempts SET status = ?, retries = ?"
+                    " WHERE user_id = ? AND seq = ? AND status IN ('charging', 'unknown')",
+                    (status, retries, user_id, seq),
+                )
+            return True
+
+    def finish_attempt(
+        self,
+        user_id: str,
+        seq: int,
+        lease: int | None,
+        outcome: AttemptOutcome,
+        now: float,
+        notices: Sequence[PendingNotice] = (),
+    ) -> CachedUser | None:
+        """Close open attempt ``seq`` and set the user's state; ``None`` if not applied.
+
+        Only the first final outcome applies, and only from the lease holder (``lease``), so two
+        workers, or a worker and a recovery, can never both count one failure.
+        """
+        with self._tx() as db:
+            fence = "" if lease is None else " AND auto_topup_lease = ?"
+            row = db.execute(
+                "UPDATE users SET auto_topup_open_seq = NULL, auto_topup_lease_until = NULL,"
+                " auto_topup_state = ?, auto_topup_consecutive_failures = ?,"
+                f" version = version + 1 WHERE user_id = ? AND auto_topup_open_seq = ?{fence}"
+                f" RETURNING {_SNAPSHOT}",
+                (outcome.state, outcome.consecutive_failures, user_id, seq,
+                 *(() if lease is None else (lease,))),
+            ).fetchone()  # fmt: skip
+            if row is None:
+                return None
+            self._record(db, user_id, seq, outcome, now)
+            for notice in notices:
+                self._queue(db, notice, now)
+            return _snapshot(row)
+
+    # ------------------------------------------------------------------ the notice outbox
+
+    @staticmethod
+    def _queue(db: sqlite3.Connection, notice: PendingNotice, now: float) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO notices (notice_id, user_id, kind, detail, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (notice.notice_id, notice.user_id, notice.kind, json.dumps(notice.detail), now),
+        )
+
+    def pending_notices(self, user_id: str) -> list[PendingNotice]:
+        """The user's notices not yet marked sent, oldest first."""
+        rows = self._read(
+            "SELECT notice_id, user_id, kind, detail FROM notices"
+            " WHERE user_id = ? AND sent_at IS NULL ORDER BY created_at, rowid",
+            (user_id,),
+        )
+        return [PendingNotice(**(dict(r) | {"detail": json.loads(r["detail"])})) for r in rows]
+
+    def mark_notice_sent(self, notice_id: str, now: float) -> None:
+        """Mark an outbox notice sent."""
+        with self._tx() as db:
+            db.execute("UPDATE notices SET sent_at = ? WHERE notice_id = ?", (now, notice_id))
+
+    @staticmethod
+    def _record(
+        db: sqlite3.Connection, user_id: str, seq: int, outcome: AttemptOutcome, now: float
+    ) -> None:
+        db.execute(
+            "UPDATE topup_attempts SET status = ?, credits = COALESCE(?, credits),"
+            " currency = COALESCE(?, currency), amount_minor = COALESCE(?, amount_minor),"
+            " payment_intent_id = ?, decline_code = ?, retries = MAX(retries, ?),"
+            " finished_at = ? WHERE user_id = ? AND seq = ?",
+            (
+                outcome.status, outcome.credits, outcome.currency, outcome.amount_minor,
+                outcome.payment_intent_id, outcome.decline_code, outcome.retries, now,
+                user_id, seq,
+            ),
+        )  # fmt: skip
+
+    def attempt(self, user_id: str, seq: int) -> TopupAttempt | None:
+        """One top-up attempt, or ``None``."""
+        rows = self._attempt_rows("WHERE user_id = ? AND seq = ?", (user_id, seq))
+        return rows[0] if rows else None
+
+    def attempts(self, user_id: str) -> list[TopupAttempt]:
+        """The user's top-up attempts in order."""
+        return self._attempt_rows("WHERE user_id = ? ORDER BY seq", (user_id,))
+
+    def _attempt_rows(self, where: str, args: tuple[object, ...]) -> list[TopupAttempt]:
+        rows = self._read(f"SELECT {_ATTEMPT_COLUMNS} FROM topup_attempts {where}", args)
+        return [TopupAttempt(**dict(row)) for row in rows]
+
+    # ------------------------------------------------------------------ settings and cards
+
+    def save_settings(self, user_id: str, settings: AutoTopupSettings) -> CachedUser:
+        """Store settings; clears a pause or suspension."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE users SET auto_topup_low_balance_enabled = ?,"
+                " auto_topup_low_balance_threshold = ?, auto_topup_low_balance_amount = ?,"
+                " auto_topup_low_balance_currency = ?, auto_topup_state = ?,"
+                " auto_topup_consecutive_failures = 0, version = version + 1"
+                f" WHERE user_id = ? RETURNING {_SNAPSHOT}",
+                (int(settings.enabled), settings.threshold, settings.amount, settings.currency,
+                 ACTIVE, user_id),
+            ).fetchone()  # fmt: skip
+            if row is None:
+                raise UnknownUser(user_id)
+            return _snapshot(row)
+
+    def save_payment_method(
+        self, user_id: str, encrypted_customer_id: bytes, encrypted_payment_method_id: bytes
+    ) -> CachedUser:
+        """Store the (encrypted) customer and card; clears a pause or suspension."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE users SET encrypted_stripe_customer_id = ?,"
+                " encrypted_payment_method_id = ?, auto_topup_state = ?,"
+                " auto_topup_consecutive_failures = 0, version = version + 1"
+                f" WHERE user_id = ? RETURNING {_SNAPSHOT}",
+                (encrypted_customer_id, encrypted_payment_method_id, ACTIVE, user_id),
+            ).fetchone()
+            if row is None:
+                raise UnknownUser(user_id)
+            return _snapshot(row)
+
+    # ------------------------------------------------------------------ webhook events
+
+    def mark_event_processed(self, event_id: str, event_type: str, now: float) -> bool:
+        """Remember a webhook event id; ``False`` if it was already processed."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO webhook_events (event_id, type, processed_at)"
+                " VALUES (?, ?, ?)",
+                (event_id, event_type, now),
+            )
+            return cursor.rowcount == 1
+
+    def event_processed(self, event_id: str) -> bool:
+        """Whether a webhook event id was processed."""
+        return bool(self._read("SELECT 1 FROM webhook_events WHERE event_id = ?", (event_id,)))
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def save_subscription(self, record: SubscriptionRecord) -> bool:
+        """Insert or update a subscription unless the stored one is newer; ``True`` if applied."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO subscriptions (subscription_id, user_id, credits, currency, status,"
+                " current_period_end, cancel_at_period_end, as_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (subscription_id) DO UPDATE SET status = excluded.status,"
+                " current_period_end = excluded.current_period_end,"
+                " cancel_at_period_end = excluded.cancel_at_period_end, as_of = excluded.as_of"
+                " WHERE excluded.as_of >= subscriptions.as_of",
+                (
+                    record.subscription_id, record.user_id, record.credits, record.currency,
+                    record.status, record.current_period_end, int(record.cancel_at_period_end),
+                    record.as_of,
+                ),
+            )  # fmt: skip
+            return cursor.rowcount == 1
+
+    def subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        """One subscription, or ``None``."""
+        rows = self._subscription_rows("WHERE subscription_id = ?", (subscription_id,))
+        return rows[0] if rows else None
+
+    def subscriptions(self, user_id: str) -> list[SubscriptionRecord]:
+        """The user's subscriptions, oldest first."""
+        return self._subscription_rows("WHERE user_id = ? ORDER BY rowid", (user_id,))
+
+    def _subscription_rows(self, where: str, args: tuple[object, ...]) -> list[SubscriptionRecord]:
+        rows = self._read(
+            "SELECT subscription_id, user_id, credits, currency, status, current_period_end,"
+            f" cancel_at_period_end, as_of FROM subscriptions {where}",
+            args,
+        )
+        return [
+            SubscriptionRecord(
+                **(dict(r) | {"cancel_at_period_end": bool(r["cancel_at_period_end"])})
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ two-factor
+
+    def save_tfa_secret(self, user_id: str, encrypted_secret: bytes) -> None:
+        """Store the (encrypted) TOTP secret; forgets the last accepted step."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE users SET encrypted_tfa_secret = ?, tfa_last_step = NULL WHERE user_id = ?",
+                (encrypted_secret, user_id),
+            )
+            if cursor.rowcount == 0:
+                raise UnknownUser(user_id)
+
+    def accept_tfa_step(self, user_id: str, step: int) -> bool:
+        """Record a TOTP step as used; ``False`` if it, or a later one, was used before.
+
+        One conditional UPDATE, so two concurrent requests with the same code cannot both pass.
+        """
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE users SET tfa_last_step = ? WHERE user_id = ?"
+                " AND (tfa_last_step IS NULL OR tfa_last_step < ?)",
+                (step, user_id, step),
+            )
+            return cursor.rowcount == 1
+
+    def record_tfa_failure(self, user_id: str, at: float) -> None:
+        """Remember a wrong TOTP code."""
+        with self._tx() as db:
+            db.execute("INSERT INTO tfa_failures (user_id, at) VALUES (?, ?)", (user_id, at))
+
+    def tfa_failures_since(self, user_id: str, since: float) -> list[float]:
+        """Times of wrong TOTP codes at or after ``since``, oldest first."""
+        rows = self._read(
+            "SELECT at FROM tfa_failures WHERE user_id = ? AND at >= ? ORDER BY at",
+            (user_id, since),
+        )
+        return [row["at"] for row in rows]
+
+    # ------------------------------------------------------------------ the books
+
+    def ledger(self, user_id: str) -> list[LedgerEntry]:
+        """The user's ledger in order."""
+        rows = self._read(
+            "SELECT entry_id, user_id, delta, kind, reference, balance_after, created_at"
+            " FROM ledger WHERE user_id = ? ORDER BY entry_id",
+            (user_id,),
+        )
+        return [LedgerEntry(**dict(row)) for row in rows]
+
+    def ledger_sum(self, user_id: str) -> int:
+        """The sum of the user's ledger (equals the balance when the books are right)."""
+        rows = self._read(
+            "SELECT COALESCE(SUM(delta), 0) AS total FROM ledger WHERE user_id = ?", (user_id,)
+        )
+        return int(rows[0]["total"])
