@@ -233,7 +233,9 @@ def crossings(events: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
     )
     out = out.astype({"requests": "int64", "refused": "int64"})
     claims = inside[deduction[is_crossing] & inside["attempt"].notna()][["segment", *_KEY]]
-    claims = claims.astype({"attempt": "int64"}).merge(attempts(events), on=_KEY, how="left")
+    # A request that took over an attempt past its lease names that same attempt again.
+    claims = claims.drop_duplicates(_KEY).astype({"attempt": "int64"})
+    claims = claims.merge(attempts(events), on=_KEY, how="left")
     # Paid: the gateway answered "succeeded", or the credits landed anyway (a lost answer,
     # credited by the webhook).
     claims["is_paid"] = claims["outcome"].isin(["succeeded"]) | claims["result"].isin(

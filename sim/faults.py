@@ -21,7 +21,6 @@ from sim.billing import (
     StoreUnavailable,
     TransientGatewayError,
 )
-from sim.billing.store import AttemptOutcome, NewAttempt
 
 from .scenario import Scenario
 
@@ -85,8 +84,9 @@ class FlakyGateway:
 class FlakyStore:
     """A :class:`~sim.billing.Store` whose chosen write operations raise ``StoreUnavailable``.
 
-    The failure is raised before the inner store is touched, as a failed transaction leaves it.
-    Nothing fails until :attr:`armed`: a run starts from a known population.
+    ``operations`` names Store methods (``deduct``, ``settle_topup``, ...). The failure is raised
+    before the inner store is touched, as a failed transaction leaves it. Nothing fails until
+    :attr:`armed`: a run starts from a known population.
     """
 
     def __init__(
@@ -101,32 +101,20 @@ class FlakyStore:
         #: Off while the population is set up (opening balances are credits too); on for the run.
         self.armed = False
 
-    def _maybe_fail(self, operation: str, user_id: str) -> None:
-        if self.armed and operation in self._operations and self._schedule.fails():
-            self._on_fault("store_fault", user_id)
-            raise StoreUnavailable(f"injected fault: {operation} failed")
-
-    def apply_deduction(
-        self, user_id: str, credits: int, now: float, claim: NewAttempt | None
-    ) -> None:
-        """May fail; else delegated."""
-        self._maybe_fail("apply_deduction", user_id)
-        self._inner.apply_deduction(user_id, credits, now, claim)
-
-    def finish_attempt(self, user_id: str, seq: int, outcome: AttemptOutcome, now: float) -> bool:
-        """May fail; else delegated."""
-        self._maybe_fail("finish_attempt", user_id)
-        return self._inner.finish_attempt(user_id, seq, outcome, now)
-
-    def credit(self, user_id: str, credits: int, kind: str, reference: str, now: float) -> bool:
-        """May fail; else delegated."""
-        self._maybe_fail("credit", user_id)
-        return self._inner.credit(user_id, credits, kind, reference, now)
-
     def __getattr__(self, name: str) -> Any:
-        # Everything else (reads, set-up writes, and whatever the Store port grows next) is the
+        # Everything not named (reads, set-up writes, whatever the Store port grows next) is the
         # inner store's own method: delegated, never failed.
-        return getattr(self._inner, name)
+        method = getattr(self._inner, name)
+        if name not in self._operations:
+            return method
+
+        def flaky(user_id: str, *args: Any, **kwargs: Any) -> Any:
+            if self.armed and self._schedule.fails():
+                self._on_fault("store_fault", user_id)
+                raise StoreUnavailable(f"injected fault: {name} failed")
+            return method(user_id, *args, **kwargs)
+
+        return flaky
 
 
 #: The faults of a scenario, each as the dotted keys that switch it on (see ``fault_matrix``).
@@ -136,6 +124,7 @@ FAULT_KEYS: dict[str, tuple[str, ...]] = {
     "lost answers": ("faults.gateway.lost_response_rate",),
     "store failures": ("faults.store.rate", "faults.store.outages"),
     "cache flushes": ("faults.cache.flushes_per_day", "faults.cache.flush_at_hours"),
+    "worker crashes": ("faults.crashes.rate",),
     "webhook copies, reordering": ("webhooks.duplicate_rate", "webhooks.reorder_rate"),
 }
 _OFF: dict[str, Any] = {
@@ -147,6 +136,7 @@ _OFF: dict[str, Any] = {
     "faults.store.outages": [],
     "faults.cache.flushes_per_day": 0.0,
     "faults.cache.flush_at_hours": [],
+    "faults.crashes.rate": 0.0,
     "webhooks.duplicate_rate": 0.0,
     "webhooks.reorder_rate": 0.0,
 }

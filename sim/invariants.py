@@ -17,6 +17,10 @@ Rules (``Violation.rule``):
 - ``webhook_applied_once``: no webhook event was applied more than once, and every event the
   handler applied is recorded as processed.
 - ``notified_once``: every paid top-up told its user of the success exactly once.
+- ``cache``: every cached user's snapshot equals the store's (version included).
+- ``lease``: no attempt is still open past its lease (a stuck top-up).
+- ``notices``: each attempt sent exactly the one final notice its final status calls for
+  (none while open or when skipped), never two that contradict each other.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from sim.billing import BillingService, Store
+from sim.billing.store import FINAL_NOTICES
 
 from .gateways import Payment
 
@@ -61,6 +66,7 @@ def check_invariants(
     charged_keys: Mapping[str, str],
     webhooks_applied: Mapping[str, int],
     successes_notified: Mapping[tuple[str, int], int],
+    final_notices: Mapping[tuple[str, int], list[str]] | None = None,
 ) -> list[Violation]:
     """Every breach of the rules above, in user order (empty when the books balance)."""
     out: list[Violation] = []
@@ -118,7 +124,37 @@ def check_invariants(
                 )
             )
 
+        cached_snapshot = billing.cache.get(user)
+        truth = store.snapshot(user)
+        if cached_snapshot is not None and cached_snapshot != truth:
+            out.append(Violation("cache", user, f"cache {cached_snapshot}, store {truth}"))
+        record = store.get_user(user)
+        now = billing.clock.now()
+        if record.open_attempt is not None and (
+            record.lease_until is None or record.lease_until <= now
+        ):
+            out.append(
+                Violation(
+                    "lease",
+                    user,
+                    f"attempt {record.open_attempt} open, its lease ended at {record.lease_until}",
+                )
+            )
+
         attempts = store.attempts(user)
+        if final_notices is not None:
+            for attempt in attempts:
+                told = final_notices.get((user, attempt.seq), [])
+                expected = FINAL_NOTICES.get(attempt.status)
+                if told != ([] if expected is None else [expected]):
+                    out.append(
+                        Violation(
+                            "notices",
+                            user,
+                            f"attempt {attempt.seq} ended {attempt.status}, its user was told"
+                            f" {told}",
+                        )
+                    )
         for before, after in pairwise(attempts):
             gap = after.claimed_at - before.claimed_at
             if gap < cooldown:

@@ -7,6 +7,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .backends import Backend, get_backend
+from .crashes import CrashPlan
 from .gateways import payments_made
 from .invariants import InvariantViolation, check_invariants
 from .results import Results, events_frame, summary_frame, users_frame
@@ -21,12 +22,14 @@ def run(
     backend: str | Backend = "fakeredis",
     check: bool = True,
     progress: bool = False,
+    crash: CrashPlan | None = None,
 ) -> Results:
     """Simulate ``scenario`` (a :class:`Scenario` or a TOML path) and return its frames.
 
     ``seed`` defaults to the scenario's own. With ``check`` (the default) a run that breaks an
     invariant raises :class:`~sim.invariants.InvariantViolation`. ``progress`` shows a bar of
-    simulated days on stderr once a run has taken more than two seconds.
+    simulated days on stderr once a run has taken more than two seconds. ``crash`` kills a
+    worker where the plan says (see :mod:`sim.crashes`); a scenario's crash rate makes its own.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -34,7 +37,7 @@ def run(
     chosen = get_backend(backend)
     opened = chosen.open()
     try:
-        world = World(scenario, seed, opened)
+        world = World(scenario, seed, opened, crash)
         with tqdm(
             total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
             disable=not progress, leave=False,
@@ -53,6 +56,7 @@ def run(
                 world.gateway.keys,
                 world.postman.applied,
                 world.notifier.successes,
+                world.notifier.finals,
             )
             if violations:
                 raise InvariantViolation(violations)

@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from sim.billing import CURRENCIES, THRESHOLDS, TIER_CREDITS, AutoTopupSettings, tier_for
+from sim.billing import (
+    CURRENCIES,
+    THRESHOLDS,
+    TIER_CREDITS,
+    AutoTopupSettings,
+    BillingConfig,
+    tier_for,
+)
 from sim.gateways import TEST_CARDS
 
 DAY = 86_400.0
@@ -28,10 +35,13 @@ HOUR = 3_600.0
 
 DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "exponential", "choice")
 ARRIVALS = ("poisson", "constant")
-STORE_OPERATIONS = ("apply_deduction", "finish_attempt", "credit")
-#: Store faults on ``credit`` leave a paid top-up uncredited until its webhook is delivered again:
-#: recovered, but only with webhooks on, so they are opt-in.
-DEFAULT_STORE_OPERATIONS = ("apply_deduction", "finish_attempt")
+#: Store writes a scenario may fail (``faults.store.operations``): the Store port's methods.
+STORE_OPERATIONS = (
+    "deduct", "finish_attempt", "start_charge", "hold_lease", "take_over", "settle_topup", "credit",
+)  # fmt: skip
+#: Store faults on the credit path (``settle_topup``, ``credit``) leave a paid top-up uncredited
+#: until its webhook is delivered again or its attempt is recovered, so they are opt-in.
+DEFAULT_STORE_OPERATIONS = ("deduct", "finish_attempt")
 
 
 class ScenarioError(ValueError):
@@ -296,11 +306,25 @@ def _cards(t: _Table) -> tuple[tuple[str, float], ...]:
 
 @dataclass(frozen=True, slots=True)
 class BillingRules:
-    """The billing module's service-wide configuration."""
+    """The billing module's service-wide configuration, as a scenario writes it. Every default
+    is :class:`~sim.billing.BillingConfig`'s own (one default per rule, in one place); the
+    cooldown is written in hours here because scenarios and sweeps speak of it that way."""
 
     cooldown_hours: float
     charge_tries: int
     failures_before_suspension: int
+    attempt_lease_seconds: float = BillingConfig.attempt_lease_seconds
+    retry_backoff_seconds: float = BillingConfig.retry_backoff_seconds
+
+    def config(self) -> BillingConfig:
+        """The billing module's configuration these rules stand for."""
+        return BillingConfig(
+            cooldown_seconds=self.cooldown_hours * HOUR,
+            charge_tries=self.charge_tries,
+            failures_before_suspension=self.failures_before_suspension,
+            attempt_lease_seconds=self.attempt_lease_seconds,
+            retry_backoff_seconds=self.retry_backoff_seconds,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,12 +381,21 @@ class CacheFaults:
 
 
 @dataclass(frozen=True, slots=True)
+class CrashFaults:
+    """Workers killed mid-operation (as by SIGKILL): ``rate`` is the chance that a worker dies at
+    each write boundary it passes (see ``sim.crashes``)."""
+
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
 class Faults:
     """Every fault a scenario can inject."""
 
     gateway: GatewayFaults
     store: StoreFaults
     cache: CacheFaults
+    crashes: CrashFaults = CrashFaults(0.0)
 
 
 def _webhooks(t: _Table) -> Webhooks:
@@ -401,8 +434,11 @@ def _faults(t: _Table) -> Faults:
         flush_at=tuple(h * HOUR for h in c.numbers("flush_at_hours")),
     )
     c.done()
+    k = t.table("crashes")
+    crashes = CrashFaults(k.take("rate", float, 0.0, low=0, high=1))
+    k.done()
     t.done()
-    return Faults(gateway, store, cache)
+    return Faults(gateway, store, cache, crashes)
 
 
 @dataclass(frozen=True)
@@ -472,10 +508,19 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
     start = _start(t)
     seed = t.take("seed", int, 0, low=0)
     b = t.table("billing")
+    rules = BillingConfig()
     billing = BillingRules(
-        cooldown_hours=b.take("cooldown_hours", float, 1.0, low=0),
-        charge_tries=b.take("charge_tries", int, 3, low=1),
-        failures_before_suspension=b.take("failures_before_suspension", int, 3, low=1),
+        cooldown_hours=b.take("cooldown_hours", float, rules.cooldown_seconds / HOUR, low=0),
+        charge_tries=b.take("charge_tries", int, rules.charge_tries, low=1),
+        failures_before_suspension=b.take(
+            "failures_before_suspension", int, rules.failures_before_suspension, low=1
+        ),
+        attempt_lease_seconds=b.take(
+            "attempt_lease_seconds", float, rules.attempt_lease_seconds, low=1
+        ),
+        retry_backoff_seconds=b.take(
+            "retry_backoff_seconds", float, rules.retry_backoff_seconds, low=0
+        ),
     )
     b.done()
     p = t.table("payments")

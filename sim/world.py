@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +33,6 @@ import numpy as np
 import simpy
 
 from sim.billing import (
-    BillingConfig,
     BillingError,
     BillingService,
     ChargeNeedsAuthentication,
@@ -52,14 +52,20 @@ from sim.billing import (
     WebhookSignatureError,
 )
 from sim.billing.payments import WebhookVerifier
+from sim.billing.reconcile import reconcile_all
+from sim.billing.store import FINAL_NOTICES
 from sim.stripe_emulator import Faults as EmulatorFaults
 from sim.stripe_emulator import StripeEmulator
 
 from .backends import OpenBackend
+from .crashes import Boundaries, Crash, CrashPlan
 from .faults import FaultSchedule, FlakyGateway, FlakyStore
 from .gateways import stripe_test_mode
 from .scenario import DAY, HOUR, Group, Scenario
 from .usage import TICKS, request_costs, request_times
+
+#: The notices that end an attempt (one per attempt, matching its final status).
+_FINAL_KINDS = frozenset(kind for kind in FINAL_NOTICES.values() if kind is not None)
 
 #: After the traffic: time for in-flight top-ups and webhook retries (60 s .. 12 h back-off).
 SETTLE_SECONDS = DAY
@@ -80,6 +86,14 @@ _WIDTH = len(COLUMNS)
 _EMPTY = (None,) * _WIDTH
 
 
+class _ServedUnanswered(Exception):
+    """A request whose deduction committed before its worker died: served, never answered."""
+
+    def __init__(self, balance: int) -> None:
+        super().__init__(f"served (balance {balance}), but the worker died before answering")
+        self.balance = balance
+
+
 class SimClock:
     """The billing module's clock: the scenario's start epoch plus SimPy's milliseconds."""
 
@@ -92,19 +106,31 @@ class SimClock:
 
 
 class ProcessRunner:
-    """The billing module's task runner: each task becomes a SimPy process that first waits a
-    payment latency, so a top-up lands while later requests keep arriving."""
+    """The billing module's task runner: each task becomes a SimPy process that waits the delay
+    it asked for (a retry's back-off) and a payment latency, so a top-up lands while later
+    requests keep arriving. ``operation`` wraps each task (the world names it ``topup`` for the
+    crash plan and logs a crash that ends it, as its worker would end)."""
 
-    def __init__(self, env: simpy.Environment, latency: Callable[[], int]) -> None:
-        self._env, self._latency = env, latency
+    def __init__(
+        self,
+        env: simpy.Environment,
+        latency: Callable[[], int],
+        operation: Callable[[str], AbstractContextManager[None]] | None = None,
+    ) -> None:
+        self._env, self._latency, self._operation = env, latency, operation
 
-    def submit(self, task: Callable[[], object]) -> None:
-        """Start ``task`` after a latency drawn now (so draws follow submission order)."""
-        self._env.process(self._later(task, self._latency()))
+    def submit(self, task: Callable[[], object], delay: float = 0.0) -> None:
+        """Start ``task`` after ``delay`` seconds and a latency drawn now (so draws follow
+        submission order)."""
+        self._env.process(self._later(task, round(delay * TICKS) + self._latency()))
 
     def _later(self, task: Callable[[], object], delay: int) -> Generator[simpy.Event]:
         yield self._env.timeout(delay)
-        task()
+        if self._operation is None:
+            task()
+            return
+        with self._operation("topup"):
+            task()
 
 
 class ObservedGateway:
@@ -205,13 +231,15 @@ class Postman:
         if event["type"].startswith("invoice."):
             details = (obj.get("parent") or {}).get("subscription_details") or {}
             meta = details.get("metadata") or {}
-        try:
-            outcome = self._handler.handle(payload, headers["Stripe-Signature"])
-            status = 200
-        except (WebhookSignatureError, WebhookPayloadError):
-            outcome, status = "rejected", 400
-        except BillingError:  # a processing failure: answered 500, so Stripe delivers it again
-            outcome, status = "failed", 500
+        outcome, status = "crashed", 500  # a worker that dies never answers: Stripe retries
+        with self._world.operation("webhook"):
+            try:
+                outcome = self._handler.handle(payload, headers["Stripe-Signature"])
+                status = 200
+            except (WebhookSignatureError, WebhookPayloadError):
+                outcome, status = "rejected", 400
+            except BillingError:  # a processing failure: answered 500, so Stripe delivers again
+                outcome, status = "failed", 500
         if status == 200 and outcome != "duplicate":
             self.applied[event["id"]] = self.applied.get(event["id"], 0) + 1
         attempt = meta.get("attempt")
@@ -230,14 +258,24 @@ class LogNotifier:
         self._world = world
         #: (user, attempt) -> how many success notifications that top-up produced.
         self.successes: dict[tuple[str, int], int] = {}
+        #: (user, attempt) -> the final notices that attempt sent, in order.
+        self.finals: dict[tuple[str, int], list[str]] = {}
+        self._seen: set[str] = set()
 
     def notify(self, notification: Notification) -> None:
         """Append a row named after the notification's kind."""
+        if notification.notice_id is not None:
+            # A receiver that drops re-sent copies, as the outbox's contract asks.
+            if notification.notice_id in self._seen:
+                return
+            self._seen.add(notification.notice_id)
         detail = notification.detail
         attempt = detail.get("attempt")
-        if notification.kind == "topup_succeeded" and attempt is not None:
+        if attempt is not None and notification.kind in _FINAL_KINDS:
             key = (notification.user_id, int(attempt))
-            self.successes[key] = self.successes.get(key, 0) + 1
+            self.finals.setdefault(key, []).append(notification.kind)
+            if notification.kind == "topup_succeeded":
+                self.successes[key] = self.successes.get(key, 0) + 1
         balance = self._world.store.get_user(notification.user_id).balance
         self._world.log(
             notification.user_id, notification.kind, None, balance, None,
@@ -264,14 +302,20 @@ class Profile:
 class World:
     """One run: the environment, the billing service on the chosen backend, and the users."""
 
-    def __init__(self, scenario: Scenario, seed: int, backend: OpenBackend) -> None:
+    def __init__(
+        self, scenario: Scenario, seed: int, backend: OpenBackend, crash: CrashPlan | None = None
+    ) -> None:
         self.scenario, self.seed, self.backend = scenario, seed, backend
         self.env = simpy.Environment()
         self.clock: Clock = SimClock(self.env, scenario.start)
         self.rows: list[Row] = []
         root = np.random.SeedSequence(seed)
-        seqs = root.spawn(7)
-        users_seq, latency_seq, gateway_seq, store_seq, cache_seq, vault_seq, stripe_seq = seqs
+        seqs = root.spawn(8)
+        users_seq, latency_seq, gateway_seq, store_seq, cache_seq, vault_seq, stripe_seq = seqs[:7]
+        if crash is None and scenario.faults.crashes.rate:
+            crash = CrashPlan(rate=scenario.faults.crashes.rate, rng=np.random.default_rng(seqs[7]))
+        #: Where workers die, if anywhere (a scenario's crash rate, or a test's named boundary).
+        self.crash = crash
         self._latency_rng = np.random.default_rng(latency_seq)
         self._cache_rng = np.random.default_rng(cache_seq)
         faults, hooks = scenario.faults, scenario.webhooks
@@ -308,19 +352,24 @@ class World:
             self._fault,
         )
         self.notifier = LogNotifier(self)
+        store: Any = self._flaky_store
+        cache: Any = backend.cache
+        gateway: Any = self.gateway
+        notifier: Any = self.notifier
+        if crash is not None:  # each write passes its boundaries, where a worker may die
+            store = Boundaries(store, "store", crash)
+            cache = Boundaries(cache, "cache", crash)
+            gateway = Boundaries(gateway, "gateway", crash)
+            notifier = Boundaries(notifier, "notifier", crash)
         self.billing = BillingService(
             clock=self.clock,
-            cache=backend.cache,
-            store=self._flaky_store,
-            gateway=self.gateway,
-            notifier=self.notifier,
-            tasks=ProcessRunner(self.env, self._latency),
+            cache=cache,
+            store=store,
+            gateway=gateway,
+            notifier=notifier,
+            tasks=ProcessRunner(self.env, self._latency, self.operation),
             vault=Vault(np.random.default_rng(vault_seq).bytes(32)),
-            config=BillingConfig(
-                cooldown_seconds=scenario.billing.cooldown_hours * HOUR,
-                charge_tries=scenario.billing.charge_tries,
-                failures_before_suspension=scenario.billing.failures_before_suspension,
-            ),
+            config=scenario.billing.config(),
         )
         self.subscriptions = Subscriptions(billing=self.billing, gateway=self.gateway)
         handler = None
@@ -338,6 +387,8 @@ class World:
                 self._usage.append(group.usage)
                 self._add_user(group, len(self.profiles))
         self._flaky_store.armed = True
+        if crash is not None:
+            crash.armed = True
         self.emulator.faults = self._run_faults
         self.postman.wake()
 
@@ -383,6 +434,20 @@ class World:
     def _fault(self, kind: str, user_id: str) -> None:
         self.log(user_id, kind)
 
+    @contextmanager
+    def operation(self, name: str, user_id: str | None = None) -> Iterator[None]:
+        """Run one operation of a worker: name it for the crash plan, and if the worker dies
+        in it, log a ``crash`` row (``outcome`` = the boundary) and go on with the world."""
+        if self.crash is None:
+            yield
+            return
+        self.crash.begin(name)
+        try:
+            yield
+        except Crash as crash:
+            self.log(user_id, "crash", None, None, None, None, crash.boundary, None, None, None,
+                     None, name)  # fmt: skip
+
     def _latency(self) -> int:
         latency = self.scenario.payments.latency
         seconds = float(latency.sample(self._latency_rng, 1)[0])
@@ -409,6 +474,8 @@ class World:
         a millisecond), no per-user process, no Resource.
         """
         env, rows, deduct = self.env, self.rows, self.billing.deduct_credits
+        if self.crash is not None:
+            deduct = self._crashable(deduct)
         ids = [p.user_id for p in self.profiles]
         horizon = self.scenario.horizon
         day = 0.0
@@ -427,6 +494,9 @@ class World:
                 except StoreUnavailable:
                     rows.append((t, user, "request_failed", cost, None, None, None,
                                  None, None, None, None, None, None))  # fmt: skip
+                except _ServedUnanswered as lost:  # its worker died after the deduction
+                    rows.append((t, user, "request", cost, lost.balance, None, None,
+                                 None, None, None, None, None, None))  # fmt: skip
                 else:
                     rows.append((t, user, "request", cost, done.balance, done.trigger.value,
                                  done.attempt, None, None, None, None, None, None))  # fmt: skip
@@ -434,11 +504,47 @@ class World:
             if on_day is not None:
                 on_day(end / DAY)
 
+    def _crashable(self, deduct: Callable[[str, int], Any]) -> Callable[[str, int], Any]:
+        """``deduct`` as a worker that may die: a crash is logged and the request has no answer
+        (the client sees a dropped connection), like ``request_failed``."""
+
+        def call(user: str, cost: int) -> Any:
+            before = self.store.get_user(user).balance
+            with self.operation("deduct", user):
+                return deduct(user, cost)
+            # Reached only after a crash. Past its commit the request was served (or refused),
+            # unanswered; nothing else runs in between, so the balance tells which.
+            assert self.crash is not None
+            after = self.store.get_user(user).balance
+            if "store.deduct:after" in self.crash.passed and after == before - cost:
+                raise _ServedUnanswered(after)
+            raise StoreUnavailable("the worker died mid-request")
+
+        return call
+
     def _end_of_traffic(self) -> Generator[simpy.Event]:
-        """At the horizon Stripe stops losing answers (store and gateway faults stop by their
-        schedules), so what is pending can settle."""
+        """At the horizon Stripe stops losing answers and workers stop dying (store and gateway
+        faults stop by their schedules), so what is pending can settle. An hour before the end
+        of the settling day the reconcile job runs once over every user, as a deployment's
+        periodic job would: it repairs caches, recovers attempts past their lease and credits
+        any charge without a credit."""
         yield self.env.timeout(round(self.scenario.horizon * TICKS))
         self.emulator.faults = self._settle_faults
+        if self.crash is not None:
+            self.crash.armed = False
+        yield self.env.timeout(round((SETTLE_SECONDS - HOUR) * TICKS))
+        for found in reconcile_all(self.billing):
+            if found.cache_repaired:
+                self.log(found.user_id, "reconciled", None, None, None, None, "cache_repaired")
+            if found.attempt_recovered is not None:
+                self.log(found.user_id, "reconciled", None, None, None, found.attempt_recovered,
+                         "attempt_recovered")  # fmt: skip
+            if found.notices_sent:
+                self.log(found.user_id, "reconciled", found.notices_sent, None, None, None,
+                         "notices_sent")  # fmt: skip
+            for intent in found.uncredited_charges:
+                self.log(found.user_id, "reconciled", None, None, None, None, "credited", None,
+                         None, None, intent)  # fmt: skip
 
     def _batch(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All users' requests in ``[start, end)``: times, user indices, costs, in time order

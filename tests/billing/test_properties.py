@@ -1,14 +1,20 @@
 """A Hypothesis state machine over the whole billing module.
 
 Random interleavings of deductions, top-ups, settlements by confirm and by webhook (duplicated and
-reordered), cache flushes, store write failures, Stripe faults, card changes and clock jumps, with
-the billing invariants checked after every step:
+reordered), cache flushes (one of them in the middle of a refill), store write failures, Stripe
+faults, card changes, clock jumps, late events of ended attempts, and workers killed at any write
+boundary of a deduction or a top-up, with the billing invariants checked after every step:
 
-- each balance equals its ledger's sum, in the store and in the cache;
+- each balance equals its ledger's sum; a cached snapshot is never newer than the store's, and
+  equal to it at the same version;
 - every top-up credit is a succeeded PaymentIntent of the right amount, credited once;
 - each PaymentIntent belongs to its own attempt, and the attempts that charged were claimed at
   least one cooldown apart (one charge per crossing per cooldown), whatever the faults;
-- once the faults stop and every webhook is delivered, every succeeded intent has been credited.
+- once the faults stop, leases run out, the reconcile runs and every webhook is delivered: every
+  succeeded intent has been credited, every cache equals its store, no attempt is open, and each
+  attempt sent the one notice its outcome calls for.
+
+Every step is counted; ``make proptest`` prints the total (``STEPS``).
 """
 
 from __future__ import annotations
@@ -37,9 +43,12 @@ from sim.billing import (
     WebhookHandler,
 )
 from sim.billing.payments import StripeGateway, WebhookVerifier
+from sim.billing.reconcile import reconcile_all
+from sim.billing.store import FINAL_NOTICES
+from sim.crashes import Boundaries, Crash, CrashPlan, all_boundaries
 from sim.stripe_emulator import Faults, StripeEmulator
 
-from .conftest import MASTER_KEY, FlakyStore
+from .conftest import MASTER_KEY, STEPS, FlakyStore
 
 USERS = ("ada", "bob")
 COOLDOWN = 3_600.0
@@ -50,7 +59,16 @@ CARDS = (
     "pm_card_authenticationRequired",
     "pm_card_chargeCustomerFail",
 )
-STORE_WRITES = ("apply_deduction", "credit", "finish_attempt", "save_settings")
+STORE_WRITES = (
+    "deduct", "credit", "settle_topup", "finish_attempt", "start_charge", "hold_lease",
+    "save_settings",
+)  # fmt: skip
+#: Where a worker may die: either side of each store and cache write (listed by ``sim.crashes``).
+BOUNDARIES = tuple(b for b in all_boundaries() if b.startswith(("store.", "cache.put")))
+LEASE = 300.0
+
+
+_FINAL_KINDS = frozenset(kind for kind in FINAL_NOTICES.values() if kind is not None)
 
 
 class BillingMachine(RuleBasedStateMachine):
@@ -66,11 +84,14 @@ class BillingMachine(RuleBasedStateMachine):
         self.store = FlakyStore(SQLiteStore(":memory:"))
         self.tasks = QueueRunner()
         self.cache: Any = MemoryCache() if backend == "memory" else fakeredis.FakeRedis()
+        self.notifier = RecordingNotifier()
         self.billing = BillingService(
             clock=self.clock, cache=self.cache, store=self.store,  # type: ignore[arg-type]
-            gateway=self.gateway, notifier=RecordingNotifier(), tasks=self.tasks,
+            gateway=self.gateway, notifier=self.notifier, tasks=self.tasks,
             vault=Vault(MASTER_KEY),
         )  # fmt: skip
+        self.port_store, self.port_cache = self.billing.store, self.billing.cache
+        self.grants = itertools.count(1)
         verifier = WebhookVerifier(self.emulator.webhook_secret, self.clock)
         subscriptions = Subscriptions(billing=self.billing, gateway=self.gateway)
         self.webhooks = WebhookHandler(
@@ -99,6 +120,53 @@ class BillingMachine(RuleBasedStateMachine):
     def run_top_ups(self) -> None:
         """The task runner gets to the queued top-ups."""
         self.tasks.run_pending()
+
+    @contextlib.contextmanager
+    def _dying_at(self, boundary: str) -> Any:
+        """The worker of the next operation dies at ``boundary`` (if it passes it)."""
+        plan = CrashPlan(at=f"op/{boundary}", armed=True, operation="op")
+        self.billing.store = Boundaries(self.port_store, "store", plan)  # type: ignore[assignment]
+        self.billing.cache = Boundaries(self.port_cache, "cache", plan)  # type: ignore[assignment]
+        try:
+            with contextlib.suppress(Crash):
+                yield
+        finally:
+            self.billing.store, self.billing.cache = self.port_store, self.port_cache
+
+    @rule(user=st.sampled_from(USERS), credits=st.integers(1, 1_500),
+          boundary=st.sampled_from(BOUNDARIES))  # fmt: skip
+    def deduct_and_die(self, user: str, credits: int, boundary: str) -> None:
+        """A request whose worker is killed at a write boundary."""
+        with self._dying_at(boundary), contextlib.suppress(InsufficientCredits, StoreUnavailable):
+            self.billing.deduct_credits(user, credits)
+
+    @rule(boundary=st.sampled_from(BOUNDARIES))
+    def top_up_and_die(self, boundary: str) -> None:
+        """The next queued top-up's worker is killed at a write boundary."""
+        with self._dying_at(boundary):
+            self.tasks.run_next()
+
+    @rule(user=st.sampled_from(USERS))
+    def flush_during_refill(self, user: str) -> None:
+        """A refill reads the store; a credit commits and writes the cache; the cache is lost;
+        then the refill writes what it read (an older snapshot, into an empty cache)."""
+        read = self.store.inner.snapshot(user)
+        with contextlib.suppress(StoreUnavailable):
+            self.billing.grant_credits(user, 10, reference=f"grant-{next(self.grants)}")
+        self.flush_cache()
+        self.billing.cache.put(user, read)
+
+    @rule(user=st.sampled_from(USERS), back=st.integers(1, 3))
+    def late_failure_event(self, user: str, back: int) -> None:
+        """A payment_failed event of an attempt that already ended arrives late: nothing moves."""
+        record = self.store.inner.get_user(user)
+        seq = record.topup_seq - back
+        if seq < 1 or seq == record.open_attempt:
+            return
+        before = (record.state, record.consecutive_failures, record.balance)
+        assert not self.billing.payment_failed(user, seq)
+        after = self.store.inner.get_user(user)
+        assert (after.state, after.consecutive_failures, after.balance) == before
 
     @rule(duplicate=st.booleans(), reverse=st.booleans())
     def deliver_webhooks(self, duplicate: bool, reverse: bool) -> None:
@@ -145,7 +213,7 @@ class BillingMachine(RuleBasedStateMachine):
         with contextlib.suppress(BillingError):  # under Stripe faults the card is not saved
             self._save_card(user, card)
 
-    @rule(seconds=st.sampled_from([1.0, 59.0, 600.0, 3_599.0, 3_600.0, 86_400.0, -30.0]))
+    @rule(seconds=st.sampled_from([1.0, 59.0, LEASE, 600.0, 3_599.0, 3_600.0, 86_400.0, -30.0]))
     def clock_jump(self, seconds: float) -> None:
         """Time passes (and, rarely, jumps back a little: clock skew)."""
         self.clock.set(self.clock.now() + seconds)
@@ -165,14 +233,18 @@ class BillingMachine(RuleBasedStateMachine):
 
     @invariant()
     def balances_equal_ledgers(self) -> None:
-        """Store balance = ledger sum; a cached balance equals the store's."""
+        """Store balance = ledger sum; a cached snapshot is never ahead of the store, and at the
+        store's version it is the store's."""
         if not hasattr(self, "billing"):
             return
+        STEPS[0] += 1
         for user in USERS:
             stored = self.store.inner.get_user(user).balance
             assert stored == self.store.inner.ledger_sum(user)
-            cached = self.billing.cache.balance(user)
-            assert cached is None or cached == stored, (user, cached, stored)
+            cached, truth = self.billing.cache.get(user), self.store.inner.snapshot(user)
+            if cached is not None:
+                assert cached.version <= truth.version, (user, cached, truth)
+                assert cached.version < truth.version or cached == truth, (user, cached, truth)
 
     @invariant()
     def credits_only_for_succeeded_intents(self) -> None:
@@ -204,17 +276,37 @@ class BillingMachine(RuleBasedStateMachine):
     @precondition(lambda self: hasattr(self, "billing"))
     @rule()
     def heal_and_settle(self) -> None:
-        """Faults stop and every webhook arrives: every succeeded intent is then credited."""
+        """Faults stop, leases run out, the reconcile runs and every webhook arrives: every
+        succeeded intent is credited, every cache is the store's, nothing is left open, and
+        each attempt told its user exactly what its outcome calls for."""
         self.store.failing.clear()
         self.emulator.faults = Faults()
         self.tasks.run_pending()
         for _ in range(10):  # failed deliveries come back with Stripe's back-off
             self.clock.set(self.clock.now() + 3 * 86_400)
             self.deliver_webhooks(duplicate=False, reverse=False)
+            reconcile_all(self.billing)
+            self.tasks.run_pending()
         for user in USERS:
             credited = {e.reference for e in self.store.inner.ledger(user) if e.kind == "topup"}
             succeeded = {i.id for i in self._intents(user) if i.status == "succeeded"}
             assert credited == succeeded, (user, credited ^ succeeded)
+            cached = self.billing.cache.get(user)
+            assert cached is None or cached == self.store.inner.snapshot(user), user
+            assert self.store.inner.get_user(user).open_attempt is None, user
+            for attempt in self.store.inner.attempts(user):
+                told = sorted(
+                    {
+                        (n.kind, n.notice_id)
+                        for n in self.notifier.sent
+                        if n.user_id == user and n.detail.get("attempt") == str(attempt.seq)
+                        and n.kind in _FINAL_KINDS
+                    }
+                )  # fmt: skip
+                expected = FINAL_NOTICES[attempt.status]
+                assert [kind for kind, _ in told] == ([] if expected is None else [expected]), (
+                    user, attempt, told,
+                )  # fmt: skip
 
 
 TestBillingMachine = BillingMachine.TestCase

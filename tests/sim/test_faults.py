@@ -13,6 +13,7 @@ from sim.billing import (
     StoreUnavailable,
     TransientGatewayError,
 )
+from sim.billing.claims import ClaimPolicy
 from sim.billing.testing import ScriptedGateway
 from sim.faults import FaultSchedule, FlakyGateway, FlakyStore
 
@@ -69,6 +70,6 @@ def test_flaky_store_fails_only_armed_and_chosen_operations() -> None:
     store.armed = True
     with pytest.raises(StoreUnavailable):
         store.credit("u1", 5, "grant", "again", START)
-    store.apply_deduction("u1", 2, START, None)
+    store.deduct("u1", 2, START, ClaimPolicy(3_600.0, 300.0), lambda *a: b"")
     assert store.ledger_sum("u1") == 3 and store.user_ids() == ["u1"]
     assert faults == [("store_fault", "u1")]

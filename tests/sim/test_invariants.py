@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
@@ -17,45 +17,63 @@ from sim.billing import (
     SQLiteStore,
     Vault,
 )
-from sim.billing.cache import DeductResult
+from sim.billing.claims import ClaimPolicy
+from sim.billing.store import AttemptOutcome, Deducted, PendingNotice, Sealer, Settled
 from sim.billing.testing import ScriptedGateway
 from sim.gateways import Payment
 
 from .conftest import shipped
 
 
-class StampAfterChargeCache:
+class StampAfterChargeStore(SQLiteStore):
     """Test-only broken rule: the cooldown is checked against the last *credited* top-up,
-    stamped when its credits land, instead of being claimed before the charge."""
+    stamped when its credits land, instead of being claimed before the charge; the attempt in
+    flight holds nothing back either."""
 
     def __init__(self) -> None:
-        self._inner = MemoryCache()
+        super().__init__()
         self._credited_at: dict[str, float] = {}
-        self._now = 0.0
 
     def deduct(
-        self, user_id: str, credits: int, now: float, cooldown: float, *rules: Any
-    ) -> DeductResult:
-        # Any further rule (e.g. an attempt still in flight) is waived too: only the last
-        # credited top-up holds a new one back.
-        self._now = now
+        self, user_id: str, credits: int, now: float, policy: ClaimPolicy, seal: Sealer
+    ) -> Deducted:
         last = self._credited_at.get(user_id)
-        cooling = last is not None and now - last < cooldown
-        if cooling:
-            return self._inner.deduct(user_id, credits, now, cooldown, *rules)
-        return self._inner.deduct(user_id, credits, now, 0.0, *(0.0 for _ in rules))
+        if last is None or now - last >= policy.cooldown_seconds:
+            policy = replace(policy, cooldown_seconds=0.0)
+            with self._tx() as db:
+                db.execute("UPDATE users SET auto_topup_open_seq = NULL WHERE user_id = ?",
+                           (user_id,))  # fmt: skip
+        return super().deduct(user_id, credits, now, policy, seal)
 
-    def credit(self, user_id: str, credits: int) -> None:
-        self._credited_at[user_id] = self._now
-        self._inner.credit(user_id, credits)
+    def settle_topup(
+        self,
+        user_id: str,
+        seq: int | None,
+        outcome: AttemptOutcome,
+        now: float,
+        notice: PendingNotice | None = None,
+    ) -> Settled:
+        self._credited_at[user_id] = now
+        return super().settle_topup(user_id, seq, outcome, now, notice)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+
+class CreditLosingStore(SQLiteStore):
+    """Test-only broken store: every top-up credit is reported done and never written."""
+
+    def settle_topup(
+        self,
+        user_id: str,
+        seq: int | None,
+        outcome: AttemptOutcome,
+        now: float,
+        notice: PendingNotice | None = None,
+    ) -> Settled:
+        return Settled(True, False, self.snapshot(user_id))
 
 
-def _broken_backend() -> OpenBackend:
-    cache = StampAfterChargeCache()
-    return OpenBackend(cache, SQLiteStore(), cache.clear, lambda: None)
+def _broken_backend(store: type[SQLiteStore] = StampAfterChargeStore) -> OpenBackend:
+    cache = MemoryCache()
+    return OpenBackend(cache, store(), cache.clear, lambda: None)
 
 
 def test_chaos_keeps_every_invariant() -> None:
@@ -74,18 +92,31 @@ def test_cooldown_stamped_after_the_charge_is_caught() -> None:
     assert {v.rule for v in caught.value.violations} == {"cooldown"}
 
 
-def test_lost_credit_is_caught_without_webhooks_and_recovered_with_them() -> None:
-    """Store faults while crediting a paid top-up leave money charged but not credited: caught
-    when no webhook comes back, made good by the payment_intent.succeeded webhook otherwise."""
+def test_lost_credit_is_recovered_with_webhooks_and_without() -> None:
+    """Store faults while crediting a paid top-up leave money charged but not credited: the
+    payment_intent.succeeded webhook makes it good, and without webhooks the attempt's recovery
+    (its lease ran out) asks Stripe again and credits it; every invariant holds either way."""
     scenario = shipped("chaos").with_overrides(
-        {"faults.store.operations": ["credit"], "faults.store.rate": 0.5}
+        {"faults.store.operations": ["settle_topup"], "faults.store.rate": 0.5}
     )
-    with pytest.raises(InvariantViolation) as caught:
-        run(scenario.with_overrides({"webhooks.enabled": False}), backend="memory")
-    assert "charged_equals_credited" in {v.rule for v in caught.value.violations}
-    recovered = run(scenario, backend="memory").events
-    webhooks = recovered[recovered["kind"] == "webhook"]
+    with_hooks = run(scenario, backend="memory").events
+    webhooks = with_hooks[with_hooks["kind"] == "webhook"]
     assert (webhooks["outcome"] == "credited").any()
+    # Subscription renewals are credited by their invoice's webhook alone: none in this half.
+    no_hooks = scenario.with_overrides(
+        {"webhooks.enabled": False, "groups.subscribers.subscription": 0}
+    )
+    without = run(no_hooks, backend="memory").events
+    recovered = without[(without["kind"] == "request") & (without["trigger"] == "recover")]
+    assert len(recovered) > 0
+
+
+def test_lost_credit_is_caught() -> None:
+    """A store that drops top-up credits breaks ``charged_equals_credited``."""
+    backend = Backend("credit-losing", lambda: _broken_backend(CreditLosingStore))
+    with pytest.raises(InvariantViolation) as caught:
+        run(shipped("chaos", users=10, days=2), backend=backend)
+    assert "charged_equals_credited" in {v.rule for v in caught.value.violations}
 
 
 def test_violation_report_lists_each_breach() -> None:

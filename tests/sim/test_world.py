@@ -32,6 +32,16 @@ def test_runner_starts_the_task_after_the_latency() -> None:
     assert ran == [2500]
 
 
+def test_runner_waits_a_retry_delay_on_virtual_time() -> None:
+    """A task that asks for a back-off starts that many virtual seconds later (plus latency)."""
+    env = simpy.Environment()
+    ran: list[float] = []
+    runner = ProcessRunner(env, lambda: 2500)
+    runner.submit(lambda: ran.append(env.now), delay=1.5)
+    env.run()
+    assert ran == [1500 + 2500]
+
+
 def test_constant_usage_top_ups_match_the_closed_form() -> None:
     """With constant consumption and no faults, top-ups = floor((C - (B0 - T)) / A) + 1."""
     every, cost, b0, threshold, amount = 60, 100, 5_000, 1_000, 10_000
