@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test notebooks nbval proptest bench lint format lock clean
+.PHONY: install demo test notebooks nbval proptest mutation bench lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,9 +34,20 @@ nbval: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
 
-## proptest: the property and fuzz tests with a long search (HYPOTHESIS_PROFILE=long)
+## proptest: the property, state-machine and fuzz tests with a long search (HYPOTHESIS_PROFILE=long):
+##   over a million state-machine steps (the count is printed at the end), about half an hour
 proptest: $(STAMP)
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest -k "properties or fuzz"
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -k "properties or fuzz or machine"
+
+## mutation: mutation testing of sim/billing against tests/billing, then killed/survived per file
+##   (slow, never part of `make test`; one file: make mutation MUTATE=sim/billing/pricing.py)
+MUTATE ?=
+# sim/billing/pricing.py -> mutmut's mutant-name globs 'sim.billing.pricing.x_*' (functions) and
+# 'sim.billing.pricing.xǁ*' (methods); an __init__.py is named after its package.
+MUTANT_GLOBS = $(foreach m,$(patsubst %.__init__,%,$(subst /,.,$(basename $(MUTATE)))),'$(m).x_*' '$(m).xǁ*')
+mutation: $(STAMP)
+	env -u REDIS_URL $(BIN)/mutmut run $(MUTANT_GLOBS)
+	$(BIN)/python bench/mutation_summary.py $(MUTATE)
 
 ## bench: every benchmark; figures and ratios are recorded in docs/performance.md
 bench: $(STAMP)

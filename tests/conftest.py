@@ -16,4 +16,9 @@ settings.register_profile(
 settings.register_profile(
     "long", max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+#: The long search runs the lean crash machine (``tests/billing/test_crash_machine.py``) this
+#: many times longer than the profile says: at 100 steps an example, a million steps or more.
+LONG_SEARCH_FACTOR = 12 if PROFILE == "long" else 1
