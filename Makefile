@@ -56,6 +56,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulation.py --repeat 1
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/crash_points.py
+	$(BIN)/python bench/crash_multiprocess.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

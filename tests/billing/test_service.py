@@ -539,7 +539,8 @@ def test_unreachable_cache_fails_nothing_and_catches_up(vault: Vault, clock: Man
 
 
 def test_store_file_holds_no_plaintext_secrets(tmp_path: Path, clock: ManualClock) -> None:
-    """The SQLite file holds no plaintext payment method id, e-mail or last-triggered time."""
+    """The SQLite file holds no plaintext payment method id, Stripe customer id, e-mail or
+    last-triggered time."""
     path = tmp_path / "billing.sqlite"
     store = SQLiteStore(str(path))
     tasks = QueueRunner()
@@ -549,16 +550,17 @@ def test_store_file_holds_no_plaintext_secrets(tmp_path: Path, clock: ManualCloc
     )  # fmt: skip
     clock.set(1_767_225_600.123456)
     billing.create_user("u1", email="ada.lovelace@example.com", balance=1_200)
-    billing.save_payment_method("u1", "cus_u1", "pm_1SecretCardToken")
+    billing.save_payment_method("u1", "cus_1SecretCustomer", "pm_1SecretCardToken")
     billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
     billing.deduct_credits("u1", 300)
     tasks.run_pending()
     assert billing.last_triggered("u1") == clock.now()  # all of it is recoverable...
-    assert billing.payment_method("u1") == ("cus_u1", "pm_1SecretCardToken")
+    assert billing.payment_method("u1") == ("cus_1SecretCustomer", "pm_1SecretCardToken")
     store.close()
     files = [path, path.with_name(path.name + "-wal")]  # committed pages may sit in the WAL
     raw = b"".join(f.read_bytes() for f in files if f.exists())
-    for secret in ("ada.lovelace@example.com", "pm_1SecretCardToken", repr(clock.now())):
+    secrets = ("ada.lovelace@example.com", "pm_1SecretCardToken", "cus_1SecretCustomer")
+    for secret in (*secrets, repr(clock.now())):
         assert secret.encode() not in raw  # ...but only with the keys
 
 
