@@ -121,9 +121,10 @@ class BillingConfig:
         return self.retry_backoff_seconds * 4 ** (tries - 1) * jitter
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deduction:
-    """What a deduction did: the new balance and whether it claimed (or took over) a top-up."""
+    """What a deduction did: the new balance and whether it claimed (or took over) a top-up.
+    (Not frozen: one is built per request, and frozen dataclasses are slow to build.)"""
 
     user_id: str
     credits: int

@@ -24,12 +24,13 @@ from .settings import ACTIVE, AutoTopupSettings
 Sealer = Callable[[str, bytes, float], bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CachedUser:
     """What the cache holds of a user: a snapshot of the store at ``version``.
 
     ``version`` grows with every write to these fields, so of two snapshots the newer one wins,
-    whatever order they reach the cache in.
+    whatever order they reach the cache in. Treat it as immutable; it is not frozen only because
+    one is built on every deduction and a frozen dataclass costs five times as much to build.
     """
 
     version: int
@@ -80,7 +81,7 @@ class LedgerEntry:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deducted:
     """What a deduction did in the store: the new balance, the trigger, and the attempt it
     claimed or took over (with the lease token its worker must present)."""
@@ -91,6 +92,7 @@ class Deducted:
     attempt: int | None
     lease: int | None
     snapshot: CachedUser
+    # Not frozen, like CachedUser: built on every deduction.
 
 
 @dataclass(frozen=True, slots=True)
