@@ -37,7 +37,7 @@ notebooks: $(STAMP)
 ## proptest: the property, state-machine and fuzz tests with a long search (HYPOTHESIS_PROFILE=long):
 ##   over a million state-machine steps (the count is printed at the end), about half an hour
 proptest: $(STAMP)
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest -k "properties or fuzz or machine"
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest --timeout=0 -k "properties or fuzz or machine"
 
 ## mutation: mutation testing of sim/billing against tests/billing, then killed/survived per file
 ##   (slow, never part of `make test`; one file: make mutation MUTATE=sim/billing/pricing.py)

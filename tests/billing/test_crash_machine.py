@@ -57,12 +57,16 @@ FINAL_KINDS = frozenset(kind for kind in FINAL_NOTICES.values() if kind is not N
 
 
 class LossyGateway:
-    """The scripted Stripe, losing answers (after applying the charge) while ``lossy``."""
+    """The scripted Stripe, losing answers (after applying the charge) while ``lossy``, and
+    failing the next ``unreachable`` calls before they reach it."""
 
     def __init__(self) -> None:
-        self.inner, self.lossy = ScriptedGateway(), False
+        self.inner, self.lossy, self.unreachable = ScriptedGateway(), False, 0
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
+        if self.unreachable:
+            self.unreachable -= 1
+            raise TransientGatewayError("Stripe unreachable")
         result = self.inner.charge(request)
         if self.lossy:
             raise TransientGatewayError("answer lost")
@@ -129,12 +133,11 @@ class CrashMachine(RuleBasedStateMachine):
         with self._dying_at(boundary):
             self.tasks.run_next()
 
-    @rule(lossy=st.booleans(), transient=st.booleans())
-    def stripe(self, lossy: bool, transient: bool) -> None:
-        """Stripe starts or stops losing answers; or the next call fails before reaching it."""
-        self.gateway.lossy = lossy
-        if transient:
-            self.gateway.inner.queue("transient")
+    @rule(lossy=st.booleans(), unreachable=st.integers(0, 4))
+    def stripe(self, lossy: bool, unreachable: int) -> None:
+        """Stripe starts or stops losing answers, and the next few calls fail before reaching
+        it."""
+        self.gateway.lossy, self.gateway.unreachable = lossy, unreachable
 
     @rule(method=st.sampled_from(("deduct", "settle_topup", "finish_attempt", "start_charge")),
           failing=st.booleans())  # fmt: skip
@@ -220,7 +223,7 @@ class CrashMachine(RuleBasedStateMachine):
         """Heal: faults off, every lease run out, reconcile, every event delivered; then
         everything is settled and told exactly once."""
         self.store.failing.clear()
-        self.gateway.lossy = False
+        self.gateway.lossy, self.gateway.unreachable = False, 0
         for _ in range(3):
             self.tasks.run_pending()
             self.clock.advance(LEASE + 60)
