@@ -68,6 +68,13 @@ class PaymentGateway(Protocol):
         """Create and confirm a PaymentIntent; raise ``TransientGatewayError`` to be retried."""
         ...
 
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        """What became of ``request`` at the provider, without sending it again: the result of
+        its PaymentIntent (found by the customer and the request's metadata), or ``None`` when
+        the provider holds none (nothing was charged). For requests older than the provider
+        keeps idempotency keys; raises ``TransientGatewayError`` while it cannot tell."""
+        ...
+
     def succeeded_charges(self, customer_id: str) -> list[ChargeSucceeded]:
         """Every succeeded auto top-up charge of the customer, as the provider records them
         (for reconciliation: money that moved, whatever answers were lost)."""

@@ -163,6 +163,36 @@ class StripeGateway:
         # which replays this same intent under the same key.
         raise TransientGatewayError(f"payment intent {intent.id} is {intent.status}")
 
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        """The PaymentIntent that ``request`` created, read back by its customer and metadata
+        (attempt and user), mapped like a confirm response; ``None`` when there is none."""
+        page = self._call(
+            self.client.v1.payment_intents.list,
+            params={"customer": request.customer_id, "limit": 100},
+        )
+        wanted = {k: request.metadata.get(k) for k in ("user_id", "attempt", "purpose")}
+        found = [
+            intent for intent in page.auto_paging_iter()
+            if all(intent.metadata.to_dict().get(k) == v for k, v in wanted.items())
+        ]  # fmt: skip
+        if not found:
+            return None
+        paid = [intent for intent in found if intent.status == "succeeded"]
+        intent = paid[0] if paid else found[0]  # a success wins; else the newest
+        if intent.status == "succeeded":
+            received = Money(intent.amount_received or intent.amount, intent.currency)
+            return ChargeSucceeded(intent.id, received, intent.metadata.to_dict())
+        if intent.status == "requires_action":
+            return ChargeNeedsAuthentication(intent.id, "the bank asks the customer to confirm")
+        error = intent.last_payment_error
+        if intent.status == "requires_payment_method" and error is not None:
+            if error.code == "authentication_required":
+                return ChargeNeedsAuthentication(intent.id, error.message or "")
+            return ChargeDeclined(
+                intent.id, error.code or "card_declined", error.decline_code, error.message or ""
+            )
+        raise TransientGatewayError(f"payment intent {intent.id} is {intent.status}")
+
     def succeeded_charges(self, customer_id: str) -> list[ChargeSucceeded]:
         """The customer's succeeded auto top-up PaymentIntents, oldest first."""
         page = self._call(

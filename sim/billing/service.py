@@ -95,6 +95,10 @@ class BillingConfig:
     attempt_lease_seconds: float = 300.0
     #: First retry delay after a transient error; each next one is 4x longer, jittered 0.5-1.5x.
     retry_backoff_seconds: float = 2.0
+    #: How long after its claim an attempt's charge may be sent again under its idempotency key.
+    #: Stripe keeps keys for at least 24 h; past this, a recovery reads the PaymentIntent back
+    #: instead (``find_charge``), since a resent request would be a new charge.
+    idempotency_window_seconds: float = 82_800.0
 
     def __post_init__(self) -> None:
         if self.cooldown_seconds < 0:
@@ -107,6 +111,8 @@ class BillingConfig:
             raise ValueError("attempt_lease_seconds must be > 0")
         if self.retry_backoff_seconds < 0:
             raise ValueError("retry_backoff_seconds must be >= 0")
+        if self.idempotency_window_seconds <= 0:
+            raise ValueError("idempotency_window_seconds must be > 0")
 
     @property
     def policy(self) -> ClaimPolicy:
@@ -314,6 +320,9 @@ class BillingService:
                 attempt.encrypted_payment_method_id,
             )  # fmt: skip
         request = self._charge_request(user, seq, terms)
+        if attempt.status != "claimed" and self._key_may_be_forgotten(attempt.claimed_at):
+            self._look_up(user, seq, lease, terms, request, tries)
+            return
         try:
             result = self.gateway.charge(request)
         except TransientGatewayError as exc:
@@ -321,6 +330,29 @@ class BillingService:
             self._retry_later(user, seq, lease, tries + 1, sent=True)
             return
         self._record_result(user, seq, lease, terms, result, tries)
+
+    def _key_may_be_forgotten(self, claimed_at: float) -> bool:
+        """Whether Stripe may have dropped the attempt's idempotency key: its charge left no
+        sooner than its claim, so a claim older than the window is the conservative test."""
+        return self.clock.now() - claimed_at >= self.config.idempotency_window_seconds
+
+    def _look_up(
+        self, user: UserRecord, seq: int, lease: int, terms: ChargeTerms, request: ChargeRequest,
+        tries: int,
+    ) -> None:  # fmt: skip
+        """Settle an old attempt from what Stripe holds, without sending its charge again (a
+        forgotten key would make the resend a second charge). No PaymentIntent at all means
+        nothing was charged: the attempt ends ``failed``."""
+        try:
+            found = self.gateway.find_charge(request)
+        except TransientGatewayError as exc:
+            log.warning("could not read back %s: %s", request.idempotency_key, exc)
+            self._retry_later(user, seq, lease, tries + 1, sent=True)
+            return
+        if found is None:
+            self._finish(user, seq, lease, replace(_unchanged(user, "failed"), retries=tries))
+            return
+        self._record_result(user, seq, lease, terms, found, tries)
 
     def _prepare(self, user: UserRecord, seq: int, lease: int, tries: int) -> ChargeTerms | None:
         """Check that attempt ``seq`` is still due and the card usable, and fix its terms.

@@ -26,6 +26,7 @@ from .gateway import (
 #: the outcome and then loses the answer (raises ``TransientGatewayError``), as a dropped
 #: connection after Stripe charged: a retry under the same key gets the outcome.
 SUCCEEDED, AUTHENTICATION_REQUIRED, TRANSIENT = "succeeded", "authentication_required", "transient"
+_MATCH = ("user_id", "attempt", "purpose")
 
 
 class ScriptedGateway:
@@ -41,7 +42,8 @@ class ScriptedGateway:
         self._outcomes: deque[str] = deque(outcomes)
         self._cards = dict(cards or {})
         self._replies: dict[str, ChargeResult] = {}
-        self._customers: dict[str, str] = {}
+        #: Every intent made, with its request's metadata (kept when a key is forgotten).
+        self._intents: list[tuple[str, dict[str, str], ChargeResult]] = []
         self._lock = threading.Lock()
         self.usable = usable
         #: Every charge call, replays included.
@@ -81,17 +83,32 @@ class ScriptedGateway:
             else:
                 raise ValueError(f"unknown scripted outcome {outcome!r}")
             self._replies[request.idempotency_key] = reply
-            self._customers[request.idempotency_key] = request.customer_id
+            self._intents.append((request.customer_id, dict(request.metadata), reply))
             if lost:
                 raise TransientGatewayError("scripted lost answer (the charge was applied)")
             return reply
 
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        """The intent made for the request's user and attempt (a success first), found by
+        metadata as Stripe's list is, whatever became of the key; ``None`` if there is none."""
+        wanted = [request.metadata.get(k) for k in ("user_id", "attempt", "purpose")]
+        with self._lock:
+            found = [r for _, m, r in self._intents if [m.get(k) for k in _MATCH] == wanted]
+        paid = [r for r in found if isinstance(r, ChargeSucceeded)]
+        return (paid or found or [None])[0]
+
+    def forget(self, idempotency_key: str) -> None:
+        """Drop a key as Stripe does after 24 h: sending it again charges anew (the intent it
+        made stays, as Stripe's PaymentIntents do)."""
+        with self._lock:
+            self._replies.pop(idempotency_key, None)
+
     def succeeded_charges(self, customer_id: str) -> list[ChargeSucceeded]:
-        """The customer's charges that moved money, in order."""
+        """The customer's charges that moved money, in order (forgotten keys included)."""
         with self._lock:
             return [
-                r for k, r in self._replies.items()
-                if isinstance(r, ChargeSucceeded) and self._customers[k] == customer_id
+                r for c, _, r in self._intents
+                if isinstance(r, ChargeSucceeded) and c == customer_id
             ]  # fmt: skip
 
     @property

@@ -27,6 +27,7 @@ from sim.billing import (
     TransientGatewayError,
     Trigger,
 )
+from sim.billing.payments import StripeGateway
 from sim.billing.reconcile import reconcile_user
 from sim.billing.testing import ScriptedGateway
 from sim.crashes import Boundaries, Crash, CrashPlan
@@ -367,3 +368,31 @@ def test_store_outage_on_a_deduction_changes_nothing(
     with pytest.raises(StoreUnavailable):
         billing.deduct_credits("u1", 300)
     assert _agree(billing, store, "u1") == 1_200
+
+
+# the idempotency key's lifetime ----------------------------------------------------------------
+
+
+def test_paid_attempt_recovered_after_a_day_is_not_charged_again(
+    make_billing: BillingFactory,
+    stripe_gateway: StripeGateway,
+    store: FlakyStore,
+    tasks: QueueRunner,
+    clock: ManualClock,
+) -> None:
+    """An attempt paid at Stripe but left uncredited (store down, webhook not delivered) and
+    first recovered 25 h later charges the customer once, not twice."""
+    billing = make_billing(payment_gateway=stripe_gateway)
+    billing.create_user("u1", balance=1_200)
+    customer = stripe_gateway.ensure_customer("u1", "u1@example.com")
+    card = stripe_gateway.attach_card(customer, "pm_card_visa")
+    billing.save_payment_method("u1", customer, card)
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    store.failing.add("settle_topup")
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()  # paid at Stripe; the credit did not commit, the attempt stays open
+    store.failing.clear()
+    clock.advance(25 * HOUR)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.RECOVER
+    tasks.run_pending()
+    assert len(stripe_gateway.succeeded_charges(customer)) == 1

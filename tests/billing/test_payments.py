@@ -114,6 +114,35 @@ def test_retry_after_a_dropped_response_charges_once(
     assert [i.id for i in intents.data] == [result.payment_intent_id]
 
 
+@pytest.mark.parametrize(
+    ("card", "expected"),
+    [
+        ("pm_card_visa", ChargeSucceeded),
+        ("pm_card_chargeDeclinedInsufficientFunds", ChargeDeclined),
+        ("pm_card_authenticationRequired", ChargeNeedsAuthentication),
+    ],
+)
+def test_find_charge_reads_back_what_a_request_made(
+    stripe_gateway: StripeGateway, card: str, expected: type
+) -> None:
+    """A charge is found by its customer and metadata, with the answer its confirm gave."""
+    request = _request(stripe_gateway, card)
+    sent = stripe_gateway.charge(request)
+    found = stripe_gateway.find_charge(request)
+    assert isinstance(found, expected) and found.payment_intent_id == sent.payment_intent_id
+    if isinstance(found, ChargeDeclined):
+        assert found.decline_code == "insufficient_funds"
+
+
+def test_find_charge_of_a_request_never_sent_is_none(stripe_gateway: StripeGateway) -> None:
+    """No intent for the attempt (another attempt was charged): nothing to find."""
+    request = _request(stripe_gateway, "pm_card_visa")
+    stripe_gateway.charge(request)
+    other = ChargeRequest(request.customer_id, request.payment_method_id, request.price, "k2",
+                          {**META, "attempt": "2"})  # fmt: skip
+    assert stripe_gateway.find_charge(other) is None
+
+
 def test_payment_method_usable_only_for_its_customer(stripe_gateway: StripeGateway) -> None:
     """A card is usable by the customer it is attached to, not by another or when missing."""
     ada, bob = stripe_gateway.ensure_customer("ada"), stripe_gateway.ensure_customer("bob")
