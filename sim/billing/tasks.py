@@ -23,7 +23,7 @@ Task = Callable[[], object]
 class TaskRunner(Protocol):
     """Runs a task later, somewhere else; never blocks the caller on it."""
 
-    def submit(self, task: Task, delay: float = 0.0) -> None:
+    def submit(self, task: Task, delay: float = 0.0) -> None:  # pragma: no mutate
         """Schedule ``task`` to start no sooner than ``delay`` seconds from now."""
         ...
 
@@ -34,7 +34,7 @@ class InlineRunner:
     It has no clock to wait on, so a delay is not waited: straight-line scripts only.
     """
 
-    def submit(self, task: Task, delay: float = 0.0) -> None:
+    def submit(self, task: Task, delay: float = 0.0) -> None:  # pragma: no mutate
         """Run ``task`` now."""
         task()
 

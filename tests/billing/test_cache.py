@@ -124,3 +124,52 @@ def test_unreachable_cache_is_a_typed_error() -> None:
         cache.balance("u1")
     with pytest.raises(CacheUnavailable):
         cache.forget("u1")
+
+
+def test_redis_clear_scans_in_large_pages() -> None:
+    """Clearing pages through the keyspace a thousand keys at a time, not Redis's default ten."""
+    client = fakeredis.FakeRedis()
+    cache = RedisCache(client)
+    for n in range(300):
+        cache.put(f"u{n}", _user(1, n))
+    scan, pages = client.scan, []
+
+    def counting_scan(*args: object, **kwargs: object) -> object:
+        pages.append(kwargs.get("count"))
+        return scan(*args, **kwargs)  # type: ignore[arg-type]
+
+    client.scan = counting_scan  # type: ignore[method-assign]
+    cache.clear()
+    assert cache.balance("u0") is None and client.dbsize() == 0
+    assert len(pages) == 1  # Redis's default COUNT (10) would take 30 round trips
+
+
+def test_redis_cache_works_on_a_decoding_client() -> None:
+    """A client made with decode_responses=True (str replies, not bytes) reads back the same."""
+    cache = RedisCache(fakeredis.FakeRedis(decode_responses=True))
+    user = _user(4, 700, open_seq=2, seq=2)
+    cache.put("u1", user)
+    assert cache.get("u1") == user and cache.balance("u1") == 700
+
+
+def test_forgetting_an_uncached_user_is_a_no_op(cache: BalanceCache) -> None:
+    """Forgetting a user the cache does not hold neither fails nor drops anyone else."""
+    cache.put("u1", _user(1, 100))
+    cache.forget("nobody")
+    assert cache.balance("u1") == 100 and cache.get("nobody") is None
+
+
+def test_redis_hash_holds_the_documented_fields() -> None:
+    """The hash is the documented layout: text fields, ``enabled`` 1/0, ``open`` empty when no
+    attempt is in flight (another process, or an operator, reads the same hash)."""
+    cache = RedisCache(fakeredis.FakeRedis())
+    cache.put("u1", _user(3, 250, enabled=False, state="paused", seq=2))
+    assert cache.cached("u1") == {
+        "ver": "3", "balance": "250", "enabled": "0", "threshold": "1000", "amount": "10000",
+        "state": "paused", "seq": "2", "open": "",
+    }  # fmt: skip
+
+
+def test_redis_cache_prefix_defaults_to_topup() -> None:
+    """Without a prefix, keys live under ``topup:``, the prefix BillingService uses by default."""
+    assert RedisCache(fakeredis.FakeRedis()).key("u1") == "topup:{u1}"

@@ -66,3 +66,9 @@ def test_last_claim_is_read_only_when_it_decides(overrides: dict[str, object]) -
 def test_idempotency_key_names_user_and_attempt() -> None:
     """The key is derived from the claim alone, so every retry of an attempt reuses it."""
     assert idempotency_key("u1", 7) == "auto-topup:u1:7"
+
+
+def test_open_attempt_at_exactly_the_threshold_is_pending() -> None:
+    """With an attempt in flight, a balance at the threshold (not only below it) is pending."""
+    user = _state(balance=1_000, open_seq=2, lease_until=T0 + 1)
+    assert decide(user, T0, POLICY, _never) is Trigger.PENDING

@@ -1,17 +1,41 @@
-"""The reconcile command: wired like the server, it reports per user and in total."""
+"""Reconciliation: what one pass repairs, and the command, wired like the server, that reports
+per user and in total."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sim.billing import BillingService, ManualClock, MemoryCache, RecordingNotifier, Vault
+from sim.billing import (
+    AutoTopupSettings,
+    BillingService,
+    ChargeRequest,
+    ManualClock,
+    MemoryCache,
+    Money,
+    QueueRunner,
+    RecordingNotifier,
+    StoreUnavailable,
+    TaskRunner,
+    Vault,
+    serve,
+)
 from sim.billing import SQLiteStore as Store
-from sim.billing.reconcile import main
+from sim.billing.reconcile import main, reconcile_all, reconcile_user
 from sim.billing.tasks import InlineRunner
 from sim.billing.testing import ScriptedGateway
+from sim.crashes import Boundaries, Crash, CrashPlan
+
+from .conftest import CacheBackend, FlakyStore
+
+AddUser = Callable[..., str]
 
 KEY = bytes(range(32))
 
@@ -34,3 +58,197 @@ def test_command_reconciles_a_store_file(
     assert capsys.readouterr().out.splitlines() == ["reconciled 2 users: 0 needed repair"]
     assert main(["--db", db, "--user", "bob"]) == 0
     assert capsys.readouterr().out.splitlines() == ["reconciled 1 users: 0 needed repair"]
+
+
+# reconcile_user and reconcile_all --------------------------------------------------------------
+
+
+def test_reconcile_replaces_a_cache_entry_ahead_of_the_store(
+    billing: BillingService, add_user: AddUser, store: FlakyStore, cache_backend: CacheBackend
+) -> None:
+    """A cached snapshot newer than the store's (a store restored from a backup) is replaced by
+    the store's, although a plain put would keep the newer version."""
+    add_user("u1")
+    truth = store.snapshot("u1")
+    cache_backend.cache.put("u1", replace(truth, version=truth.version + 5, balance=1))
+    found = reconcile_user(billing, "u1")
+    assert (found.user_id, found.cache_repaired) == ("u1", True)
+    assert cache_backend.cache.get("u1") == truth
+
+
+def test_reconcile_skips_another_users_charge_and_checks_the_rest(
+    billing: BillingService, add_user: AddUser, gateway: ScriptedGateway
+) -> None:
+    """A charge on the customer that names another user is not credited here, and the charges
+    after it are still checked: the orphan among them is credited."""
+    add_user("u1")
+    meta = {"credits": "10000", "purpose": "auto_topup"}
+    for key, user in (("theirs-1", "u2"), ("ours-1", "u1")):
+        gateway.charge(
+            ChargeRequest("cus_u1", "pm_card_visa", Money(1_000, "eur"), key,
+                          {"user_id": user, **meta})
+        )  # fmt: skip
+    ours = gateway.succeeded_charges("cus_u1")[1].payment_intent_id
+    assert reconcile_user(billing, "u1").uncredited_charges == (ours,)
+
+
+def test_reconcile_sends_the_notice_a_dead_worker_left(
+    billing: BillingService,
+    add_user: AddUser,
+    store: FlakyStore,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+) -> None:
+    """A worker killed after notifying and before marking the notice sent leaves it pending:
+    the reconcile sends it again (same notice id) and counts it."""
+    add_user("u1", balance=1_200)
+    billing.deduct_credits("u1", 300)
+    port_store, port_cache = billing.store, billing.cache
+    plan = CrashPlan(at="test/store.mark_notice_sent:before", armed=True, operation="test")
+    billing.store = Boundaries(port_store, "store", plan)  # type: ignore[assignment]
+    billing.cache = Boundaries(port_cache, "cache", plan)  # type: ignore[assignment]
+    with pytest.raises(Crash):
+        tasks.run_pending()
+    billing.store, billing.cache = port_store, port_cache
+    found = reconcile_user(billing, "u1")
+    assert found.notices_sent == 1 and not found.clean
+    assert [n.kind for n in notifier.sent] == ["topup_succeeded", "topup_succeeded"]
+    assert notifier.sent[0].notice_id == notifier.sent[1].notice_id
+    assert store.pending_notices("u1") == []
+
+
+def test_reconcile_all_skips_a_failing_user_and_logs_which(
+    billing: BillingService,
+    add_user: AddUser,
+    store: FlakyStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A user whose reconcile hits an outage is skipped, named in an error log line with the
+    exception; the other users are reconciled."""
+    add_user("u1")
+    add_user("u2")
+    snapshot = store.inner.snapshot
+
+    def failing_for_u1(user_id: str) -> Any:
+        if user_id == "u1":
+            raise StoreUnavailable("store error: disk I/O error")
+        return snapshot(user_id)
+
+    store.snapshot = failing_for_u1  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="sim.billing.reconcile"):
+        found = reconcile_all(billing)
+    assert [r.user_id for r in found] == ["u2"]
+    [record] = caplog.records
+    assert "u1" in record.getMessage() and record.exc_info is not None
+
+
+# the command -----------------------------------------------------------------------------------
+
+
+def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no options it reads ./billing.sqlite through the emulator's URL, runs each attempt it
+    takes over to its end before exiting (inline), and prints the repair, one line a user."""
+    monkeypatch.chdir(tmp_path)
+    clock = ManualClock(1_000_000_000.0)  # long ago: the lease below has run out by now
+    gateway = ScriptedGateway()
+    billing = BillingService(
+        clock=clock, cache=MemoryCache(), store=Store("billing.sqlite"), gateway=gateway,
+        notifier=RecordingNotifier(), tasks=QueueRunner(), vault=Vault(KEY),
+    )  # fmt: skip
+    billing.create_user("ada", balance=1_200)
+    billing.save_payment_method("ada", "cus_ada", "pm_card_visa")
+    billing.update_settings("ada", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    billing.deduct_credits("ada", 300)  # claims attempt 1, whose worker never runs it
+    wired: list[tuple[str, str, type]] = []
+    build_billing = serve.build_billing
+
+    def wire(db: str, stripe_url: str, tasks: TaskRunner) -> tuple[BillingService, object]:
+        wired.append((db, stripe_url, type(tasks)))
+        built, stripe = build_billing(db, stripe_url, tasks)
+        built.gateway = gateway  # charge through the script, not over HTTP
+        return built, stripe
+
+    monkeypatch.setattr(serve, "build_billing", wire)
+    monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main([]) == 0
+    assert wired == [("billing.sqlite", "http://127.0.0.1:12111", InlineRunner)]
+    assert capsys.readouterr().out.splitlines() == [
+        "ada: cache repaired=False attempt recovered=1 charges credited=[] notices sent=0",
+        "reconciled 1 users: 1 needed repair",
+    ]
+    assert [c.idempotency_key for c in gateway.calls] == ["auto-topup:ada:1"]
+    assert [a.status for a in billing.store.attempts("ada")] == ["succeeded"]
+
+
+def test_command_help_names_the_command_and_each_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--help`` shows how to invoke it, what it does, and what each option means."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    for text in (
+        "usage: python -m sim.billing.reconcile [-h] [--db DB] [--stripe-url STRIPE_URL]"
+        " [--user USER] Compare cache, store and Stripe for each user; repair what drifted. ",
+        "--db DB SQLite file (billing.sqlite)",
+        "--stripe-url STRIPE_URL Stripe API base; the emulator's server by default, '' for real"
+        " Stripe test mode",
+        "--user USER only this user (repeatable)",
+    ):
+        assert text in shown
+
+
+@contextlib.contextmanager
+def _fresh_root_logging() -> Iterator[None]:
+    """The root logger as a fresh process has it (no handlers, WARNING) for the duration; then
+    pytest's handlers and every level the command set are put back."""
+    root, stripe = logging.getLogger(), logging.getLogger("stripe")
+    handlers, levels = root.handlers[:], (root.level, stripe.level)
+    for handler in handlers:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(levels[0])
+        stripe.setLevel(levels[1])
+
+
+def test_command_logs_warnings_as_level_logger_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Log lines go to stderr as ``LEVEL logger: message`` (here: the missing master key)."""
+    monkeypatch.delenv("TOPUP_MASTER_KEY", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with _fresh_root_logging():
+        assert main(["--db", str(tmp_path / "empty.sqlite")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "WARNING sim.billing.serve: TOPUP_MASTER_KEY is not set: using a throw-away master key"
+        " for this run"
+    ]
+
+
+def test_command_quiets_the_stripe_library_under_verbose_logging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Called where logging is already set up verbosely, it still sets the stripe library's
+    logger to WARNING, so request logs do not flood the report."""
+    stripe = logging.getLogger("stripe")
+    stripe_level = stripe.level
+    monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    try:
+        stripe.setLevel(logging.NOTSET)  # as in a fresh process (an earlier main may have set it)
+        with caplog.at_level(logging.DEBUG):
+            assert main(["--db", str(tmp_path / "empty.sqlite")]) == 0
+        assert stripe.level == logging.WARNING
+    finally:
+        stripe.setLevel(stripe_level)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from pathlib import Path
+
 import pytest
 
 from sim.billing import DuplicateUser, SQLiteStore, StoreUnavailable, Trigger, UnknownUser
 from sim.billing.claims import ClaimPolicy
 from sim.billing.settings import AutoTopupSettings
-from sim.billing.store import AttemptOutcome, ChargeTerms
+from sim.billing.store import AttemptOutcome, ChargeTerms, PendingNotice
 
 T0 = 1_767_225_600.0
 POLICY = ClaimPolicy(cooldown_seconds=3_600.0, lease_seconds=300.0)
@@ -237,3 +241,119 @@ def test_file_store_survives_reopen(tmp_path: object) -> None:
     again = SQLiteStore(path)
     assert again.get_user("u1").balance == 42
     assert again.user_ids() == ["u1"]
+
+
+def test_missing_subscription_reads_as_none(db: SQLiteStore) -> None:
+    """An unknown subscription id is ``None``, not an error."""
+    assert db.subscription("sub_missing") is None
+
+
+def test_unknown_user_error_carries_the_id(db: SQLiteStore) -> None:
+    """UnknownUser names the id that was asked for, so a caller can report it."""
+    calls = [
+        lambda: db.get_user("nobody"),
+        lambda: db.snapshot("nobody"),
+        lambda: db.deduct("nobody", 1, T0, POLICY, _seal),
+        lambda: db.deduct("nobody", 0, T0, POLICY, _seal),
+        lambda: db.credit("nobody", 1, "grant", "g-nobody", T0),
+        lambda: db.save_payment_method("nobody", b"cus", b"x"),
+        lambda: db.save_settings("nobody", AutoTopupSettings()),
+        lambda: db.save_tfa_secret("nobody", b"x"),
+    ]
+    for call in calls:
+        with pytest.raises(UnknownUser) as raised:
+            call()
+        assert raised.value.user_id == "nobody"
+
+
+def test_outbox_lists_unsent_notices_oldest_first(db: SQLiteStore) -> None:
+    """Queued notices come back oldest first with their detail; a sent one drops out, and
+    queueing the same notice id again adds nothing."""
+    seq, lease = _claim(db)
+    first = PendingNotice("topup_declined:u1:1", "u1", "topup_declined", {"attempt": "1"})
+    second = PendingNotice("topup_suspended:u1:1", "u1", "topup_suspended", {"failures": "3"})
+    db.finish_attempt("u1", seq, lease, AttemptOutcome("declined"), T0, [first, second])
+    db.settle_topup("u1", None, _paid(), T0 + 1, first)  # same id: ignored
+    assert db.pending_notices("u1") == [first, second]
+    db.mark_notice_sent(first.notice_id, T0 + 2)
+    assert db.pending_notices("u1") == [second]
+
+
+def test_settle_stamps_the_attempts_finish_time(db: SQLiteStore) -> None:
+    """Settling an open attempt records when it finished."""
+    seq, _ = _claim(db)
+    db.settle_topup("u1", seq, _paid(), T0 + 42)
+    assert db.attempt("u1", seq).finished_at == T0 + 42  # type: ignore[union-attr]
+
+
+def test_settle_of_an_unrecorded_attempt_still_credits(db: SQLiteStore) -> None:
+    """A payment naming an attempt the store has no record of is credited, and nothing closes."""
+    settled = db.settle_topup("u1", 99, _paid(), T0)
+    assert (settled.credited, settled.closed, settled.snapshot.balance) == (True, False, 11_000)
+    assert db.attempts("u1") == []
+
+
+def test_succeeded_attempt_keeps_its_first_payment(db: SQLiteStore) -> None:
+    """A second intent paid under an attempt already succeeded is credited (money moved), but
+    the attempt's record keeps the intent it succeeded with."""
+    seq, _ = _claim(db)
+    db.settle_topup("u1", seq, _paid("pi_1"), T0 + 1)
+    settled = db.settle_topup("u1", seq, _paid("pi_2"), T0 + 2)
+    assert (settled.credited, settled.closed) == (True, False)
+    attempt = db.attempt("u1", seq)
+    assert (attempt.payment_intent_id, attempt.finished_at) == ("pi_1", T0 + 1)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [AttemptOutcome("succeeded", None, "eur", 1_000, "pi_1"), AttemptOutcome("succeeded", 10_000)],
+)
+def test_settle_refuses_an_outcome_without_credits_or_intent(
+    db: SQLiteStore, outcome: AttemptOutcome
+) -> None:
+    """Settling needs both the credits and the PaymentIntent: without either it fails before
+    writing anything."""
+    with pytest.raises(AssertionError):
+        db.settle_topup("u1", None, outcome, T0)
+    assert db.get_user("u1").balance == 1_000
+
+
+def test_missing_attempt_reads_as_none(db: SQLiteStore) -> None:
+    """An attempt number never claimed reads as ``None``, not an error."""
+    _claim(db)
+    assert db.attempt("u1", 2) is None and db.attempt("nobody", 1) is None
+
+
+def test_snapshot_shows_the_attempt_in_flight(db: SQLiteStore) -> None:
+    """The snapshot a claim returns, and the store's own, name the open attempt (the cache
+    shows it); settling it clears it."""
+    seq, _ = _claim(db)
+    assert db.deduct("u1", 1, T0, POLICY, _seal).snapshot.open_seq == seq
+    assert db.snapshot("u1").open_seq == seq
+    assert db.settle_topup("u1", seq, _paid(), T0).snapshot.open_seq is None
+
+
+def test_duplicate_user_error_carries_the_id(db: SQLiteStore) -> None:
+    """DuplicateUser names the id that was taken."""
+    with pytest.raises(DuplicateUser) as raised:
+        db.create_user("u1", b"other", None, T0)
+    assert raised.value.user_id == "u1"
+
+
+def test_file_store_waits_for_another_writer(tmp_path: Path) -> None:
+    """A file store shared with another process waits for that process's write lock (up to
+    its busy timeout) instead of failing at once; it keeps its path."""
+    path = str(tmp_path / "billing.sqlite")
+    store = SQLiteStore(path)
+    assert store.path == path
+    store.create_user("u1", b"wrapped", None, T0)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another worker holds the write lock ...
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()  # ... for 0.3 s
+    try:
+        assert store.credit("u1", 5, "grant", "g1", T0) is not None
+    finally:
+        release.join()
+        other.close()
+    assert store.get_user("u1").balance == 5
