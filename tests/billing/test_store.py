@@ -341,13 +341,14 @@ def test_duplicate_user_error_carries_the_id(db: SQLiteStore) -> None:
 
 
 def test_file_store_waits_for_another_writer(tmp_path: Path) -> None:
-    """A file store shared with another process waits for that process's write lock (up to
-    its busy timeout) instead of failing at once; it keeps its path."""
+    """A file store is shared in WAL mode and waits for another process's write lock (up to its
+    busy timeout) instead of failing at once; it keeps its path."""
     path = str(tmp_path / "billing.sqlite")
     store = SQLiteStore(path)
     assert store.path == path
     store.create_user("u1", b"wrapped", None, T0)
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     other.execute("BEGIN IMMEDIATE")  # another worker holds the write lock ...
     release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
     release.start()  # ... for 0.3 s
@@ -357,3 +358,22 @@ def test_file_store_waits_for_another_writer(tmp_path: Path) -> None:
         release.join()
         other.close()
     assert store.get_user("u1").balance == 5
+
+
+def test_user_record_holds_what_was_stored(db: SQLiteStore) -> None:
+    """The user record carries the encrypted e-mail, the last accepted TOTP step and the
+    version of the cached fields, as stored."""
+    db.create_user("u2", b"wrapped", b"sealed-email", T0)
+    db.accept_tfa_step("u2", 57)
+    user = db.get_user("u2")
+    assert (user.encrypted_email, user.tfa_last_step) == (b"sealed-email", 57)
+    assert db.get_user("u1").version == db.snapshot("u1").version == 2  # credit, settings
+
+
+def test_default_store_is_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a path the store lives in memory: it writes no file."""
+    monkeypatch.chdir(tmp_path)
+    store = SQLiteStore()
+    store.create_user("u1", b"wrapped", None, T0)
+    store.close()
+    assert list(tmp_path.iterdir()) == []
