@@ -463,11 +463,11 @@ class BillingService:
         lease: int | None,
         outcome: AttemptOutcome,
         extra: list[PendingNotice] | None = None,
-    ) -> bool:
+    ) -> None:
         """Record the attempt's end with its one final notice in the outbox (one transaction),
         write the cache, then send the notice.
 
-        ``False`` when the attempt had already ended or the lease was lost: nothing changes.
+        Nothing changes when the attempt had already ended or the lease was lost.
         """
         notices = []
         kind = FINAL_NOTICES[outcome.status]
@@ -481,10 +481,9 @@ class BillingService:
             user.user_id, seq, lease, outcome, self.clock.now(), notices
         )
         if snapshot is None:
-            return False
+            return
         self._publish(user.user_id, snapshot)
         self._send(notices)
-        return True
 
     def _send(self, notices: list[PendingNotice]) -> None:
         """Send outbox notices and mark each sent (a death in between re-sends it later, under

@@ -1,10 +1,11 @@
 """The :class:`~sim.billing.store.Store` port on SQLite (the standard library's ``sqlite3``).
 
-One connection, one lock, and every method one ``BEGIN IMMEDIATE`` transaction: SQLite takes the
-write lock at ``BEGIN``, so the read-decide-write of a deduction is serialised across threads and
-across processes sharing the file (WAL mode). Any database error rolls the transaction back and
-becomes :class:`~sim.billing.errors.StoreUnavailable`; a worker killed mid-transaction leaves
-nothing, since SQLite discards an uncommitted transaction.
+Every method is one ``BEGIN IMMEDIATE`` transaction (:class:`SQLiteConnection`), so the
+read-decide-write of a deduction is serialised across threads and across processes sharing the
+file, and a worker killed mid-transaction leaves nothing: SQLite discards an uncommitted
+transaction. This module holds the money (users, deductions, credits, attempts, the outbox, the
+ledger); webhook events, subscriptions and two-factor state are in ``sqlite_events.py`` and
+``sqlite_twofactor.py``.
 
 Rows are read by column name (``sqlite3.Row``), never by position.
 """
@@ -13,14 +14,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from .claims import ClaimPolicy, Trigger, UserTopupState, decide, idempotency_key
-from .errors import DuplicateUser, StoreUnavailable, UnknownUser
+from .errors import DuplicateUser, UnknownUser
 from .settings import ACTIVE, AutoTopupSettings
-from .sqlite_schema import SCHEMA
+from .sqlite_events import EventTables
+from .sqlite_twofactor import TwoFactorTables
 from .store import (
     OPEN_ATTEMPT_STATUSES,
     AttemptOutcome,
@@ -31,7 +31,6 @@ from .store import (
     PendingNotice,
     Sealer,
     Settled,
-    SubscriptionRecord,
     TopupAttempt,
     UserRecord,
 )
@@ -55,49 +54,12 @@ def _snapshot(row: sqlite3.Row) -> CachedUser:
     )  # fmt: skip
 
 
-class SQLiteStore:
-    """The :class:`~sim.billing.store.Store` on SQLite; thread-safe: one connection, one lock."""
+class SQLiteStore(EventTables, TwoFactorTables):
+    """The :class:`~sim.billing.store.Store` on SQLite; thread-safe: one connection, one lock.
 
-    def __init__(self, path: str = ":memory:") -> None:
-        self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; any database error rolls it back and becomes StoreUnavailable.
-
-        Anything else raised inside (including a simulated crash) rolls it back too, as a killed
-        process's transaction is discarded.
-        """
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"store error: {exc}") from exc
-            try:
-                yield self._db
-            except BaseException as exc:
-                self._db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreUnavailable(f"store error: {exc}") from exc
-                raise
-            else:
-                self._db.execute("COMMIT")
-
-    def _read(self, sql: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    The connection and its transactions are :class:`SQLiteConnection`'s; webhook events and
+    subscriptions (:class:`EventTables`) and two-factor state (:class:`TwoFactorTables`) are in
+    modules of their own; the money is here."""
 
     # ------------------------------------------------------------------ users
 
@@ -477,102 +439,6 @@ class SQLiteStore:
             if row is None:
                 raise UnknownUser(user_id)
             return _snapshot(row)
-
-    # ------------------------------------------------------------------ webhook events
-
-    def mark_event_processed(self, event_id: str, event_type: str, now: float) -> bool:
-        """Remember a webhook event id; ``False`` if it was already processed."""
-        with self._tx() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO webhook_events (event_id, type, processed_at)"
-                " VALUES (?, ?, ?)",
-                (event_id, event_type, now),
-            )
-            return cursor.rowcount == 1
-
-    def event_processed(self, event_id: str) -> bool:
-        """Whether a webhook event id was processed."""
-        return bool(self._read("SELECT 1 FROM webhook_events WHERE event_id = ?", (event_id,)))
-
-    # ------------------------------------------------------------------ subscriptions
-
-    def save_subscription(self, record: SubscriptionRecord) -> bool:
-        """Insert or update a subscription unless the stored one is newer; ``True`` if applied."""
-        with self._tx() as db:
-            cursor = db.execute(
-                "INSERT INTO subscriptions (subscription_id, user_id, credits, currency, status,"
-                " current_period_end, cancel_at_period_end, as_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (subscription_id) DO UPDATE SET status = excluded.status,"
-                " current_period_end = excluded.current_period_end,"
-                " cancel_at_period_end = excluded.cancel_at_period_end, as_of = excluded.as_of"
-                " WHERE excluded.as_of >= subscriptions.as_of",
-                (
-                    record.subscription_id, record.user_id, record.credits, record.currency,
-                    record.status, record.current_period_end, int(record.cancel_at_period_end),
-                    record.as_of,
-                ),
-            )  # fmt: skip
-            return cursor.rowcount == 1
-
-    def subscription(self, subscription_id: str) -> SubscriptionRecord | None:
-        """One subscription, or ``None``."""
-        rows = self._subscription_rows("WHERE subscription_id = ?", (subscription_id,))
-        return rows[0] if rows else None
-
-    def subscriptions(self, user_id: str) -> list[SubscriptionRecord]:
-        """The user's subscriptions, oldest first."""
-        return self._subscription_rows("WHERE user_id = ? ORDER BY rowid", (user_id,))
-
-    def _subscription_rows(self, where: str, args: tuple[object, ...]) -> list[SubscriptionRecord]:
-        rows = self._read(
-            "SELECT subscription_id, user_id, credits, currency, status, current_period_end,"
-            f" cancel_at_period_end, as_of FROM subscriptions {where}",
-            args,
-        )
-        return [
-            SubscriptionRecord(
-                **(dict(r) | {"cancel_at_period_end": bool(r["cancel_at_period_end"])})
-            )
-            for r in rows
-        ]
-
-    # ------------------------------------------------------------------ two-factor
-
-    def save_tfa_secret(self, user_id: str, encrypted_secret: bytes) -> None:
-        """Store the (encrypted) TOTP secret; forgets the last accepted step."""
-        with self._tx() as db:
-            cursor = db.execute(
-                "UPDATE users SET encrypted_tfa_secret = ?, tfa_last_step = NULL WHERE user_id = ?",
-                (encrypted_secret, user_id),
-            )
-            if cursor.rowcount == 0:
-                raise UnknownUser(user_id)
-
-    def accept_tfa_step(self, user_id: str, step: int) -> bool:
-        """Record a TOTP step as used; ``False`` if it, or a later one, was used before.
-
-        One conditional UPDATE, so two concurrent requests with the same code cannot both pass.
-        """
-        with self._tx() as db:
-            cursor = db.execute(
-                "UPDATE users SET tfa_last_step = ? WHERE user_id = ?"
-                " AND (tfa_last_step IS NULL OR tfa_last_step < ?)",
-                (step, user_id, step),
-            )
-            return cursor.rowcount == 1
-
-    def record_tfa_failure(self, user_id: str, at: float) -> None:
-        """Remember a wrong TOTP code."""
-        with self._tx() as db:
-            db.execute("INSERT INTO tfa_failures (user_id, at) VALUES (?, ?)", (user_id, at))
-
-    def tfa_failures_since(self, user_id: str, since: float) -> list[float]:
-        """Times of wrong TOTP codes at or after ``since``, oldest first."""
-        rows = self._read(
-            "SELECT at FROM tfa_failures WHERE user_id = ? AND at >= ? ORDER BY at",
-            (user_id, since),
-        )
-        return [row["at"] for row in rows]
 
     # ------------------------------------------------------------------ the books
 

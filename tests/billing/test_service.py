@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -12,11 +15,14 @@ from sim.billing import (
     AutoTopupSettings,
     BillingConfig,
     BillingService,
+    ChargeRequest,
+    ChargeResult,
     DecryptionError,
     InsufficientCredits,
     InvalidAmount,
     ManualClock,
     Money,
+    Notification,
     PaymentMethodMissing,
     PriceMismatch,
     QueueRunner,
@@ -24,14 +30,18 @@ from sim.billing import (
     SQLiteStore,
     StoreUnavailable,
     ThreadRunner,
+    TransientGatewayError,
     Trigger,
     UnknownUser,
     Vault,
     idempotency_key,
 )
+from sim.billing.reconcile import reconcile_user
 from sim.billing.testing import ScriptedGateway
+from sim.crashes import Boundaries, Crash, CrashPlan
 
 from .conftest import MASTER_KEY, BillingFactory, CacheBackend, FlakyStore, run_concurrently
+from .test_crash_consistency import LosingGateway
 
 AddUser = Callable[..., str]
 HOUR = 3_600.0
@@ -629,3 +639,409 @@ def test_top_up_no_longer_due_is_skipped_without_charging(
     assert billing.deduct_credits("u1", 5_000).trigger is Trigger.COOLING
     clock.advance(HOUR)
     assert billing.deduct_credits("u1", 1).trigger is Trigger.CLAIMED
+
+
+# ------------------------------------------------------------------------- reads and notices
+
+
+def test_balance_is_read_from_the_cache_when_it_holds_the_user(
+    billing: BillingService, add_user: AddUser, store: FlakyStore, cache_backend: CacheBackend
+) -> None:
+    """A cached user's balance is answered from the cache, without the store."""
+    add_user(balance=5_000)
+    held = store.snapshot("u1")
+    cache_backend.cache.put("u1", replace(held, version=held.version + 1, balance=4_321))
+    assert billing.balance("u1") == 4_321
+
+
+def test_refill_puts_the_users_snapshot_in_the_cache(
+    billing: BillingService, add_user: AddUser, store: FlakyStore, cache_backend: CacheBackend
+) -> None:
+    """A read that misses the cache loads the user's snapshot into it, under the user's key."""
+    add_user(balance=5_000)
+    cache_backend.flush()
+    assert billing.balance("u1") == 5_000
+    assert cache_backend.cache.get("u1") == store.snapshot("u1")
+
+
+def test_notify_stamps_the_clock_time_and_keeps_the_detail(
+    billing: BillingService, notifier: RecordingNotifier, clock: ManualClock
+) -> None:
+    """A direct notification carries the injected clock's time and the detail given."""
+    clock.set(1_767_300_000.0)
+    billing.notify("u1", "subscription_renewed", invoice="in_1")
+    assert notifier.sent == [
+        Notification("u1", "subscription_renewed", 1_767_300_000.0, {"invoice": "in_1"})
+    ]
+
+
+# ------------------------------------------------------------------------- back-off and leases
+
+
+def test_retry_delay_grows_fourfold_with_jitter_from_the_key() -> None:
+    """Each retry waits 4x longer than the one before, times a jitter in [0.5, 1.5) derived
+    from the attempt's key: reproducible for a key, spread over the whole range across keys."""
+    config = BillingConfig(retry_backoff_seconds=2.0)
+    keys = [f"auto-topup:u{n}:1" for n in range(200)]
+    for tries in (1, 2, 3):
+        jitters = [config.retry_delay(k, tries) / (2.0 * 4 ** (tries - 1)) for k in keys]
+        assert all(0.5 <= j < 1.5 for j in jitters)
+        assert min(jitters) < 0.6 and max(jitters) > 1.4
+    assert config.retry_delay(keys[0], 2) == config.retry_delay(keys[0], 2)
+    assert len({config.retry_delay(k, 1) for k in keys}) == len(keys)
+
+
+def test_back_off_holds_the_lease_and_records_the_try(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """After a transient error the retry waits the key's back-off, and the lease is held over
+    that wait plus a full lease; the attempt records the try while it waits."""
+    billing = make_billing(config=BillingConfig(attempt_lease_seconds=300.0))
+    gateway.queue("transient", "succeeded")
+    add_user(balance=1_200, service=billing)
+    billing.deduct_credits("u1", 300)
+    tasks.run_next()
+    delay = billing.config.retry_delay(idempotency_key("u1", 1), 1)
+    assert tasks.delays == [0.0, delay]
+    user, attempt = store.get_user("u1"), store.attempts("u1")[0]
+    assert user.lease_until == clock.now() + delay + 300.0
+    assert (attempt.status, attempt.retries) == ("charging", 1)
+
+
+def test_recovery_takes_a_full_new_lease(
+    billing: BillingService, add_user: AddUser, store: FlakyStore, clock: ManualClock
+) -> None:
+    """A forced recovery holds the attempt for a full lease from now, so nobody else takes it
+    over meanwhile."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)  # claimed, queued, not run
+    clock.advance(60)
+    assert billing.recover("u1", force=True) == 1
+    assert store.get_user("u1").lease_until == clock.now() + billing.config.attempt_lease_seconds
+
+
+def test_card_check_unreachable_every_try_ends_the_attempt_failed(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    notifier: RecordingNotifier,
+) -> None:
+    """The provider cannot tell whether the card is usable, every try: nothing was sent, so the
+    attempt ends ``failed`` after its tries (two retries), the user is told and not paused."""
+    add_user(balance=1_200)
+    checks = {"count": 0}
+
+    def unreachable(customer_id: str, payment_method_id: str) -> bool:
+        checks["count"] += 1
+        raise TransientGatewayError("connection reset")
+
+    billing.deduct_credits("u1", 300)
+    gateway.payment_method_usable = unreachable  # type: ignore[method-assign]
+    tasks.run_pending()
+    attempt, user = store.attempts("u1")[0], store.get_user("u1")
+    assert (checks["count"], attempt.status, attempt.retries) == (3, "failed", 2)
+    assert (user.state, user.open_attempt, gateway.calls) == ("active", None, [])
+    assert notifier.kinds("u1") == ["topup_failed"]
+
+
+def test_skipped_attempt_keeps_the_failure_streak(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """An attempt skipped because credits arrived another way leaves the count of consecutive
+    failures as it was (it neither failed nor paid)."""
+    gateway.queue("declined:generic_decline")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()  # declined: one failure
+    clock.advance(HOUR)
+    billing.deduct_credits("u1", 1)  # claims attempt 2
+    billing.grant_credits("u1", 5_000, reference="support")  # no longer due
+    tasks.run_pending()
+    assert [a.status for a in store.attempts("u1")] == ["declined", "skipped"]
+    assert store.get_user("u1").consecutive_failures == 1
+
+
+# ------------------------------------------------------------------------- past the key's window
+
+
+class LookUpGateway:
+    """The scripted gateway whose read-back (``find_charge``) first fails ``failures`` times;
+    ``during`` runs at each read-back, before it answers (another worker acting meanwhile)."""
+
+    def __init__(self, inner: ScriptedGateway, failures: int = 0) -> None:
+        self.inner, self.failures, self.lookups = inner, failures, 0
+        self.during: Callable[[], object] = lambda: None
+
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        self.lookups += 1
+        self.during()
+        if self.lookups <= self.failures:
+            raise TransientGatewayError("read timed out")
+        return self.inner.find_charge(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _unknown_past_the_window(
+    make_billing: BillingFactory, add_user: AddUser, gateway: ScriptedGateway,
+    tasks: QueueRunner, clock: ManualClock, outcome: str, lookup: LookUpGateway,
+) -> BillingService:  # fmt: skip
+    """Attempt 1 charged with ``outcome`` at Stripe, every answer lost (``unknown``), then a
+    request past the idempotency window takes it over; the service reads back via ``lookup``."""
+    losing = make_billing(payment_gateway=LosingGateway(gateway))  # type: ignore[arg-type]
+    add_user(balance=1_200, service=losing)
+    gateway.queue(outcome)
+    losing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    clock.advance(BillingConfig().idempotency_window_seconds)
+    billing = make_billing(payment_gateway=lookup)  # type: ignore[arg-type]
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.RECOVER
+    return billing
+
+
+def test_read_back_that_times_out_is_retried_after_a_back_off(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Stripe cannot say what became of an old attempt: the service logs which attempt, holds
+    the lease over a back-off (the charge may have left), asks again, and credits once."""
+    lookup = LookUpGateway(gateway, failures=1)
+    billing = _unknown_past_the_window(
+        make_billing, add_user, gateway, tasks, clock, "succeeded", lookup
+    )
+    calls = len(gateway.calls)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sim.billing.service"):
+        tasks.run_next()
+    [warning] = caplog.records
+    assert "auto-topup:u1:1" in warning.getMessage() and "read timed out" in warning.getMessage()
+    delay = billing.config.retry_delay(idempotency_key("u1", 1), 1)
+    attempt, user = store.attempts("u1")[0], store.get_user("u1")
+    assert (tasks.delays[-1], attempt.status, attempt.retries) == (delay, "charging", 1)
+    assert user.lease_until == clock.now() + delay + billing.config.attempt_lease_seconds
+    tasks.run_pending()
+    attempt = store.attempts("u1")[0]
+    assert (lookup.lookups, attempt.status, attempt.retries) == (2, "succeeded", 1)
+    assert len(gateway.calls) == calls and store.get_user("u1").balance == 899 + 10_000
+
+
+def test_read_back_unreachable_every_try_leaves_the_attempt_unknown(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+    notifier: RecordingNotifier,
+) -> None:
+    """Out of tries without an answer, an attempt whose charge may have left stays open and
+    ``unknown``: nobody is told it failed."""
+    lookup = LookUpGateway(gateway, failures=10)
+    _unknown_past_the_window(make_billing, add_user, gateway, tasks, clock, "succeeded", lookup)
+    tasks.run_pending()
+    attempt, user = store.attempts("u1")[0], store.get_user("u1")
+    assert (lookup.lookups, attempt.status, attempt.retries) == (3, "unknown", 2)
+    assert user.open_attempt == 1 and notifier.kinds("u1") == []
+
+
+def test_read_back_with_nothing_found_after_a_retry_counts_the_retry(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """An attempt Stripe holds no PaymentIntent for ends ``failed`` with the retries it took."""
+    lookup = LookUpGateway(ScriptedGateway(), failures=1)  # a Stripe that never saw it
+    _unknown_past_the_window(make_billing, add_user, gateway, tasks, clock, "succeeded", lookup)
+    tasks.run_pending()
+    attempt = store.attempts("u1")[0]
+    assert (attempt.status, attempt.retries) == ("failed", 1)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "told"),
+    [("declined:insufficient_funds", "topup_declined"), (None, "topup_failed")],
+)
+def test_worker_that_lost_its_lease_during_the_read_back_writes_nothing(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+    notifier: RecordingNotifier,
+    outcome: str | None,
+    told: str,
+) -> None:
+    """Another worker takes the attempt over while this one reads it back: this one's answer
+    (a decline, or no intent at all) is not written; the new holder settles it, once."""
+    lookup = LookUpGateway(gateway if outcome else ScriptedGateway())
+    billing = _unknown_past_the_window(
+        make_billing, add_user, gateway, tasks, clock, outcome or "succeeded", lookup
+    )
+    lookup.during = lambda: billing.recover("u1", force=True)
+    tasks.run_next()  # the first worker: its lease is taken over mid-read
+    assert store.get_user("u1").open_attempt == 1
+    assert store.attempts("u1")[0].status == "unknown" and notifier.kinds("u1") == []
+    lookup.during = lambda: None
+    tasks.run_pending()  # the new holder
+    assert store.get_user("u1").open_attempt is None and notifier.kinds("u1") == [told]
+
+
+def test_attempt_left_unknown_is_leased_for_a_full_lease(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """Out of tries with the outcome unknown, the worker keeps the lease for one more full
+    lease from its last try: only then may a request take the attempt over."""
+    gateway.queue("transient", "transient", "transient")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    lease = billing.config.attempt_lease_seconds
+    assert store.get_user("u1").lease_until == clock.now() + lease
+    clock.advance(lease - 1)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.PENDING
+    clock.advance(1)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.RECOVER
+
+
+def test_final_notice_names_the_attempt_its_status_and_decline_code(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    clock: ManualClock,
+) -> None:
+    """An attempt's final notice says which attempt, how it ended and (declined) why, under an
+    id naming kind, user and attempt, so two attempts' notices never share an id."""
+    gateway.queue("declined:insufficient_funds", "declined:insufficient_funds")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    clock.advance(HOUR)
+    billing.deduct_credits("u1", 1)
+    tasks.run_pending()
+    assert [(n.notice_id, dict(n.detail)) for n in notifier.sent] == [
+        (f"topup_declined:u1:{seq}",
+         {"attempt": str(seq), "status": "declined", "decline_code": "insufficient_funds"})
+        for seq in (1, 2)
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------- finishing and settling
+
+
+def test_finished_attempt_is_stamped_cached_and_its_notice_outboxed(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+    notifier: RecordingNotifier,
+    cache_backend: CacheBackend,
+) -> None:
+    """Ending an attempt records when, puts the user's new snapshot in the cache, and writes
+    the notice to the outbox with the outcome: a worker killed right after that commit leaves
+    the notice for the reconcile to send."""
+    gateway.queue("declined:insufficient_funds")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    clock.advance(5)
+    port_store, port_cache = billing.store, billing.cache
+    plan = CrashPlan(at="test/store.finish_attempt:after", armed=True, operation="test")
+    billing.store = Boundaries(port_store, "store", plan)  # type: ignore[assignment]
+    with pytest.raises(Crash):
+        tasks.run_pending()
+    billing.store, billing.cache = port_store, port_cache
+    assert store.attempts("u1")[0].finished_at == clock.now()
+    assert [n.kind for n in store.pending_notices("u1")] == ["topup_declined"]
+    assert notifier.sent == [] and reconcile_user(billing, "u1").notices_sent == 1
+    clock.advance(HOUR)
+    gateway.queue("declined:insufficient_funds")
+    billing.deduct_credits("u1", 1)
+    tasks.run_pending()  # attempt 2 ends without a crash: the cache holds the outcome
+    assert cache_backend.cache.get("u1") == store.snapshot("u1")
+    assert store.snapshot("u1").open_seq is None
+
+
+def test_settlement_notice_names_status_and_attempt(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, notifier: RecordingNotifier
+) -> None:
+    """The success notice says succeeded and which attempt; a payment outside any attempt
+    (no ``attempt`` in its metadata) says only succeeded."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    paid = {"user_id": "u1", "credits": "10000", "purpose": "auto_topup"}
+    assert billing.settle_payment("u1", "pi_by_hand", Money(1_000, "eur"), paid)
+    assert [(n.notice_id, dict(n.detail)) for n in notifier.sent] == [
+        (notifier.sent[0].notice_id, {"status": "succeeded", "attempt": "1"}),
+        ("topup_succeeded:u1:pi_by_hand", {"status": "succeeded"}),
+    ]
+
+
+def test_webhook_settlement_records_what_was_paid_and_no_retries(
+    billing: BillingService, add_user: AddUser, store: FlakyStore
+) -> None:
+    """A payment settled by its webhook before the worker ran records the attempt as paid:
+    the credits, currency and amount of the payment, and no retries."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)  # attempt 1 claimed, its worker not run
+    meta = {"user_id": "u1", "credits": "10000", "attempt": "1", "purpose": "auto_topup"}
+    assert billing.settle_payment("u1", "pi_1", Money(1_000, "eur"), meta)
+    attempt = store.attempts("u1")[0]
+    assert (attempt.status, attempt.credits, attempt.currency, attempt.amount_minor) == (
+        "succeeded", 10_000, "eur", 1_000,
+    )  # fmt: skip
+    assert attempt.retries == 0
+
+
+def test_paid_after_a_card_check_retry_records_the_retry(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+) -> None:
+    """A card check that timed out once, then a paid charge: the attempt records one retry."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    usable = gateway.payment_method_usable
+    checks = iter([TransientGatewayError("connection reset")])
+
+    def flaky(customer_id: str, payment_method_id: str) -> bool:
+        for error in checks:
+            raise error
+        return usable(customer_id, payment_method_id)
+
+    gateway.payment_method_usable = flaky  # type: ignore[method-assign]
+    tasks.run_pending()
+    attempt = store.attempts("u1")[0]
+    assert (attempt.status, attempt.retries) == ("succeeded", 1)

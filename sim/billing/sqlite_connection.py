@@ -1,0 +1,63 @@
+"""The SQLite connection the store's tables share: one connection, one lock, one transaction rule.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction: SQLite takes the write lock at ``BEGIN``, so a
+read-decide-write is serialised across threads and across processes sharing the file (WAL mode).
+Any database error rolls the transaction back and becomes
+:class:`~sim.billing.errors.StoreUnavailable`; anything else raised inside (a simulated crash
+included) rolls it back too, as a killed process's transaction is discarded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .errors import StoreUnavailable
+from .sqlite_schema import SCHEMA
+
+
+class SQLiteConnection:
+    """One connection to the store's file (``:memory:`` for tests), its lock, and ``_tx``."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any database error rolls it back and becomes StoreUnavailable.
+
+        Anything else raised inside (including a simulated crash) rolls it back too, as a killed
+        process's transaction is discarded.
+        """
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"store error: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException as exc:
+                self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailable(f"store error: {exc}") from exc
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
