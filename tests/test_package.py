@@ -51,3 +51,34 @@ def test_importing_billing_loads_no_simulation_package() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_stripe_emulator_stands_alone() -> None:
+    """No module of sim/stripe_emulator imports sim.billing or any other sim package (it has its
+    own clock), and a fresh interpreter importing it loads none of them."""
+    emulator = BILLING.parent / "stripe_emulator"
+    offenders = []
+    for path in sorted(emulator.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level > 1:
+                    names = ["." * node.level + (node.module or "")]
+                elif node.level == 0 and node.module:
+                    names = [node.module]
+            for name in names:
+                inside = name.startswith("sim.stripe_emulator")
+                if name.startswith(".") or (name.split(".")[0] == "sim" and not inside):
+                    offenders.append(f"{path.name}: {name}")
+    assert len(list(emulator.glob("*.py"))) > 10
+    assert offenders == []
+    code = (
+        "import sys, sim.stripe_emulator;"
+        "bad = [m for m in sys.modules if m.startswith('sim.')"
+        " and not m.startswith('sim.stripe_emulator')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -12,15 +12,16 @@ Two ways in to one state machine:
   then
   ``stripe.StripeClient("sk_test_x", base_addresses={"api": "http://127.0.0.1:12111"})``.
 
-Webhook deliveries are queued on the emulator clock; the owner of time pulls them with
-:meth:`StripeEmulator.due_deliveries` and reports outcomes with
-:meth:`StripeEmulator.report_delivery`. See ``docs/stripe_emulator.md`` for what is modelled and
-what is not.
+Each API key is its own account (objects, lists, events and webhook endpoints of one key are
+invisible to another). Webhook deliveries are queued on the emulator clock; the owner of time pulls
+them with :meth:`StripeEmulator.due_deliveries` and reports outcomes with
+:meth:`StripeEmulator.report_delivery`. The package stands alone: its :class:`Clock` is its own
+protocol (``now() -> float``), which any clock with that method fits. See
+``docs/stripe_emulator.md`` for what is modelled and what is not.
 """
 
-from sim.billing.clock import Clock, ManualClock, SystemClock
-
 from ._cards import ALIASES as TEST_CARD_ALIASES
+from ._clock import Clock, ManualClock, SystemClock
 from ._emulator import EmulatorResponse, Snapshot, StripeEmulator
 from ._faults import Fault, Faults
 from ._server import EmulatorServer, serve

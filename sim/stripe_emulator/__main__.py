@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._emulator import StripeEmulator
-from ._server import DEFAULT_PORT, serve
+from ._server import DEFAULT_PORT, random_webhook_secret, serve
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,11 +17,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0 = any free one)")
     parser.add_argument("--seed", default="0", help="seed for ids and injected faults")
     parser.add_argument(
-        "--webhook-url", help="POST every event to this URL, signed with --webhook-secret"
+        "--webhook-url", help="POST every event of every API key to this URL, signed (see below)"
     )
-    parser.add_argument("--webhook-secret", default="whsec_test_emulator")
+    parser.add_argument(
+        "--webhook-secret",
+        help="secret signing the --webhook-url deliveries (default: a random one per run, "
+        "printed at start); endpoints created with POST /v1/webhook_endpoints get their own",
+    )
     args = parser.parse_args(argv)
-    emulator = StripeEmulator(seed=args.seed, webhook_secret=args.webhook_secret)
+    secret = args.webhook_secret or random_webhook_secret()
+    emulator = StripeEmulator(seed=args.seed, webhook_secret=secret)
     serve(args.port, emulator=emulator, webhook_url=args.webhook_url)
 
 

@@ -133,7 +133,7 @@ _BRAND_PREFIXES = (
 
 def luhn_valid(number: str) -> bool:
     """Whether ``number`` is all digits and passes the Luhn checksum."""
-    if not number.isdigit() or not 12 <= len(number) <= 19:
+    if not (number.isascii() and number.isdigit()) or not 12 <= len(number) <= 19:
         return False
     total = 0
     for position, char in enumerate(reversed(number)):

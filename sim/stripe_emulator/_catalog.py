@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from . import _currencies
 from ._errors import invalid_request, not_modelled
-from ._params import Params
+from ._params import Params, whole_number
 from ._routing import Route
 from ._state import State
 from ._store import StripeObject
 
 _INTERVALS = ("day", "week", "month", "year")
+#: Stripe's longest billing interval is three years, in whichever unit it is counted.
+_MAX_COUNT = {"day": 1095, "week": 156, "month": 36, "year": 3}
 
 
 def create_product(st: State, p: Params) -> StripeObject:
@@ -29,6 +32,7 @@ def create_product(st: State, p: Params) -> StripeObject:
         "shippable": None,
         "statement_descriptor": p.text("statement_descriptor"),
         "tax_code": p.text("tax_code"),
+        "tax_details": None,
         "type": "service",
         "unit_label": p.text("unit_label"),
         "updated": st.now(),
@@ -80,8 +84,8 @@ def list_products(st: State, p: Params) -> StripeObject:
 def create_price(st: State, p: Params) -> StripeObject:
     """``POST /v1/prices`` with ``unit_amount``, ``currency``, ``product`` and optional
     ``recurring``."""
-    if "product_data" in p:
-        raise not_modelled("product_data")
+    p.refuse_unmodelled("product_data", "currency_options")
+    currency = _currencies.read(p, required=True)
     product_id = p.text("product", required=True)
     st.store.get(product_id, "product", param="product")  # type: ignore[arg-type]
     recurring = None
@@ -93,14 +97,21 @@ def create_price(st: State, p: Params) -> StripeObject:
                 f"Invalid recurring[interval]: must be one of {', '.join(_INTERVALS)}",
                 param="recurring[interval]",
             )
-        count = given.get("interval_count", "1")
-        if not str(count).isdigit() or int(count) < 1:
+        given_count = given.get("interval_count", "1")
+        count = whole_number(given_count)
+        if count is None or count < 1:
             raise invalid_request(
-                "Invalid integer: " + str(count), param="recurring[interval_count]"
+                f"Invalid integer: {given_count}", param="recurring[interval_count]"
+            )
+        if count > _MAX_COUNT[interval]:
+            raise invalid_request(
+                "The maximum billing interval is 3 years (3 years, 36 months, 156 weeks or 1095 "
+                "days).",
+                param="recurring[interval_count]",
             )
         recurring = {
             "interval": interval,
-            "interval_count": int(count),
+            "interval_count": count,
             "meter": None,
             "trial_period_days": None,
             "usage_type": given.get("usage_type", "licensed"),
@@ -111,7 +122,7 @@ def create_price(st: State, p: Params) -> StripeObject:
         "active": p.flag("active", True),
         "billing_scheme": "per_unit",
         "created": st.now(),
-        "currency": (p.text("currency", required=True) or "").lower(),
+        "currency": currency,
         "custom_unit_amount": None,
         "livemode": False,
         "lookup_key": p.text("lookup_key"),
@@ -162,9 +173,10 @@ def list_prices(st: State, p: Params) -> StripeObject:
         wanted["lookup_key"] = set(p.array("lookup_keys"))
     if "active" in p:
         wanted["active"] = {p.flag("active")}
-    for name in ("currency", "type"):
-        if name in p:
-            wanted[name] = {p.text(name)}
+    if "currency" in p:
+        wanted["currency"] = {_currencies.read(p)}
+    if "type" in p:
+        wanted["type"] = {p.text("type")}
 
     def keep(price: StripeObject) -> bool:
         return all(price.get(field) in values for field, values in wanted.items())  # type: ignore[operator]

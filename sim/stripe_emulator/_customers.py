@@ -11,7 +11,18 @@ from ._state import State
 from ._store import StripeObject
 
 #: Fields Stripe stores as given and the emulator echoes without further meaning.
-_ECHOED = ("address", "description", "email", "name", "phone", "shipping", "invoice_prefix")
+#: ``business_name`` and ``individual_name`` are absent from a customer until set, as in Stripe.
+_ECHOED = (
+    "address",
+    "business_name",
+    "description",
+    "email",
+    "individual_name",
+    "invoice_prefix",
+    "name",
+    "phone",
+    "shipping",
+)
 
 
 def create(st: State, p: Params) -> StripeObject:
@@ -26,6 +37,7 @@ def create(st: State, p: Params) -> StripeObject:
         "balance": 0,
         "created": 0,
         "currency": None,
+        "customer_account": None,
         "default_source": None,
         "delinquent": False,
         "description": None,

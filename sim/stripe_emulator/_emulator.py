@@ -16,18 +16,19 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-from sim.billing.clock import Clock, SystemClock
-
 from . import (
     _catalog,
+    _charges,
     _customers,
     _events,
+    _invoices,
     _payment_intents,
     _payment_methods,
     _subscriptions,
     _test_clocks,
 )
-from ._errors import StripeAPIError
+from ._clock import Clock, SystemClock
+from ._errors import StripeAPIError, invalid_request
 from ._faults import Fault, FaultInjector, Faults
 from ._form import decode
 from ._idempotency import IdempotencyCache, Saved
@@ -48,12 +49,23 @@ _ROUTER = Router(
         *_customers.ROUTES,
         *_payment_methods.ROUTES,
         *_payment_intents.ROUTES,
+        *_charges.ROUTES,
         *_catalog.ROUTES,
         *_subscriptions.ROUTES,
+        *_invoices.ROUTES,
         *_test_clocks.ROUTES,
         *_events.ROUTES,
     )
 )
+
+#: The largest request body read, in bytes. Stripe refuses bodies past a few megabytes; the
+#: emulator's bound is 1 MiB, a hundred times more than any request the API subset needs (an
+#: intent with all 50 metadata keys at full length is about 30 KB).
+MAX_BODY_BYTES = 1 << 20
+BODY_TOO_LARGE = f"Request body too large: the emulator reads at most {MAX_BODY_BYTES} bytes."
+
+#: The body encoding Stripe's v1 API reads (``charset`` parameters aside).
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 #: Objects are built by the emulator itself and never cyclic: skip the encoder's cycle check.
 _ENCODER = json.JSONEncoder(check_circular=False)
@@ -99,9 +111,11 @@ class StripeEmulator:
     """A stateful, offline Stripe test mode.
 
     ``clock`` is anything with ``now() -> float`` (epoch seconds; the wall clock by default).
-    ``seed``
-    fixes every id and random fault, so the same seed and the same calls give the same responses.
-    ``webhook_secret`` signs every webhook delivery. ``faults`` injects network and webhook faults.
+    ``seed`` fixes every id, endpoint secret and random fault, so the same seed and the same calls
+    give the same responses. Each API key is its own account: objects, lists, events, idempotency
+    keys and webhook endpoints of one key are invisible to another. ``webhook_secret`` signs the
+    deliveries of operator endpoints (:meth:`add_webhook_endpoint`); endpoints created through
+    the API sign with their own secret. ``faults`` injects network and webhook faults.
     """
 
     def __init__(
@@ -202,11 +216,8 @@ class StripeEmulator:
         now = 0.0
         try:
             api_key = _api_key(_header(headers, "Authorization"))
-            if method == "post":
-                text = body.decode() if isinstance(body, bytes) else (body or "")
-                raw = decode(text)
-            else:
-                raw = decode(parts.query)
+            st.enter(api_key)
+            raw = decode(_form_text(headers, body) if method == "post" else parts.query)
             key = _header(headers, "Idempotency-Key") if method == "post" else None
             if key is not None:
                 out["Idempotency-Key"] = key
@@ -236,6 +247,15 @@ class StripeEmulator:
         finally:
             st.request = {"id": None, "idempotency_key": None}
         return EmulatorResponse(status, payload, out)
+
+    def malformed(self, message: str) -> EmulatorResponse:
+        """The 400 for a request the transport could not even read (a bad ``Content-Length``, an
+        oversized body): Stripe's envelope and headers, no object touched and no fault drawn
+        (only its request id comes from the seeded stream, as every answer's does)."""
+        with self._lock:
+            request_id = "req_" + self._state.ids.token(14)
+        body = _ENCODER.encode(invalid_request(message).envelope()).encode()
+        return EmulatorResponse(400, body, _headers(request_id))
 
     # -- time and webhooks ------------------------------------------------------------------------
 
@@ -286,11 +306,15 @@ class StripeEmulator:
         return retry
 
     def add_webhook_endpoint(self, url: str, enabled_events: tuple[str, ...] = ("*",)) -> str:
-        """Register a webhook endpoint without an API call; returns its id (``we_...``)."""
+        """Register an operator webhook endpoint without an API call; returns its id (``we_...``).
+
+        It receives the events of every account (every API key), signed with
+        :attr:`webhook_secret`, and is not visible through the API: it is the tap of whoever runs
+        the emulator, where an endpoint created with ``POST /v1/webhook_endpoints`` belongs to the
+        calling account and signs with its own secret.
+        """
         with self._lock:
-            return _events.create_endpoint(
-                self._state, Params({"url": url, "enabled_events": list(enabled_events)})
-            )["id"]
+            return _events.add_operator_endpoint(self._state, url, list(enabled_events))["id"]
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -310,9 +334,10 @@ class StripeEmulator:
             self._state, self._idempotency = self._fresh(self._initial_faults)
 
     def object(self, object_id: str) -> dict[str, Any] | None:
-        """The stored object ``object_id`` as the API would show it, for inspection (not a copy)."""
+        """The stored object ``object_id`` as the API would show it, for inspection (not a copy),
+        whichever account holds it."""
         with self._lock:
-            return self._state.store.objects.get(object_id)
+            return self._state.find_anywhere(object_id)
 
     def _fresh(self, faults: Faults) -> tuple[State, IdempotencyCache]:
         injector = FaultInjector(faults, self.seed)
@@ -336,6 +361,32 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
     return value
+
+
+def _form_text(headers: Mapping[str, str], body: str | bytes | None) -> str:
+    """A POST body as the text of a form, or Stripe's 400 when it cannot be one."""
+    if not body:
+        return ""
+    # A text body is measured in UTF-8 bytes only when its length alone cannot settle it.
+    size = len(body)
+    if isinstance(body, str) and size * 4 > MAX_BODY_BYTES:
+        size = len(body.encode())
+    if size > MAX_BODY_BYTES:
+        raise invalid_request(BODY_TOO_LARGE)
+    content_type = _header(headers, "Content-Type")
+    if content_type is not None:
+        media_type = content_type.partition(";")[0].strip().lower()
+        if media_type != FORM_CONTENT_TYPE:
+            raise invalid_request(
+                f"Invalid request: unsupported Content-Type {content_type}. Stripe's API takes "
+                f"{FORM_CONTENT_TYPE} bodies."
+            )
+    if isinstance(body, str):
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid_request("Invalid request: the request body is not valid UTF-8.") from None
 
 
 def _headers(request_id: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 import stripe.params
 from stripe._request_options import RequestOptions
 
-from ._errors import invalid_request, missing_parameter, unknown_parameter
+from ._errors import invalid_request, missing_parameter, not_modelled, unknown_parameter
 
 _OPTIONS_KEYS = RequestOptions.__optional_keys__ | RequestOptions.__required_keys__
 
@@ -28,6 +28,15 @@ def known_parameters(class_name: str) -> frozenset[str]:
         module = getattr(module, part)
     names = module.__optional_keys__ | module.__required_keys__
     return frozenset(names - _OPTIONS_KEYS) | {"expand"}
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as a non-negative integer if it is one written in at most 18 ASCII digits, else
+    ``None``: ``str.isdigit`` alone accepts digits ``int`` rejects (``"²"``) and lengths past
+    Python's integer-parsing limit, which would escape as a crash instead of a 400."""
+    if isinstance(value, str) and 0 < len(value) <= 18 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 class Params:
@@ -47,6 +56,13 @@ class Params:
         for name in self.raw:
             if name not in allowed:
                 raise unknown_parameter(name)
+
+    def refuse_unmodelled(self, *names: str) -> None:
+        """Refuse any of ``names`` that was given: documented parameters whose effect the emulator
+        does not reproduce are an error here, never silently ignored."""
+        for name in names:
+            if name in self.raw:
+                raise not_modelled(name)
 
     def __contains__(self, name: str) -> bool:
         return name in self.raw
@@ -74,9 +90,14 @@ class Params:
         return value
 
     def integer(
-        self, name: str, *, required: bool = False, minimum: int | None = None
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
     ) -> int | None:
-        """A non-fractional integer parameter."""
+        """A non-fractional integer parameter, within ``minimum``..``maximum`` when given."""
         value = self.text(name, required=required)
         if value is None:
             return None
@@ -89,6 +110,12 @@ class Params:
         if minimum is not None and number < minimum:
             raise invalid_request(
                 f"This value must be greater than or equal to {minimum}.",
+                param=name,
+                code="parameter_invalid_integer",
+            )
+        if maximum is not None and number > maximum:
+            raise invalid_request(
+                f"This value must be less than or equal to {maximum}.",
                 param=name,
                 code="parameter_invalid_integer",
             )

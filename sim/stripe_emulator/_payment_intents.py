@@ -1,4 +1,4 @@
-"""PaymentIntents with Stripe's status machine, and the Charges and Refunds they need.
+"""PaymentIntents with Stripe's status machine (their Charges and Refunds live in ``_charges``).
 
 Status machine (cards)::
 
@@ -17,10 +17,12 @@ sends.
 
 from __future__ import annotations
 
-from functools import cache
+from typing import Any
 
-from ._cards import AUTHENTICATION_REQUIRED, Decline, TestCard
-from ._errors import StripeAPIError, invalid_request, not_modelled
+from . import _currencies
+from ._cards import AUTHENTICATION_REQUIRED
+from ._charges import new_charge
+from ._errors import StripeAPIError, invalid_request
 from ._params import Params
 from ._payment_methods import attach_to, resolve, test_card
 from ._routing import Route
@@ -29,7 +31,6 @@ from ._store import StripeObject
 
 #: Stripe's minimum charge amounts (minor units) for the currencies the project uses and a few more.
 MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "chf": 50, "cad": 50, "aud": 50, "jpy": 50}
-ZERO_DECIMAL = frozenset({"jpy", "krw", "vnd", "clp", "pyg", "ugx", "xaf", "xof", "bif", "djf"})
 MAX_AMOUNT = 99_999_999
 
 #: Plain fields stored as given and echoed back; the emulator attaches no behaviour to them.
@@ -52,9 +53,9 @@ _OPEN_STATES = ("requires_payment_method", "requires_confirmation", "requires_ac
 
 def create(st: State, p: Params) -> StripeObject:
     """``POST /v1/payment_intents`` (``confirm=true`` confirms in the same call)."""
-    _refuse_unmodelled(p)
+    p.refuse_unmodelled(*_NOT_MODELLED)
     amount = p.integer("amount", required=True)
-    currency = (p.text("currency", required=True) or "").lower()
+    currency = _currencies.read(p, required=True)
     _check_amount(amount, currency)  # type: ignore[arg-type]
     confirm = p.flag("confirm")
     if not confirm:
@@ -89,10 +90,13 @@ def create(st: State, p: Params) -> StripeObject:
         "created": st.now_for(customer),
         "currency": currency,
         "customer": customer_id,
+        "customer_account": None,
         "description": None,
+        "excluded_payment_method_types": None,
         "last_payment_error": None,
         "latest_charge": None,
         "livemode": False,
+        "managed_payments": None,
         "metadata": p.metadata(),
         "next_action": None,
         "on_behalf_of": None,
@@ -100,6 +104,7 @@ def create(st: State, p: Params) -> StripeObject:
         "payment_method_configuration_details": None,
         "payment_method_options": _CARD_OPTIONS,
         "payment_method_types": types,
+        "payment_record": None,
         "processing": None,
         "receipt_email": None,
         "review": None,
@@ -145,12 +150,12 @@ def retrieve(st: State, p: Params, pi_id: str) -> StripeObject:
 
 def update(st: State, p: Params, pi_id: str) -> StripeObject:
     """``POST /v1/payment_intents/{id}`` while the intent is still open."""
-    _refuse_unmodelled(p)
+    p.refuse_unmodelled(*_NOT_MODELLED)
     pi = st.store.get(pi_id, "payment_intent")
     if pi["status"] not in (*_OPEN_STATES, "requires_capture"):
         raise _unexpected_state(pi, "update")
     amount = p.integer("amount")
-    currency = (p.text("currency") or pi["currency"]).lower()
+    currency = _currencies.read(p) or pi["currency"]
     if amount is not None or "currency" in p:
         _check_amount(amount if amount is not None else pi["amount"], currency)
         pi["amount"] = amount if amount is not None else pi["amount"]
@@ -175,7 +180,7 @@ def update(st: State, p: Params, pi_id: str) -> StripeObject:
 
 def confirm(st: State, p: Params, pi_id: str) -> StripeObject:
     """``POST /v1/payment_intents/{id}/confirm``."""
-    _refuse_unmodelled(p)
+    p.refuse_unmodelled(*_NOT_MODELLED)
     pi = st.store.get(pi_id, "payment_intent")
     if "setup_future_usage" in p:
         pi["setup_future_usage"] = _future_usage(p)
@@ -224,7 +229,7 @@ def capture(st: State, p: Params, pi_id: str) -> StripeObject:
 
 def list_(st: State, p: Params) -> StripeObject:
     """``GET /v1/payment_intents`` (optionally one customer's)."""
-    _no_created_filter(p)
+    p.refuse_unmodelled("created")
     customer_id = p.text("customer")
     if customer_id is None:
         return st.page(p, ("payment_intent",), "/v1/payment_intents")
@@ -258,7 +263,7 @@ def attempt(
         return None
     decline = AUTHENTICATION_REQUIRED if card.requires_authentication else card.decline
     if decline is None:
-        charge = _charge(st, pi, pm, card, now, None)
+        charge = new_charge(st, pi, pm, card, now, None)
         pi["latest_charge"] = charge["id"]
         pi["last_payment_error"] = None
         if pi["capture_method"] == "manual":
@@ -274,7 +279,7 @@ def attempt(
         if pi["setup_future_usage"] and customer is not None and pm["customer"] is None:
             attach_to(st, pm["id"], customer, param="payment_method")
         return None
-    charge = None if card.requires_authentication else _charge(st, pi, pm, card, now, decline)
+    charge = None if card.requires_authentication else new_charge(st, pi, pm, card, now, decline)
     error: dict = {
         "type": "card_error",
         "code": decline.code,
@@ -319,55 +324,10 @@ def _confirm(st: State, pi: StripeObject, p: Params) -> None:
         raise error
 
 
-def _charge(
-    st: State,
-    pi: StripeObject,
-    pm: StripeObject,
-    card: TestCard,
-    now: int,
-    decline: Decline | None,
-) -> StripeObject:
-    ok = decline is None
-    captured = ok and pi["capture_method"] != "manual"
-    charge: StripeObject = {
-        "id": st.ids.new("ch"),
-        "object": "charge",
-        "amount": pi["amount"],
-        "amount_captured": pi["amount"] if captured else 0,
-        "amount_refunded": 0,
-        "balance_transaction": st.ids.new("txn") if ok else None,
-        "billing_details": pm["billing_details"],
-        "captured": captured,
-        "created": now,
-        "currency": pi["currency"],
-        "customer": pi["customer"],
-        "description": pi["description"],
-        "disputed": False,
-        "failure_code": None if ok else decline.code,  # type: ignore[union-attr]
-        "failure_message": None if ok else decline.message,  # type: ignore[union-attr]
-        "livemode": False,
-        "metadata": pi["metadata"],
-        "outcome": _APPROVED if decline is None else _declined(decline.decline_code),
-        "paid": ok,
-        "payment_intent": pi["id"],
-        "payment_method": pm["id"],
-        "payment_method_details": _details(st, pm, card),
-        "receipt_email": pi["receipt_email"],
-        "refunded": False,
-        "statement_descriptor": pi["statement_descriptor"],
-        "statement_descriptor_suffix": pi["statement_descriptor_suffix"],
-        "status": "succeeded" if ok else "failed",
-    }
-    keys = [("charge",), ("charge", "payment_intent", pi["id"])]
-    if pi["customer"] is not None:
-        keys.append(("charge", "customer", pi["customer"]))
-    return st.store.put(charge, *keys)
-
-
-# Nested values shared by many objects. Safe because stored objects are copy-on-write (see
-# ``_store``), and cheaper than rebuilding them on every charge, which is the hot path.
-_AMOUNT_DETAILS: dict = {"tip": {}}
-_CARD_OPTIONS: dict = {
+# Nested values shared by many intents. Safe because stored objects are copy-on-write (see
+# ``_store``), and cheaper than rebuilding them on every intent, which is the hot path.
+_AMOUNT_DETAILS: dict[str, Any] = {"tip": {}}
+_CARD_OPTIONS: dict[str, Any] = {
     "card": {
         "installments": None,
         "mandate_options": None,
@@ -375,45 +335,6 @@ _CARD_OPTIONS: dict = {
         "request_three_d_secure": "automatic",
     }
 }
-_APPROVED: dict = {
-    "network_status": "approved_by_network",
-    "reason": None,
-    "risk_level": "normal",
-    "seller_message": "Payment complete.",
-    "type": "authorized",
-}
-
-
-@cache
-def _declined(decline_code: str) -> dict:
-    return {
-        "network_status": "declined_by_network",
-        "reason": decline_code,
-        "risk_level": "normal",
-        "seller_message": "The bank did not return any further details with this decline.",
-        "type": "issuer_declined",
-    }
-
-
-def _details(st: State, pm: StripeObject, card: TestCard) -> dict:
-    """A charge's ``payment_method_details``, built once per card PaymentMethod and shared."""
-    details = st.charge_details.get(pm["id"])
-    if details is None:
-        shown = pm["card"]
-        details = st.charge_details[pm["id"]] = {
-            "card": {
-                "brand": card.brand,
-                "country": card.country,
-                "exp_month": shown["exp_month"],
-                "exp_year": shown["exp_year"],
-                "fingerprint": shown["fingerprint"],
-                "funding": card.funding,
-                "last4": card.last4,
-                "network": card.brand,
-            },
-            "type": "card",
-        }
-    return details
 
 
 def _payment_method_for(st: State, pm_id: str, customer_id: str | None) -> StripeObject:
@@ -432,11 +353,9 @@ def _payment_method_for(st: State, pm_id: str, customer_id: str | None) -> Strip
 
 
 def _check_amount(amount: int, currency: str) -> None:
-    if len(currency) != 3 or not currency.isalpha():
-        raise invalid_request(f"Invalid currency: {currency}.", param="currency")
     minimum = MINIMUM_AMOUNTS.get(currency, 1)
     if amount < minimum:
-        shown = str(minimum) if currency in ZERO_DECIMAL else f"{minimum / 100:.2f}"
+        shown = str(minimum) if currency in _currencies.ZERO_DECIMAL else f"{minimum / 100:.2f}"
         raise invalid_request(
             f"Amount must be at least {shown} {currency}",
             param="amount",
@@ -460,18 +379,6 @@ def _echo(pi: StripeObject, p: Params) -> None:
             pi[name] = None if value == "" else value
 
 
-def _refuse_unmodelled(p: Params) -> None:
-    raw = p.raw
-    for name in _NOT_MODELLED:
-        if name in raw:
-            raise not_modelled(name)
-
-
-def _no_created_filter(p: Params) -> None:
-    if "created" in p:
-        raise not_modelled("created")
-
-
 def _unexpected_state(pi: StripeObject, action: str) -> StripeAPIError:
     return StripeAPIError(
         400,
@@ -486,92 +393,6 @@ _CAPTURE = ("automatic", "automatic_async", "manual")
 _CANCEL_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
 
 
-# -- charges and refunds ---------------------------------------------------------------------------
-
-
-def retrieve_charge(st: State, p: Params, charge_id: str) -> StripeObject:
-    """``GET /v1/charges/{id}``."""
-    return st.store.get(charge_id, "charge")
-
-
-def list_charges(st: State, p: Params) -> StripeObject:
-    """``GET /v1/charges`` (optionally by ``customer`` or ``payment_intent``)."""
-    _no_created_filter(p)
-    for name in ("payment_intent", "customer"):
-        value = p.text(name)
-        if value is not None:
-            return st.page(p, ("charge", name, value), "/v1/charges")
-    return st.page(p, ("charge",), "/v1/charges")
-
-
-def create_refund(st: State, p: Params) -> StripeObject:
-    """``POST /v1/refunds`` for a succeeded charge, by ``charge`` or ``payment_intent``."""
-    pi_id = p.text("payment_intent")
-    charge_id = p.text("charge")
-    if pi_id is None and charge_id is None:
-        raise invalid_request(
-            "One of the following params should be provided for this request: payment_intent or "
-            "charge.",
-            code="parameter_missing",
-        )
-    if charge_id is None:
-        pi = st.store.get(pi_id, "payment_intent", param="payment_intent")  # type: ignore[arg-type]
-        charge_id = pi["latest_charge"]
-        if pi["status"] != "succeeded" or charge_id is None:
-            raise invalid_request(
-                f"This PaymentIntent ({pi['id']}) does not have a successful charge to refund.",
-                param="payment_intent",
-            )
-    charge = st.store.get(charge_id, "charge", param="charge")
-    remaining = charge["amount_captured"] - charge["amount_refunded"]
-    amount = p.integer("amount", minimum=1)
-    amount = remaining if amount is None else amount
-    if charge["status"] != "succeeded" or remaining <= 0:
-        raise invalid_request(
-            f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded"
-        )
-    if amount > remaining:
-        raise invalid_request(
-            f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
-            param="amount",
-        )
-    refund: StripeObject = {
-        "id": st.ids.new("re"),
-        "object": "refund",
-        "amount": amount,
-        "balance_transaction": st.ids.new("txn"),
-        "charge": charge["id"],
-        "created": st.now(),
-        "currency": charge["currency"],
-        "metadata": p.metadata(),
-        "payment_intent": charge["payment_intent"],
-        "reason": p.text("reason", choices=("duplicate", "fraudulent", "requested_by_customer")),
-        "status": "succeeded",
-    }
-    st.store.put(refund, ("refund",), ("refund", "charge", charge["id"]))
-    charge["amount_refunded"] += amount
-    charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]
-    st.emit("refund.created", refund)
-    st.emit("charge.refunded", charge)
-    return refund
-
-
-def retrieve_refund(st: State, p: Params, refund_id: str) -> StripeObject:
-    """``GET /v1/refunds/{id}``."""
-    return st.store.get(refund_id, "refund")
-
-
-def list_refunds(st: State, p: Params) -> StripeObject:
-    """``GET /v1/refunds`` (optionally one charge's)."""
-    _no_created_filter(p)
-    charge_id = p.text("charge")
-    if charge_id is not None:
-        return st.page(p, ("refund", "charge", charge_id), "/v1/refunds")
-    if "payment_intent" in p:
-        raise not_modelled("payment_intent")
-    return st.page(p, ("refund",), "/v1/refunds")
-
-
 ROUTES = (
     Route("post", "/v1/payment_intents", create, "PaymentIntentCreateParams"),
     Route("get", "/v1/payment_intents", list_, "PaymentIntentListParams"),
@@ -580,9 +401,4 @@ ROUTES = (
     Route("post", "/v1/payment_intents/{id}/confirm", confirm, "PaymentIntentConfirmParams"),
     Route("post", "/v1/payment_intents/{id}/cancel", cancel, "PaymentIntentCancelParams"),
     Route("post", "/v1/payment_intents/{id}/capture", capture, "PaymentIntentCaptureParams"),
-    Route("get", "/v1/charges", list_charges, "ChargeListParams"),
-    Route("get", "/v1/charges/{id}", retrieve_charge, "ChargeRetrieveParams"),
-    Route("post", "/v1/refunds", create_refund, "RefundCreateParams"),
-    Route("get", "/v1/refunds", list_refunds, "RefundListParams"),
-    Route("get", "/v1/refunds/{id}", retrieve_refund, "RefundRetrieveParams"),
 )

@@ -113,6 +113,7 @@ def new_card(st: State, card: TestCard, exp_month: int = 12, exp_year: int = 203
         },
         "created": st.now(),
         "customer": None,
+        "customer_account": None,
         "livemode": False,
         "metadata": {},
         "type": "card",

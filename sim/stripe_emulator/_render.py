@@ -12,13 +12,22 @@ from typing import Any
 from ._errors import invalid_request
 from ._store import Store, StripeObject
 
+#: Stripe expands at most four levels deep (``a.b.c.d``).
+MAX_EXPAND_DEPTH = 4
+
 
 def expand(store: Store, obj: StripeObject, paths: list[Any]) -> StripeObject:
     """``obj`` with every dotted path in ``paths`` expanded."""
     for path in paths:
         if not isinstance(path, str) or not path:
             raise invalid_request("Invalid expand path.", param="expand")
-        obj = _expand(store, obj, path.split("."), path)
+        parts = path.split(".")
+        if len(parts) > MAX_EXPAND_DEPTH:
+            raise invalid_request(
+                f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property.",
+                param="expand",
+            )
+        obj = _expand(store, obj, parts, path)
     return obj
 
 

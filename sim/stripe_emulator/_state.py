@@ -1,9 +1,10 @@
 """The emulator's whole mutable state, and the few operations every resource shares.
 
-Everything a snapshot must capture lives on :class:`State` (objects, indexes, id and fault random
-streams, queued deliveries, pending renewals); the injected clock is referenced, never copied.
-Handlers in the resource modules take the state and the request's parameters and return the object
-to answer with.
+Everything a snapshot must capture lives on :class:`State` (accounts and their objects, id and
+fault random streams, queued deliveries, pending renewals); the injected clock is referenced, never
+copied. Handlers in the resource modules take the state and the request's parameters and return the
+object to answer with; they read and write the objects of the *current* account
+(:meth:`State.enter`), so none of them can reach another key's objects.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
-from sim.billing.clock import Clock
-
+from ._accounts import Account
+from ._clock import Clock
 from ._errors import invalid_request
 from ._faults import FaultInjector
 from ._ids import IdGenerator, sequence_of
 from ._params import Params
-from ._store import OrderedIndex, Store, StripeObject
+from ._store import Store, StripeObject
 from ._webhooks import Delivery, DeliveryQueue
 
 #: The API version the emulator answers as (the one stripe-python 16 pins).
@@ -30,19 +30,32 @@ MAX_LIMIT = 100
 
 
 class State:
-    """Objects, indexes, random streams, webhook queue and timers of one emulator."""
+    """Accounts, random streams, webhook queue and timers of one emulator.
+
+    ``store`` and ``endpoints`` are those of the current account, set by :meth:`enter` for each
+    request and each timer; everything else is emulator-wide.
+    """
+
+    #: The current account, and its store and endpoints (plain attributes: read on every access).
+    account: Account
+    store: Store
+    endpoints: dict[str, StripeObject]
 
     def __init__(self, clock: Clock, seed: int | str, webhook_secret: str, injector: FaultInjector):
         self.clock = clock
         self.ids = IdGenerator(seed)
-        self.store = Store()
         self.injector = injector
         self.webhook_secret = webhook_secret
         self.deliveries = DeliveryQueue()
-        self.endpoints: dict[str, StripeObject] = {}
+        #: Every account by API key, in order of first use.
+        self.accounts: dict[str, Account] = {}
+        #: Endpoints registered by whoever runs the emulator (not through the API): they receive
+        #: every account's events, signed with ``webhook_secret``.
+        self.operator_endpoints: dict[str, StripeObject] = {}
         #: Card number behind each PaymentMethod id (never part of an answer, as in Stripe).
         self.card_numbers: dict[str, str] = {}
-        #: Each card PaymentMethod's ``payment_method_details`` for charges, built once.
+        #: The fixed part of each card PaymentMethod's ``payment_method_details`` on charges,
+        #: built once (ids are unique across accounts, so one table serves them all).
         self.charge_details: dict[str, dict[str, Any]] = {}
         #: How many billing periods each subscription has started (periods count from the anchor).
         self.periods: dict[str, int] = {}
@@ -52,12 +65,30 @@ class State:
         #: request, never mutated, so events share it).
         self.request: dict[str, str | None] = {"id": None, "idempotency_key": None}
         #: Per clock (``None`` = the emulator's own, else a test clock id): a heap of
-        #: ``(due, seq, kind, object_id)`` -- subscription renewals and invoice payment retries.
-        self.timers: dict[str | None, list[tuple[float, int, str, str]]] = {}
+        #: ``(due, seq, account key, kind, object_id)`` -- subscription renewals and invoice
+        #: payment retries.
+        self.timers: dict[str | None, list[tuple[float, int, str, str, str]]] = {}
         self._timer_seq = 0
-        #: The list indexes each event type goes to, resolved once per type (events are the most
-        #: frequent objects: three per confirmed PaymentIntent).
-        self._event_indexes: dict[str, tuple[OrderedIndex, ...]] = {}
+
+    # -- accounts ---------------------------------------------------------------------------------
+
+    def enter(self, key: str) -> Account:
+        """Make the account of API key ``key`` current (opening it on first use); return it."""
+        account = self.accounts.get(key)
+        if account is None:
+            account = self.accounts[key] = Account(key)
+        self.account = account
+        self.store = account.store
+        self.endpoints = account.endpoints
+        return account
+
+    def find_anywhere(self, object_id: str) -> StripeObject | None:
+        """The object ``object_id`` in whichever account holds it (for inspection only)."""
+        for account in self.accounts.values():
+            obj = account.store.objects.get(object_id)
+            if obj is not None:
+                return obj
+        return None
 
     # -- time -------------------------------------------------------------------------------------
 
@@ -73,19 +104,22 @@ class State:
         return self.now()
 
     def schedule(self, clock_id: str | None, due: float, kind: str, object_id: str) -> None:
-        """Run timer ``kind`` for ``object_id`` once ``clock_id``'s time reaches ``due``."""
+        """Run timer ``kind`` for ``object_id`` (of the current account) once ``clock_id``'s time
+        reaches ``due``."""
         self._timer_seq += 1
         heapq.heappush(
-            self.timers.setdefault(clock_id, []), (due, self._timer_seq, kind, object_id)
+            self.timers.setdefault(clock_id, []),
+            (due, self._timer_seq, self.account.key, kind, object_id),
         )
 
-    def pop_timer(self, clock_id: str | None, now: float) -> tuple[float, str, str] | None:
-        """The earliest timer of ``clock_id`` due at ``now``, removed; ``None`` if none is due."""
+    def pop_timer(self, clock_id: str | None, now: float) -> tuple[float, str, str, str] | None:
+        """The earliest timer of ``clock_id`` due at ``now``, removed, as ``(due, account key,
+        kind, object id)``; ``None`` if none is due."""
         heap = self.timers.get(clock_id)
         if not heap or heap[0][0] > now:
             return None
-        due, _, kind, object_id = heapq.heappop(heap)
-        return due, kind, object_id
+        due, _, key, kind, object_id = heapq.heappop(heap)
+        return due, key, kind, object_id
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -97,13 +131,15 @@ class State:
         previous: dict[str, Any] | None = None,
         created: int | None = None,
     ) -> StripeObject:
-        """Record event ``type`` about ``obj`` (a snapshot of it now) and queue its webhooks."""
+        """Record event ``type`` about ``obj`` (a snapshot of it now) in the current account and
+        queue its webhooks: to that account's endpoints and the operator's, never another's."""
         data: dict[str, Any] = {"object": dict(obj)}
         if previous:
             data["previous_attributes"] = previous
-        endpoints = (
-            [e for e in self.endpoints.values() if _subscribed(e, type)] if self.endpoints else ()
-        )
+        endpoints: list[StripeObject] = []
+        for registry in (self.endpoints, self.operator_endpoints):
+            if registry:
+                endpoints.extend(e for e in registry.values() if _subscribed(e, type))
         event = {
             "id": self.ids.new("evt"),
             "object": "event",
@@ -117,13 +153,8 @@ class State:
         }
         event_id = event["id"]
         self.store.objects[event_id] = event
-        indexes = self._event_indexes.get(type)
-        if indexes is None:
-            indexes = self._event_indexes[type] = tuple(
-                self.store.index(key) for key in _event_lists(type)
-            )
         seq = sequence_of(event_id)
-        for index in indexes:
+        for index in self.account.event_indexes(type):
             index.add(event_id, seq)
         if endpoints:
             payload = json.dumps(event, indent=2).encode()
@@ -175,12 +206,6 @@ class State:
             "has_more": has_more,
             "url": url,
         }
-
-
-@cache
-def _event_lists(type: str) -> tuple[tuple[str, ...], ...]:
-    """The lists an event of ``type`` belongs to: all, its type, and its ``prefix.*`` group."""
-    return ("event",), ("event", type), ("event", type.rsplit(".", 1)[0] + ".*")
 
 
 def _subscribed(endpoint: StripeObject, type: str) -> bool:

@@ -18,10 +18,14 @@ from ._subscriptions import run_timers
 #: Stripe deletes a test clock 30 days after its creation.
 LIFETIME = 30 * 86_400
 
+#: Latest ``frozen_time`` accepted (2100-01-01): calendar arithmetic on renewals must stay within
+#: the years Python's datetime can represent, and no test needs a later time.
+LATEST = 4_102_444_800
+
 
 def create(st: State, p: Params) -> StripeObject:
     """``POST /v1/test_helpers/test_clocks`` with ``frozen_time``."""
-    frozen = p.integer("frozen_time", required=True)
+    frozen = p.integer("frozen_time", required=True, minimum=0, maximum=LATEST)
     clock: StripeObject = {
         "id": st.ids.new("clock"),
         "object": "test_helpers.test_clock",
@@ -47,7 +51,7 @@ def advance(st: State, p: Params, clock_id: str) -> StripeObject:
     """``POST /v1/test_helpers/test_clocks/{id}/advance``: bill everything due up to
     ``frozen_time``."""
     clock = st.store.get(clock_id, "test_helpers.test_clock")
-    target = p.integer("frozen_time", required=True)
+    target = p.integer("frozen_time", required=True, maximum=LATEST)
     if target <= clock["frozen_time"]:  # type: ignore[operator]
         raise invalid_request(
             "The test clock can only be advanced to a time after its current frozen_time.",

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -23,15 +27,15 @@ def _pay(client: stripe.StripeClient, card: str = "pm_card_visa") -> stripe.Paym
 def test_endpoint_created_through_the_api_gets_signed_deliveries(
     client: stripe.StripeClient, emulator: StripeEmulator, clock
 ) -> None:
-    """An endpoint made via the API receives deliveries that construct_event verifies."""
+    """An endpoint made via the API gets its own secret, and its deliveries verify with it."""
     endpoint = client.v1.webhook_endpoints.create(
         params={"url": "https://example.test/hook", "enabled_events": ["payment_intent.succeeded"]}
     )
-    assert endpoint.secret == SECRET
+    assert endpoint.secret.startswith("whsec_") and endpoint.secret != SECRET
     pi = _pay(client)
     [delivery] = emulator.due_deliveries()
     event = stripe.Webhook.construct_event(
-        delivery.payload, delivery.headers["Stripe-Signature"], SECRET, tolerance=None
+        delivery.payload, delivery.headers["Stripe-Signature"], endpoint.secret, tolerance=None
     )
     assert (event.type, event.data.object.id, delivery.url) == (
         "payment_intent.succeeded",
@@ -156,3 +160,151 @@ def test_server_posts_signed_deliveries_to_the_webhook_url(emulator: StripeEmula
     body, signature = received[0]
     event = stripe.Webhook.construct_event(body, signature, emulator.webhook_secret)
     assert event.type == "customer.created"
+
+
+class _Listener:
+    """A tiny HTTP server on 127.0.0.1 recording the webhook POSTs it receives, by path."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes, str]] = []
+        self.arrived = threading.Event()
+        listener = self
+
+        class Receiver(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                listener.received.append((self.path, body, self.headers["Stripe-Signature"]))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                listener.arrived.set()
+
+            def log_message(self, *args: object) -> None:
+                """Quiet."""
+
+        self._server = HTTPServer(("127.0.0.1", 0), Receiver)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_endpoint_created_over_http_signs_with_its_own_secret(emulator: StripeEmulator) -> None:
+    """POST /v1/webhook_endpoints over HTTP returns a fresh secret; the server's delivery to that
+    endpoint verifies with it, and not with another endpoint's secret or the emulator's."""
+    listener = _Listener()
+    try:
+        with EmulatorServer(emulator, port=0, poll_interval=0.01) as server:
+            http = stripe.RequestsClient()
+            client = stripe.StripeClient(
+                "sk_test_billing", http_client=http, base_addresses={"api": server.url}
+            )
+            mine = client.v1.webhook_endpoints.create(
+                params={"url": listener.url + "/mine", "enabled_events": ["customer.created"]}
+            )
+            other = client.v1.webhook_endpoints.create(
+                params={"url": listener.url + "/other", "enabled_events": ["invoice.paid"]}
+            )
+            customer = client.v1.customers.create(params={"email": "ada@example.com"})
+            assert listener.arrived.wait(5)
+            http.close()
+    finally:
+        listener.close()
+    assert mine.secret.startswith("whsec_") and other.secret.startswith("whsec_")
+    assert len({mine.secret, other.secret, emulator.webhook_secret}) == 3
+    [(path, body, signature)] = listener.received
+    assert path == "/mine"
+    event = stripe.Webhook.construct_event(body, signature, mine.secret)
+    assert (event.type, event.data.object.id) == ("customer.created", customer.id)
+    for wrong in (other.secret, emulator.webhook_secret):
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.Webhook.construct_event(body, signature, wrong)
+
+
+def test_endpoint_secret_is_shown_only_on_create(client: stripe.StripeClient) -> None:
+    """Retrieve and list omit the secret, as Stripe does after creation."""
+    endpoint = client.v1.webhook_endpoints.create(
+        params={"url": "https://example.test/hook", "enabled_events": ["*"]}
+    )
+    assert "secret" not in client.v1.webhook_endpoints.retrieve(endpoint.id)
+    assert all("secret" not in e for e in client.v1.webhook_endpoints.list().data)
+
+
+def test_endpoint_secrets_are_seeded(clock) -> None:
+    """In process, an endpoint's secret comes from the seeded stream: same seed, same secret."""
+
+    def secrets(seed: int) -> list[str]:
+        client = StripeEmulator(clock=clock, seed=seed).stripe_client()
+        params = {"url": "https://example.test/hook", "enabled_events": ["*"]}
+        return [client.v1.webhook_endpoints.create(params=params).secret for _ in range(2)]
+
+    assert secrets(5) == secrets(5)
+    assert secrets(5) != secrets(6)
+    assert len(set(secrets(5))) == 2
+
+
+def test_endpoint_url_must_be_http(client: stripe.StripeClient) -> None:
+    """An endpoint created through the API needs a URL Stripe could POST to."""
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.webhook_endpoints.create(params={"url": "not a url", "enabled_events": ["*"]})
+    assert caught.value.param == "url"
+
+
+def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run ``python -m sim.stripe_emulator`` on a free port; the process and its first line."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sim.stripe_emulator", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return process, process.stdout.readline()  # type: ignore[union-attr]
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(timeout=10)
+    process.stdout.close()  # type: ignore[union-attr]
+
+
+def test_cli_generates_a_random_webhook_secret_per_run() -> None:
+    """With --webhook-url and no --webhook-secret, each run signs with a fresh secret it prints,
+    never the published default; deliveries verify with the printed one."""
+    listener = _Listener()
+    runs = []
+    try:
+        for _ in range(2):
+            process, line = _start_cli("--webhook-url", listener.url + "/hook")
+            try:
+                secret = re.search(r"secret (whsec_\S+)\)", line)
+                assert secret is not None, line
+                runs.append(secret.group(1))
+                url = re.search(r"listening on (http://\S+)", line).group(1)  # type: ignore[union-attr]
+                http = stripe.RequestsClient()
+                client = stripe.StripeClient(
+                    "sk_test_cli", http_client=http, base_addresses={"api": url}
+                )
+                client.v1.customers.create(params={})
+                http.close()
+                assert listener.arrived.wait(10)
+                listener.arrived.clear()
+            finally:
+                _stop(process)
+    finally:
+        listener.close()
+    assert runs[0] != runs[1] and SECRET not in runs
+    for (_, body, signature), secret in zip(listener.received, runs, strict=True):
+        assert stripe.Webhook.construct_event(body, signature, secret).type == "customer.created"
+
+
+def test_cli_uses_the_given_webhook_secret() -> None:
+    """--webhook-secret still sets the secret of the --webhook-url deliveries."""
+    process, line = _start_cli(
+        "--webhook-url", "http://127.0.0.1:9/hook", "--webhook-secret", "whsec_mine"
+    )
+    _stop(process)
+    assert "secret whsec_mine)" in line
