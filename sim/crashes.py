@@ -34,7 +34,7 @@ from sim.billing import Store
 STORE_READS = frozenset(
     {
         "get_user", "snapshot", "attempt", "attempts", "ledger", "ledger_sum", "user_ids",
-        "event_processed", "subscription", "subscriptions", "tfa_failures_since",
+        "event_processed", "dead_letters", "subscription", "subscriptions", "tfa_failures_since",
         "pending_notices",
     }
 )  # fmt: skip

@@ -47,10 +47,10 @@ from .pricing import CURRENCIES, TIER_CREDITS, TIERS, Money, Tier, price_of, tie
 from .service import BillingConfig, BillingService, Deduction, idempotency_key
 from .settings import ACTIVE, PAUSED, SUSPENDED, THRESHOLDS, AutoTopupSettings
 from .sqlite_store import SQLiteStore
-from .store import CachedUser, Store, SubscriptionRecord
+from .store import CachedUser, DeadLetter, Store, SubscriptionRecord
 from .subscriptions import Subscriptions
 from .tasks import InlineRunner, QueueRunner, TaskRunner, ThreadRunner
-from .twofactor import TwoFactor
+from .twofactor import Guess, TfaPolicy, TfaVerdict, TwoFactor
 from .vault import Vault
 from .webhooks import WebhookHandler
 
@@ -76,10 +76,12 @@ __all__ = [
     "ChargeSucceeded",
     "Clock",
     "CodeReplayed",
+    "DeadLetter",
     "DecryptionError",
     "Deduction",
     "DuplicateUser",
     "GatewayConfigurationError",
+    "Guess",
     "InlineRunner",
     "InsufficientCredits",
     "InvalidAmount",
@@ -106,6 +108,8 @@ __all__ = [
     "Subscriptions",
     "SystemClock",
     "TaskRunner",
+    "TfaPolicy",
+    "TfaVerdict",
     "ThreadRunner",
     "Tier",
     "TooManyAttempts",

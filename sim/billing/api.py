@@ -8,11 +8,31 @@ Authentication: ``Authorization: Bearer <token>``, resolved by :class:`Sessions`
 token table. A real deployment replaces it by overriding the :func:`current_user` dependency
 (``app.dependency_overrides[current_user] = its_own``).
 
-Errors are JSON ``{"error": {"code": ..., "message": ..., "field": ...}}`` with the status that
-names the problem: 400 (bad webhook signature), 401 (no or unknown token), 403 (2FA missing, wrong
-or replayed code), 404 (unknown user), 409 (conflict: no card, subscription exists), 422 (invalid
-field; names it and what it allows), 429 (too many wrong codes; ``Retry-After``), 503 (cache or
-store unavailable: nothing was changed). Bad input never produces a 500.
+Step-up authentication: every request that moves money or changes what a user is charged (the
+auto top-up settings, subscribing, cancelling) carries a ``totp_code``, and a valid code is used
+up once (:class:`TwoFactor`). Every check that does not need the code runs before it (the body,
+the user, the card, subscription conflicts), so a refused change leaves the code unused and the
+client can send it again. Using the code and applying the change are two steps (the change may
+call Stripe, which no store transaction can include): if the change then fails for a passing
+reason (store or cache unavailable, 503), the code stays used and the client retries with the
+next one, 30 seconds later at most.
+
+Errors are JSON ``{"error": {"code": ..., "message": ..., "field": ..., "allowed": [...]}}``
+(``field`` and ``allowed`` when they apply), every 4xx included, with the status that names the
+problem: 400 (bad webhook signature; a body that is not JSON within the limits), 401 (no or
+unknown token), 403 (2FA missing, wrong or replayed code), 404 (unknown user or route), 405
+(method; ``Allow``), 409 (conflict: no card, subscription exists), 413 (body too large), 415 (body
+not JSON), 422 (invalid field; names it and what it allows), 429 (too many wrong codes;
+``Retry-After``), 503 (cache or store unavailable: the change was not made, though a code it
+carried may be used). Bad input never produces a 500.
+
+Limits on the JSON bodies, checked before FastAPI parses them (:class:`_JsonBodyRoute`): at most
+:data:`MAX_BODY_BYTES` (the largest valid body is under 200 bytes; 413 ``payload_too_large``,
+without reading further), a JSON media type (415 ``unsupported_media_type``), then strict UTF-8
+JSON (:func:`~sim.billing.json_limits.load_json`: no ``NaN``, no infinite numbers, integers within
+Python's digit limit) with arrays and objects nested at most :data:`MAX_JSON_DEPTH` levels deep
+(400 ``invalid_body``, syntax errors included). A readable body that does not fit the request's
+schema is 422. The webhook reads its own body under its own limit.
 """
 
 from __future__ import annotations
@@ -20,13 +40,18 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Receive
 
 from .errors import (
     BillingError,
@@ -38,6 +63,7 @@ from .errors import (
     StoreUnavailable,
     SubscriptionError,
     TooManyAttempts,
+    TransientGatewayError,
     TwoFactorRequired,
     UnknownCurrency,
     UnknownTier,
@@ -46,14 +72,18 @@ from .errors import (
     WebhookSignatureError,
 )
 from .gateway import PaymentGateway, SubscriptionGateway
+from .json_limits import MalformedJson, load_json
 from .payments import WebhookVerifier
 from .service import BillingService
 from .settings import AutoTopupSettings
 from .subscriptions import Subscriptions
 from .twofactor import TwoFactor
-from .webhooks import WebhookHandler
+from .webhooks import MAX_PAYLOAD_BYTES, WebhookHandler
 
 log = logging.getLogger(__name__)
+
+#: Failures that pass: a webhook that met one is answered 503 and delivered again by Stripe.
+TRANSIENT = (StoreUnavailable, CacheUnavailable, TransientGatewayError)
 
 
 class Sessions:
@@ -102,6 +132,26 @@ _STATUS: dict[type[BillingError], tuple[int, str]] = {
     CacheUnavailable: (503, "unavailable"),
 }
 _FIELD_OF: dict[type[BillingError], str] = {UnknownTier: "credits", UnknownCurrency: "currency"}
+#: What each auto top-up setting allows, as JSON values: ``InvalidSettings`` names the field and
+#: says it in words only.
+# Starlette's and FastAPI's own HTTP errors (unknown route, wrong method, an unreadable body
+# FastAPI met first) -> error code.
+_HTTP_CODES: dict[int, str] = {
+    400: "invalid_body",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+#: The largest JSON body read, in bytes: the largest valid one is under 200.
+MAX_BODY_BYTES = 8 * 1024
+#: How deep arrays and objects may nest in a JSON body (the body's own object is level 1; every
+#: valid body is flat).
+MAX_JSON_DEPTH = 8
+
+#: A TOTP code as the requests carry it.
+TotpCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", description="six digits from the 2FA app")]
 
 
 class LowBalanceSettingsRequest(BaseModel):
@@ -117,7 +167,7 @@ class LowBalanceSettingsRequest(BaseModel):
     threshold: int
     amount: int
     currency: str
-    totp_code: str = Field(pattern=r"^[0-9]{6}$", description="six digits from the 2FA app")
+    totp_code: TotpCode
 
 
 class SubscriptionRequest(BaseModel):
@@ -127,15 +177,111 @@ class SubscriptionRequest(BaseModel):
 
     credits: int
     currency: str
+    totp_code: TotpCode
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    headers = {}
+class CancelSubscriptionRequest(BaseModel):
+    """``POST /v1/subscriptions/cancel``: only the code (cancelling changes what is charged)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    totp_code: TotpCode
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    headers = dict(headers or {})
     if "retry_after" in extra:
         headers["Retry-After"] = str(int(extra["retry_after"]) + 1)
     return JSONResponse(
         {"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers
     )
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands over ``body`` (already read) first, then the connection's own."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _parse_json(body: bytes, content_type: str | None) -> Any:
+    """``body`` as strict JSON within the limits, or the :class:`ApiError` that says why not."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise ApiError(415, "unsupported_media_type", "the body must be JSON (application/json)")
+    try:
+        return load_json(body, max_bytes=MAX_BODY_BYTES, max_depth=MAX_JSON_DEPTH)
+    except MalformedJson as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from None
+
+
+class _ParsedRequest(Request):
+    """A request whose body was already read and parsed under the limits: FastAPI's handler gets
+    the same bytes and the same value, without reading or parsing again."""
+
+    def __init__(self, request: Request, body: bytes, parsed: Any) -> None:
+        super().__init__(request.scope, _replay(body, request.receive))
+        self._parsed = parsed
+
+    async def json(self) -> Any:
+        """The body's JSON value, as parsed under the limits."""
+        return self._parsed
+
+
+class _JsonBodyRoute(APIRoute):
+    """A route that reads its JSON body under the API's limits before FastAPI parses it.
+
+    On its own, FastAPI reads a body of any size, parses any depth, and answers what it cannot
+    parse (an overlong integer, invalid UTF-8, another media type) with a bare 400 or a 422 about
+    bytes, outside the error envelope; here each is an :class:`ApiError`. Routes without a body
+    model are left as they are (the webhook reads its own body, under its own limit).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, behind the body limits when the route has a body model."""
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def read_then_handle(request: Request) -> Response:
+            body = await _bounded_body(request, MAX_BODY_BYTES)
+            if body is None:
+                raise ApiError(
+                    413, "payload_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes"
+                )
+            parsed = _parse_json(body, request.headers.get("content-type")) if body else None
+            return await handler(_ParsedRequest(request, body, parsed))
+
+        return read_then_handle
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or ``None`` past ``limit`` bytes (read no further than that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def current_user(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
@@ -192,11 +338,17 @@ def create_app(
 ) -> FastAPI:
     """Build the API around the given services."""
     app = FastAPI(title="topup-sim billing API", version="1")
+    app.router.route_class = _JsonBodyRoute  # every route declared below
     app.state.sessions = sessions
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(BillingError)
     async def billing_error(_: Request, exc: BillingError) -> JSONResponse:
@@ -207,9 +359,9 @@ def create_app(
             log.exception("unmapped billing error", exc_info=exc)
         extra: dict[str, Any] = {}
         if isinstance(exc, InvalidSettings):
-            extra = {"field": exc.field, "allowed": exc.allowed}
-        elif type(exc) in _FIELD_OF:
-            extra = {"field": _FIELD_OF[type(exc)]}
+            extra = {"field": exc.field, "allowed": list(exc.allowed)}
+        elif isinstance(exc, UnknownTier | UnknownCurrency):
+            extra = {"field": _FIELD_OF[type(exc)], "allowed": list(exc.allowed)}
         elif isinstance(exc, TooManyAttempts):
             extra = {"retry_after": round(exc.retry_after)}
         return _error(status, code, str(exc), **extra)
@@ -223,10 +375,13 @@ def create_app(
 
     @app.post("/v1/settings/auto-topup/low-balance")
     def save_low_balance_settings(body: LowBalanceSettingsRequest, user_id: User) -> dict[str, Any]:
-        """Change auto top-up settings: validated, then 2FA, then saved (store, then cache)."""
+        """Change auto top-up settings: validated, checked (2FA enrolled, a card to enable), then
+        the code (used up once it passes), then saved (store, then cache)."""
         settings = AutoTopupSettings(body.enabled, body.threshold, body.amount, body.currency)
+        twofactor.require(user_id)
+        billing.check_settings(user_id, settings)
         twofactor.verify(user_id, body.totp_code)
-        billing.update_settings(user_id, settings)
+        billing.apply_settings(user_id, settings)
         return overview(user_id)
 
     @app.get("/v1/settings/billing")
@@ -236,13 +391,21 @@ def create_app(
 
     @app.post("/v1/subscriptions", status_code=201)
     def create_subscription(body: SubscriptionRequest, user_id: User) -> dict[str, Any]:
-        """Start a monthly top-up for a tier with a bonus, paid with the saved card."""
+        """Start a monthly top-up for a tier with a bonus, paid with the saved card: checked, then
+        the code (used up once it passes), then created (the first invoice is charged at once)."""
+        twofactor.require(user_id)
+        subscriptions.check_create(user_id, body.credits, body.currency)
+        twofactor.verify(user_id, body.totp_code)
         subscriptions.create(user_id, body.credits, body.currency)
         return overview(user_id)
 
     @app.post("/v1/subscriptions/cancel")
-    def cancel_subscription(user_id: User) -> dict[str, Any]:
-        """Stop the monthly top-up at the end of the paid period."""
+    def cancel_subscription(body: CancelSubscriptionRequest, user_id: User) -> dict[str, Any]:
+        """Stop the monthly top-up at the end of the paid period: checked, then the code (used up
+        once it passes), then cancelled."""
+        twofactor.require(user_id)
+        subscriptions.check_cancel(user_id)
+        twofactor.verify(user_id, body.totp_code)
         subscriptions.cancel(user_id)
         return overview(user_id)
 
@@ -250,17 +413,27 @@ def create_app(
     async def stripe_webhook(
         request: Request, stripe_signature: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
-        """Stripe's deliveries: 400 for a bad signature or a malformed event, 500 when processing
-        failed (Stripe retries), 200 otherwise, duplicates included."""
-        payload = await request.body()
+        """Stripe's deliveries (see :mod:`~sim.billing.webhooks`): 400 for a bad signature, 413
+        for a body past ``MAX_PAYLOAD_BYTES``, 503 when the event could not be processed now
+        (Stripe retries), 200 otherwise: applied, duplicate, ignored or dead-lettered."""
+        payload = await _bounded_body(request, MAX_PAYLOAD_BYTES)
+        if payload is None:
+            return _error(413, "payload_too_large", f"at most {MAX_PAYLOAD_BYTES} bytes")
         try:
-            outcome = webhooks.handle(payload, stripe_signature)
-        except (WebhookSignatureError, WebhookPayloadError):
+            outcome = await run_in_threadpool(webhooks.handle, payload, stripe_signature)
+        except WebhookSignatureError:
             raise
+        except TRANSIENT as exc:
+            log.warning("webhook not processed now (%s); answering 503 so that Stripe retries", exc)
+            return _error(503, "unavailable", "the event could not be processed now; retry")
         except Exception:
             log.exception("webhook processing failed; answering 500 so that Stripe retries")
             return _error(500, "processing_failed", "the event could not be processed; retry")
         return JSONResponse({"received": True, "outcome": outcome})
+
+    # The checks below run before a code is used, so that a change that is going to be refused
+    # does not use it up. Each repeats the refusal of the call it precedes (which checks again:
+    # the state may change in between), with the same error.
 
     def overview(user_id: str) -> dict[str, Any]:
         user = billing.store.get_user(user_id)

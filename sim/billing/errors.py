@@ -68,8 +68,11 @@ class UnknownTier(BillingError, ValueError):
 class InvalidSettings(BillingError, ValueError):
     """An auto top-up setting is out of range. Names the field and what it allows."""
 
-    def __init__(self, field: str, value: object, allowed: str) -> None:
-        super().__init__(f"invalid {field}: {value!r}; allowed: {allowed}")
+    def __init__(self, field: str, value: object, allowed: tuple[object, ...]) -> None:
+        shown = ", ".join(
+            "true" if v is True else "false" if v is False else str(v) for v in allowed
+        )
+        super().__init__(f"invalid {field}: {value!r}; allowed: {shown}")
         self.field = field
         self.value = value
         self.allowed = allowed
@@ -131,7 +134,7 @@ class CodeReplayed(BillingError):
 
 
 class TooManyAttempts(BillingError):
-    """Too many wrong codes: settings changes are locked for ``retry_after`` seconds."""
+    """Too many wrong codes: every change that needs a code is locked for ``retry_after`` s."""
 
     def __init__(self, user_id: str, retry_after: float) -> None:
         super().__init__(
@@ -151,4 +154,5 @@ class WebhookSignatureError(BillingError):
 
 
 class WebhookPayloadError(BillingError):
-    """A correctly signed webhook whose event is malformed: retrying it cannot help."""
+    """A correctly signed webhook whose event is invalid for good (malformed, of an unknown user
+    or another customer, a wrong price): retrying it cannot help, so it is dead-lettered."""

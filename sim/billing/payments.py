@@ -316,8 +316,12 @@ class WebhookVerifier:
         except UnicodeDecodeError as exc:
             raise WebhookSignatureError("the payload is not UTF-8 text") from exc
         assert signature is not None  # verify_header refuses a missing header
+        # The library signs "<t>.<payload>" with t as text and, tolerance off, never parses t:
+        # a sender holding the secret can sign any t, so it is parsed here, strictly.
         stamps = [p[2:] for p in signature.split(",") if p.startswith("t=")]
-        timestamp = float(stamps[0])
+        if not stamps or not (stamps[0].isascii() and stamps[0].isdigit()):
+            raise WebhookSignatureError("the Stripe-Signature timestamp is not a whole number")
+        timestamp = int(stamps[0])
         if abs(self.clock.now() - timestamp) > self.tolerance:
             raise WebhookSignatureError(
                 f"webhook timestamp {timestamp:.0f} is outside the {self.tolerance:.0f}s tolerance"

@@ -12,6 +12,10 @@ job covers users who make no further request, and is the operator's tool after a
   always) and listed;
 - **notices**: outbox notices a dead worker left unsent are sent (under their stable ids).
 
+The command's report also lists the newest dead-lettered webhook events (signed events that can
+never apply, kept with their reason by :mod:`~sim.billing.webhooks`): nothing repairs those, a
+person reads them.
+
 A deployment runs it periodically from one process (every few minutes: more often than the
 attempt lease gains nothing), as ``python -m sim.billing.reconcile`` from cron or a systemd timer
 with the server's environment (``REDIS_URL``, ``TOPUP_MASTER_KEY``, ``STRIPE_API_KEY``), or calls
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 
 from .errors import BillingError
 from .service import BillingService
+from .store import DeadLetter
 from .tasks import InlineRunner
 
 log = logging.getLogger(__name__)
@@ -95,6 +100,33 @@ def reconcile_all(
     return out
 
 
+#: How many of the newest dead-lettered webhook events the report lists.
+DEAD_LETTERS_SHOWN = 20
+
+
+def report_lines(found: list[Reconciliation], dead_letters: list[DeadLetter]) -> list[str]:
+    """The reconcile report: one line per user that needed repair, a total line, and the newest
+    dead-lettered webhook events (signed events that can never apply: a person must look)."""
+    lines = [
+        f"{item.user_id}: cache repaired={item.cache_repaired}"
+        f" attempt recovered={item.attempt_recovered}"
+        f" charges credited={list(item.uncredited_charges)}"
+        f" notices sent={item.notices_sent}"
+        for item in found
+        if not item.clean
+    ]
+    dirty = sum(not item.clean for item in found)
+    lines.append(f"reconciled {len(found)} users: {dirty} needed repair")
+    lines += [
+        f"dead letter {letter.event_id} ({letter.type}) at {letter.received_at:.0f}:"
+        f" {letter.reason}"
+        for letter in dead_letters
+    ]
+    if dead_letters:
+        lines.append(f"{len(dead_letters)} dead-lettered webhook events shown (newest first)")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m sim.billing.reconcile``: reconcile every user (or ``--user``), print what was
     repaired, one line per user that needed it, and a total line."""
@@ -118,16 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     # Recoveries run in this process, now: a reconcile that exits has finished its repairs.
     billing, _ = build_billing(args.db, args.stripe_url, InlineRunner())
     found = reconcile_all(billing, args.user)
-    for item in found:
-        if not item.clean:
-            print(
-                f"{item.user_id}: cache repaired={item.cache_repaired}"
-                f" attempt recovered={item.attempt_recovered}"
-                f" charges credited={list(item.uncredited_charges)}"
-                f" notices sent={item.notices_sent}"
-            )
-    dirty = sum(not item.clean for item in found)
-    print(f"reconciled {len(found)} users: {dirty} needed repair")
+    print("\n".join(report_lines(found, billing.store.dead_letters(limit=DEAD_LETTERS_SHOWN))))
     return 0
 
 

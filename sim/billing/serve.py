@@ -7,6 +7,14 @@ when unset: fine for trying it out, useless for data that must outlive the proce
 the offline emulator's HTTP server by default (``--stripe-url``), or real Stripe test mode with
 ``--stripe-url ''`` and ``STRIPE_API_KEY=sk_test_...``.
 
+Webhooks are verified with a secret no one else knows; there is no default. Against real Stripe,
+``STRIPE_WEBHOOK_SECRET`` (or ``--webhook-secret``) is required: the secret of the endpoint
+registered with Stripe (the dashboard, or ``stripe listen``). Against the emulator without one,
+the server registers its own endpoint (``POST /v1/webhook_endpoints`` for
+``http://127.0.0.1:<port>/v1/payments/webhook``, as one would with Stripe's API) and verifies
+with the fresh random secret the emulator returns; the emulator signs that endpoint's deliveries
+with it.
+
 ``--demo-user NAME`` creates that user with a test card, enrols 2FA, and prints the bearer token
 and TOTP secret, so the endpoints can be tried with curl straight away.
 """
@@ -18,6 +26,7 @@ import logging
 import os
 
 import redis
+import stripe
 import uvicorn
 
 from .api import build_app
@@ -31,6 +40,9 @@ from .tasks import TaskRunner, ThreadRunner
 from .vault import MASTER_KEY_ENV, Vault
 
 log = logging.getLogger("sim.billing.serve")
+
+#: Where the webhook signing secret comes from (``--webhook-secret`` overrides it).
+WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
 
 
 class LogNotifier:
@@ -67,6 +79,23 @@ def build_billing(
     return billing, gateway
 
 
+def register_webhook_endpoint(gateway: StripeGateway, port: int, stripe_url: str) -> str:
+    """Register this server's webhook URL with the Stripe at ``stripe_url`` (the emulator) and
+    return the endpoint's signing secret, which only the two of them know."""
+    url = f"http://127.0.0.1:{port}/v1/payments/webhook"
+    try:
+        endpoint = gateway.client.v1.webhook_endpoints.create(
+            params={"url": url, "enabled_events": ["*"]}
+        )
+    except stripe.StripeError as exc:
+        raise SystemExit(
+            f"cannot register the webhook endpoint {url} with the Stripe at {stripe_url}: {exc}"
+            f" (start the emulator first, or set {WEBHOOK_SECRET_ENV})"
+        ) from exc
+    log.info("webhook endpoint %s registered at %s for %s", endpoint.id, stripe_url, url)
+    return str(endpoint.secret)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse options, wire the services, and serve until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m sim.billing.serve", description=__doc__)
@@ -77,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         help="Stripe API base; the emulator's server by default, '' for real Stripe test mode",
     )  # fmt: skip
     parser.add_argument(
-        "--webhook-secret", default=os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_test_emulator"),
-        help="secret that signs webhook deliveries (STRIPE_WEBHOOK_SECRET)",
+        "--webhook-secret", default=os.environ.get(WEBHOOK_SECRET_ENV),
+        help=f"secret that signs webhook deliveries ({WEBHOOK_SECRET_ENV}); required against"
+        " real Stripe; against the emulator, the server registers an endpoint and uses its secret",
     )  # fmt: skip
     parser.add_argument("--demo-user", help="create this user with a card and 2FA, print a token")
     args = parser.parse_args(argv)
@@ -86,8 +116,14 @@ def main(argv: list[str] | None = None) -> None:
     # stripe-python logs request paths and bodies (card and customer ids) at INFO and DEBUG.
     logging.getLogger("stripe").setLevel(logging.WARNING)
 
+    if not args.webhook_secret and not args.stripe_url:
+        parser.error(
+            f"{WEBHOOK_SECRET_ENV} (or --webhook-secret) is required against real Stripe: the"
+            " signing secret of the webhook endpoint registered there"
+        )
     billing, gateway = build_billing(args.db, args.stripe_url, ThreadRunner())
-    wired = build_app(billing, gateway, args.webhook_secret)
+    secret = args.webhook_secret or register_webhook_endpoint(gateway, args.port, args.stripe_url)
+    wired = build_app(billing, gateway, secret)
     if args.demo_user:
         billing.create_user(args.demo_user, balance=1_500)
         customer = gateway.ensure_customer(args.demo_user)

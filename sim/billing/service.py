@@ -193,15 +193,24 @@ class BillingService:
         self._publish(user_id, snapshot)
 
     def update_settings(self, user_id: str, settings: AutoTopupSettings) -> None:
-        """Save validated settings. Enabling needs a saved, usable card; re-saving lifts a
-        suspension.
+        """Save validated settings (:meth:`check_settings`, then :meth:`apply_settings`).
 
-        Authentication (2FA) belongs to the caller: see the settings endpoint.
+        Authentication (2FA) belongs to the caller: see the settings endpoint, which checks,
+        then takes the code, then applies, so that a refused change never uses up a code.
         """
-        if settings.enabled:
-            saved = self.payment_method(user_id)
-            if saved is None or not self.gateway.payment_method_usable(*saved):
-                raise PaymentMethodMissing(user_id)
+        self.check_settings(user_id, settings)
+        self.apply_settings(user_id, settings)
+
+    def check_settings(self, user_id: str, settings: AutoTopupSettings) -> None:
+        """Refuse what :meth:`apply_settings` must not save: enabling without a saved card that
+        Stripe says is usable (``PaymentMethodMissing``); ``UnknownUser`` for an unknown user."""
+        saved = self.payment_method(user_id)
+        if settings.enabled and (saved is None or not self.gateway.payment_method_usable(*saved)):
+            raise PaymentMethodMissing(user_id)
+
+    def apply_settings(self, user_id: str, settings: AutoTopupSettings) -> None:
+        """Save settings that passed :meth:`check_settings`; re-saving lifts a suspension, and
+        enabling under the new threshold tops up at once."""
         self._publish(user_id, self.store.save_settings(user_id, settings))
         if settings.enabled:
             # Already under the new threshold? Top up now, not at the next request.
@@ -535,15 +544,7 @@ class BillingService:
         confirm and by the ``payment_intent.succeeded`` webhook: whichever comes first credits,
         and the credit and the attempt's close are one transaction.
         """
-        credits = credits_for_payment(paid.amount_minor, paid.currency)
-        if metadata.get("credits") not in (None, str(credits)) or metadata.get("user_id") not in (
-            None,
-            user_id,
-        ):
-            raise PriceMismatch(
-                f"payment {payment_intent_id} of {paid} buys {credits} credits, but its metadata"
-                f" says {dict(metadata)!r}"
-            )
+        credits = self.payment_credits(user_id, payment_intent_id, paid, metadata)
         attempt = metadata.get("attempt")
         seq = None if attempt is None else int(attempt)
         outcome = AttemptOutcome(
@@ -559,6 +560,33 @@ class BillingService:
         if settled.credited:
             self._send([notice])
         return settled.credited
+
+    def payment_credits(
+        self, user_id: str, payment_intent_id: str, paid: Money, metadata: Mapping[str, str]
+    ) -> int:
+        """The credits a payment buys, checked before anything is written: the amount must be
+        exactly one tier's price in a known currency (``UnknownTier``, ``UnknownCurrency``) and
+        agree with the ``credits``, ``user_id`` and ``attempt`` of its metadata
+        (``PriceMismatch``)."""
+        credits = credits_for_payment(paid.amount_minor, paid.currency)
+        attempt = metadata.get("attempt")
+        if (
+            metadata.get("credits") not in (None, str(credits))
+            or metadata.get("user_id") not in (None, user_id)
+            or (attempt is not None and not (attempt.isascii() and attempt.isdigit()))
+        ):
+            raise PriceMismatch(
+                f"payment {payment_intent_id} of {paid} buys {credits} credits, but its metadata"
+                f" says {dict(metadata)!r}"
+            )
+        return credits
+
+    def customer_id(self, user_id: str) -> str | None:
+        """The user's Stripe customer id, decrypted, or ``None`` before a card was saved."""
+        user = self.store.get_user(user_id)
+        if user.encrypted_stripe_customer_id is None:
+            return None
+        return self._open(user, F_CUSTOMER, user.encrypted_stripe_customer_id)
 
     def payment_failed(self, user_id: str, attempt: int) -> bool:
         """A failed-payment webhook for attempt ``attempt``: ask Stripe again, now.

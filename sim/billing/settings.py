@@ -31,18 +31,14 @@ class AutoTopupSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
-            raise InvalidSettings("enabled", self.enabled, "true or false")
+            raise InvalidSettings("enabled", self.enabled, (True, False))
         if isinstance(self.threshold, bool) or self.threshold not in THRESHOLDS:
-            raise InvalidSettings("threshold", self.threshold, _listing(THRESHOLDS))
+            raise InvalidSettings("threshold", self.threshold, THRESHOLDS)
         try:
             tier_for(self.amount)
         except UnknownTier:
-            raise InvalidSettings("amount", self.amount, _listing(TIER_CREDITS)) from None
+            raise InvalidSettings("amount", self.amount, TIER_CREDITS) from None
         try:
             check_currency(self.currency)
         except UnknownCurrency:
-            raise InvalidSettings("currency", self.currency, _listing(CURRENCIES)) from None
-
-
-def _listing(values: tuple[object, ...]) -> str:
-    return ", ".join(str(v) for v in values)
+            raise InvalidSettings("currency", self.currency, CURRENCIES) from None

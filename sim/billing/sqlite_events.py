@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .sqlite_connection import SQLiteConnection
-from .store import SubscriptionRecord
+from .store import DeadLetter, SubscriptionRecord
 
 
 class EventTables(SQLiteConnection):
@@ -24,6 +24,32 @@ class EventTables(SQLiteConnection):
     def event_processed(self, event_id: str) -> bool:
         """Whether a webhook event id was processed."""
         return bool(self._read("SELECT 1 FROM webhook_events WHERE event_id = ?", (event_id,)))
+
+    def dead_letter(self, letter: DeadLetter) -> bool:
+        """Keep an event that can never be applied, and mark its id processed."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO webhook_events (event_id, type, processed_at)"
+                " VALUES (?, ?, ?)",
+                (letter.event_id, letter.type, letter.received_at),
+            )
+            if cursor.rowcount == 0:
+                return False
+            db.execute(
+                "INSERT INTO dead_letters (event_id, type, reason, payload, received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (letter.event_id, letter.type, letter.reason, letter.payload, letter.received_at),
+            )
+            return True
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead-lettered events, newest first."""
+        rows = self._read(
+            "SELECT event_id, type, reason, payload, received_at FROM dead_letters"
+            " ORDER BY received_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        )
+        return [DeadLetter(**dict(row)) for row in rows]
 
     # ------------------------------------------------------------------ subscriptions
 

@@ -90,4 +90,11 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     type TEXT NOT NULL,
     processed_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    event_id TEXT PRIMARY KEY REFERENCES webhook_events(event_id),
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    received_at REAL NOT NULL
+);
 """

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .errors import UnknownUser
 from .sqlite_connection import SQLiteConnection
+from .twofactor import Guess, TfaPolicy, TfaVerdict
+
+_FAILURES_SINCE = "SELECT at FROM tfa_failures WHERE user_id = ? AND at >= ? ORDER BY at"
 
 
 class TwoFactorTables(SQLiteConnection):
@@ -21,28 +24,31 @@ class TwoFactorTables(SQLiteConnection):
             if cursor.rowcount == 0:
                 raise UnknownUser(user_id)
 
-    def accept_tfa_step(self, user_id: str, step: int) -> bool:
-        """Record a TOTP step as used; ``False`` if it, or a later one, was used before.
+    def tfa_guess(
+        self, user_id: str, step: int | None, now: float, policy: TfaPolicy
+    ) -> TfaVerdict:
+        """Judge one TOTP guess (``step``: the step its code matched, or ``None``) and record it:
+        a wrong code as a failure, an accepted one as the last step; locked and replayed guesses
+        record nothing.
 
-        One conditional UPDATE, so two concurrent requests with the same code cannot both pass.
+        One ``BEGIN IMMEDIATE`` transaction from the read of the failures to the write, so
+        concurrent guesses are judged one after another, each seeing the ones before.
         """
         with self._tx() as db:
-            cursor = db.execute(
-                "UPDATE users SET tfa_last_step = ? WHERE user_id = ?"
-                " AND (tfa_last_step IS NULL OR tfa_last_step < ?)",
-                (step, user_id, step),
-            )
-            return cursor.rowcount == 1
-
-    def record_tfa_failure(self, user_id: str, at: float) -> None:
-        """Remember a wrong TOTP code."""
-        with self._tx() as db:
-            db.execute("INSERT INTO tfa_failures (user_id, at) VALUES (?, ?)", (user_id, at))
+            user = db.execute(
+                "SELECT tfa_last_step FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            if user is None:
+                raise UnknownUser(user_id)
+            since = policy.relevant_since(now)
+            failures = [row["at"] for row in db.execute(_FAILURES_SINCE, (user_id, since))]
+            verdict = policy.judge(failures, user["tfa_last_step"], step, now)
+            if verdict.guess is Guess.WRONG:
+                db.execute("INSERT INTO tfa_failures (user_id, at) VALUES (?, ?)", (user_id, now))
+            elif verdict.guess is Guess.ACCEPTED:
+                db.execute("UPDATE users SET tfa_last_step = ? WHERE user_id = ?", (step, user_id))
+            return verdict
 
     def tfa_failures_since(self, user_id: str, since: float) -> list[float]:
         """Times of wrong TOTP codes at or after ``since``, oldest first."""
-        rows = self._read(
-            "SELECT at FROM tfa_failures WHERE user_id = ? AND at >= ? ORDER BY at",
-            (user_id, since),
-        )
-        return [row["at"] for row in rows]
+        return [row["at"] for row in self._read(_FAILURES_SINCE, (user_id, since))]

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .claims import ClaimPolicy, Trigger
 from .settings import ACTIVE, AutoTopupSettings
+
+if TYPE_CHECKING:  # twofactor imports this module; the port only names its types
+    from .twofactor import TfaPolicy, TfaVerdict
 
 #: ``seal(user_id, wrapped_key, claimed_at)``: the encrypted last-triggered time, made inside
 #: the claim's transaction (the store never sees the plaintext it seals).
@@ -193,6 +196,18 @@ class TopupAttempt:
     encrypted_payment_method_id: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A signed webhook event that can never be applied, kept with why (``reason``) and as it
+    came (``payload``), for a person to look at; Stripe was answered 2xx and stops retrying."""
+
+    event_id: str
+    type: str
+    reason: str
+    payload: bytes
+    received_at: float
+
+
 class Store(Protocol):
     """What the billing core needs from durable storage; each call is atomic."""
 
@@ -296,7 +311,16 @@ class Store(Protocol):
         ...
 
     def event_processed(self, event_id: str) -> bool:
-        """Whether a webhook event id was processed."""
+        """Whether a webhook event id was processed (or dead-lettered)."""
+        ...
+
+    def dead_letter(self, letter: DeadLetter) -> bool:
+        """Keep an event that can never be applied and mark its id processed (one transaction);
+        ``False`` if the id was already processed."""
+        ...
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead-lettered events, newest first."""
         ...
 
     def save_tfa_secret(self, user_id: str, encrypted_secret: bytes) -> None:
@@ -319,12 +343,13 @@ class Store(Protocol):
         """The user's subscriptions, oldest first."""
         ...
 
-    def accept_tfa_step(self, user_id: str, step: int) -> bool:
-        """Record a TOTP step as used; ``False`` if it, or a later one, was used before."""
-        ...
-
-    def record_tfa_failure(self, user_id: str, at: float) -> None:
-        """Remember a wrong TOTP code."""
+    def tfa_guess(
+        self, user_id: str, step: int | None, now: float, policy: TfaPolicy
+    ) -> TfaVerdict:
+        """Judge a TOTP guess by :meth:`TfaPolicy.judge <sim.billing.twofactor.TfaPolicy.judge>`
+        and record it (a wrong code as a failure, an accepted step as the last one), all in one
+        transaction: concurrent guesses are judged one after another. ``step`` is the step the
+        code matched, ``None`` for a wrong code; raise ``UnknownUser``."""
         ...
 
     def tfa_failures_since(self, user_id: str, since: float) -> list[float]:

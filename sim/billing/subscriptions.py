@@ -3,21 +3,27 @@ tier's credits plus its bonus, once per paid invoice.
 
 The original system granted these credits only from a webhook branch that could never run (it
 returned early for events without an order id). Here every paid invoice of one of our
-subscriptions credits, keyed by the invoice id, and an invoice whose subscription we have not
-recorded yet is answered with an error so that Stripe delivers it again.
+subscriptions credits, keyed by the invoice id, and an invoice that arrives before our record of
+its subscription makes that record from what the invoice says.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import PaymentMethodMissing, PriceMismatch, SubscriptionError
+from .errors import (
+    PaymentMethodMissing,
+    PriceMismatch,
+    SubscriptionError,
+    WebhookPayloadError,
+)
 from .gateway import SubscriptionGateway, SubscriptionInfo
-from .pricing import Money, price_of, tier_for
+from .pricing import Money, check_currency, price_of, tier_for
 from .service import BillingService
 from .store import LIVE_SUBSCRIPTION_STATUSES, SubscriptionRecord
+from .webhook_events import InvoiceEvent, SubscriptionEvent
 
 PURPOSE = "monthly_topup"
 
@@ -37,32 +43,44 @@ class Subscriptions:
                 return record
         return None
 
-    def create(self, user_id: str, credits: int, currency: str) -> SubscriptionRecord:
-        """Subscribe to a tier that has a monthly bonus, paid with the saved card."""
+    def check_create(self, user_id: str, credits: int, currency: str) -> None:
+        """Refuse what :meth:`create` refuses, reading only the store (an API checks this before
+        it takes a 2FA code): a tier or currency we do not sell, a tier without a monthly bonus,
+        a live subscription already, no saved card."""
         tier = tier_for(credits)
         if not tier.subscribable:
             raise SubscriptionError(f"the {credits}-credit tier has no monthly subscription")
-        price = price_of(credits, currency)
+        price_of(credits, currency)
         if self.live(user_id) is not None:
             raise SubscriptionError(f"user {user_id!r} already has a live subscription")
-        saved = self.billing.payment_method(user_id)
-        if saved is None:
+        if self.billing.payment_method(user_id) is None:
             raise PaymentMethodMissing(user_id)
+
+    def create(self, user_id: str, credits: int, currency: str) -> SubscriptionRecord:
+        """Subscribe to a tier that has a monthly bonus, paid with the saved card."""
+        self.check_create(user_id, credits, currency)
+        saved = self.billing.payment_method(user_id)
+        assert saved is not None  # check_create refused a user without a card
         number = len(self.store.subscriptions(user_id)) + 1
         info = self.gateway.create_subscription(
             saved[0],
             saved[1],
-            price,
+            price_of(credits, currency),
             f"subscription:{user_id}:{number}",
             {"user_id": user_id, "credits": str(credits), "purpose": PURPOSE},
         )
         return self._save(user_id, credits, currency, info, self.billing.clock.now())
 
-    def cancel(self, user_id: str) -> SubscriptionRecord:
-        """Stop renewing the live subscription; it ends with the period already paid."""
+    def check_cancel(self, user_id: str) -> SubscriptionRecord:
+        """The live subscription :meth:`cancel` would stop; refuses when there is none."""
         record = self.live(user_id)
         if record is None:
             raise SubscriptionError(f"user {user_id!r} has no live subscription to cancel")
+        return record
+
+    def cancel(self, user_id: str) -> SubscriptionRecord:
+        """Stop renewing the live subscription; it ends with the period already paid."""
+        record = self.check_cancel(user_id)
         info = self.gateway.cancel_at_period_end(record.subscription_id)
         return self._save(user_id, record.credits, record.currency, info, self.billing.clock.now())
 
@@ -77,79 +95,134 @@ class Subscriptions:
         return self.store.subscription(info.subscription_id) or record
 
     # ------------------------------------------------------------------ webhook events
+    #
+    # Each event is checked first (reads only: ours? whose? the right customer and price?), and
+    # only a checked event is applied, so a refused event has written nothing.
 
-    def subscription_changed(self, subscription: Mapping[str, Any], as_of: float) -> bool:
-        """Apply ``customer.subscription.*``: keep status and period end in step.
+    def subscription_update(
+        self, subscription: SubscriptionEvent, as_of: float
+    ) -> SubscriptionRecord | None:
+        """The record a ``customer.subscription.*`` event would save; ``None`` if the
+        subscription is not a monthly top-up.
 
-        Ignores subscriptions that are not monthly top-ups; an event older than the state we hold
-        changes nothing (events may arrive out of order). ``True`` if applied.
+        Refuses (``WebhookPayloadError``, ``UnknownUser``, ``UnknownTier``, ``UnknownCurrency``)
+        an event without its user, of an unknown user or another customer, or of a tier or
+        currency the billing does not sell.
         """
-        metadata = subscription.get("metadata") or {}
+        metadata = subscription.metadata
         if metadata.get("purpose") != PURPOSE:
-            return False
-        existing = self.store.subscription(subscription["id"])
-        credits = existing.credits if existing else int(metadata["credits"])
-        currency = existing.currency if existing else _currency_of(subscription)
-        info = subscription_info(subscription)
-        record = SubscriptionRecord(
-            info.subscription_id,
-            metadata["user_id"],
-            credits,
-            currency,
-            info.status,
-            info.current_period_end,
-            info.cancel_at_period_end,
-            as_of,
-        )
+            return None
+        user_id = metadata.get("user_id")
+        if not user_id:
+            raise WebhookPayloadError(
+                f"subscription {subscription.subscription_id}: metadata.user_id is missing"
+            )
+        self._check_customer(user_id, subscription.customer, subscription.subscription_id)
+        existing = self.store.subscription(subscription.subscription_id)
+        if existing is not None:
+            credits, currency = existing.credits, existing.currency
+        else:
+            credits = _subscribable(metadata.get("credits"), subscription.subscription_id)
+            currency = check_currency(subscription.currency)
+        return SubscriptionRecord(
+            subscription.subscription_id, user_id, credits, currency, subscription.status,
+            None if subscription.current_period_end is None
+            else float(subscription.current_period_end),
+            subscription.cancel_at_period_end, as_of,
+        )  # fmt: skip
+
+    def save_update(self, record: SubscriptionRecord) -> bool:
+        """Apply a checked subscription event; ``False`` if a newer state is already held."""
         return self.store.save_subscription(record)
 
-    def invoice_paid(self, invoice: Mapping[str, Any]) -> bool:
-        """Credit a paid invoice of a monthly top-up: credits + bonus, once per invoice."""
-        record = self._record_for(invoice)
+    def invoice_record(self, invoice: InvoiceEvent, *, paid: bool) -> InvoiceOf | None:
+        """Our subscription behind an invoice; ``None`` if the invoice is not a monthly top-up.
+
+        Refuses an invoice of an unknown user or another customer, of a tier without a monthly
+        bonus, and (``paid``) one that paid anything but the tier's price (``PriceMismatch``).
+
+        An invoice can arrive before our own record of its subscription: Stripe sends the first
+        invoice's events while :meth:`create` is still waiting for Stripe's answer. The invoice
+        carries all the record needs (subscription id, user, tier, currency), so that record is
+        made from it, as of time 0: any ``customer.subscription.*`` event, and :meth:`create`'s
+        own save, supersede it. No retry is needed and none is asked for.
+        """
+        if invoice.subscription_id is None:
+            return None
+        record = self.store.subscription(invoice.subscription_id)
+        recorded = record is not None
         if record is None:
-            return False
-        paid = Money(int(invoice["amount_paid"]), str(invoice["currency"]))
-        if paid != price_of(record.credits, record.currency):
+            if invoice.metadata.get("purpose") != PURPOSE:
+                return None
+            user_id = invoice.metadata.get("user_id")
+            if not user_id:
+                raise WebhookPayloadError(f"invoice {invoice.invoice_id}: no metadata.user_id")
+            credits = _subscribable(invoice.metadata.get("credits"), invoice.invoice_id)
+            record = SubscriptionRecord(
+                invoice.subscription_id, user_id, credits, check_currency(invoice.currency),
+                "active" if paid else "past_due", None, False, 0.0,
+            )  # fmt: skip
+        self._check_customer(record.user_id, invoice.customer, invoice.invoice_id)
+        price = price_of(record.credits, record.currency)
+        if paid and Money(invoice.amount_paid, invoice.currency) != price:
             raise PriceMismatch(
-                f"invoice {invoice['id']} paid {paid}, but the {record.credits}-credit tier costs"
-                f" {price_of(record.credits, record.currency)}"
+                f"invoice {invoice.invoice_id} paid {invoice.amount_paid} {invoice.currency},"
+                f" but the {record.credits}-credit tier costs {price}"
             )
+        return InvoiceOf(record, recorded)
+
+    def credit_invoice(self, of: InvoiceOf, invoice: InvoiceEvent) -> bool:
+        """Credit a checked paid invoice: the tier's credits and its bonus, once per invoice
+        (recording its subscription first if this invoice is the first news of it)."""
+        record = of.record
+        if not of.recorded:
+            self.store.save_subscription(record)
         credits = record.credits + tier_for(record.credits).monthly_bonus
         credited = self.billing.add_credits(
-            record.user_id, credits, kind="subscription", reference=str(invoice["id"])
+            record.user_id, credits, kind="subscription", reference=invoice.invoice_id
         )
         if credited:
             self.billing.notify(
-                record.user_id, "subscription_renewed", invoice=str(invoice["id"]),
+                record.user_id, "subscription_renewed", invoice=invoice.invoice_id,
                 credits=str(credits),
             )  # fmt: skip
         return credited
 
-    def invoice_failed(self, invoice: Mapping[str, Any], as_of: float) -> bool:
-        """Mark the subscription past due and tell the user; ``True`` if it was news."""
-        record = self._record_for(invoice)
-        if record is None:
-            return False
+    def mark_past_due(self, of: InvoiceOf, invoice: InvoiceEvent, as_of: float) -> bool:
+        """Mark the subscription of a checked failed invoice past due and tell the user; ``True``
+        if it was news."""
+        record = of.record
         changed = self.store.save_subscription(replace(record, status="past_due", as_of=as_of))
         if changed:
             self.billing.notify(
-                record.user_id, "subscription_payment_failed", invoice=str(invoice["id"])
+                record.user_id, "subscription_payment_failed", invoice=invoice.invoice_id
             )
         return changed
 
-    def _record_for(self, invoice: Mapping[str, Any]) -> SubscriptionRecord | None:
-        """Our subscription behind an invoice; ``None`` if the invoice is not a monthly top-up.
+    def _check_customer(self, user_id: str, customer: str | None, about: str) -> None:
+        """Refuse an event whose customer is not the user's (``UnknownUser`` for no user)."""
+        if customer is None or customer != self.billing.customer_id(user_id):
+            raise WebhookPayloadError(
+                f"{about}: customer {customer!r} is not the customer of user {user_id!r}"
+            )
 
-        Raises when the invoice is ours by its metadata but the subscription is not recorded yet,
-        so the webhook answers non-2xx and Stripe retries after our own write has landed.
-        """
-        subscription_id, metadata = _invoice_subscription(invoice)
-        if subscription_id is None:
-            return None
-        record = self.store.subscription(subscription_id)
-        if record is None and metadata.get("purpose") == PURPOSE:
-            raise SubscriptionError(f"subscription {subscription_id} is not recorded yet")
-        return record
+
+def _subscribable(value: str | None, about: str) -> int:
+    """The tier named by metadata ``credits`` (decimal digits) if it has a monthly bonus."""
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 9:
+        raise WebhookPayloadError(f"{about}: metadata.credits must be decimal digits")
+    tier = tier_for(int(value))
+    if not tier.subscribable:
+        raise WebhookPayloadError(f"{about}: the {tier.credits}-credit tier has no subscription")
+    return tier.credits
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceOf:
+    """The subscription a checked invoice belongs to, and whether we had recorded it."""
+
+    record: SubscriptionRecord
+    recorded: bool
 
 
 def subscription_info(subscription: Mapping[str, Any]) -> SubscriptionInfo:
@@ -164,22 +237,3 @@ def subscription_info(subscription: Mapping[str, Any]) -> SubscriptionInfo:
         None if period_end is None else float(period_end),
         bool(subscription.get("cancel_at_period_end")),
     )
-
-
-def _currency_of(subscription: Mapping[str, Any]) -> str:
-    currency = subscription.get("currency")
-    if currency is None:
-        items = (subscription.get("items") or {}).get("data") or []
-        currency = items[0]["price"]["currency"]
-    return str(currency)
-
-
-def _invoice_subscription(invoice: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:
-    """The subscription id and its metadata from an invoice, in old and new API shapes."""
-    details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
-    subscription = invoice.get("subscription") or details.get("subscription")
-    metadata = details.get("metadata") or invoice.get("subscription_details", {}).get("metadata")
-    if isinstance(subscription, Mapping):  # expanded
-        metadata = metadata or subscription.get("metadata")
-        subscription = subscription.get("id")
-    return (None if subscription is None else str(subscription)), metadata or {}

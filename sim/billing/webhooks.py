@@ -1,28 +1,57 @@
 """The Stripe webhook handler (``POST /v1/payments/webhook``).
 
-Rules, each a pitfall of the original system closed:
+Rules, each a pitfall of the original system (or of an attack on this one) closed:
 
 - The signature is verified first (:class:`~sim.billing.payments.WebhookVerifier`, with the
-  injected clock for the timestamp tolerance); a forged or stale delivery changes nothing.
+  injected clock for the timestamp tolerance); a forged or stale delivery changes nothing (400).
 - Each event id is processed once: a redelivery is answered ``duplicate`` and changes nothing.
-  The id is recorded only after processing succeeded, so a failure raises, the endpoint answers
-  non-2xx, and Stripe's retry processes the event again. Every action below is idempotent on its
-  own (credits are keyed by PaymentIntent or invoice id), so a crash between the action and the
-  record cannot double anything either.
+- **Every check runs before any write.** The body is strict, bounded JSON
+  (:mod:`~sim.billing.json_limits`); the object is read into a typed record with Stripe's JSON
+  types and nothing coerced (:mod:`~sim.billing.webhook_events`); then the store is read to check
+  that the user exists, that the event's customer is the user's, and that the amount is exactly
+  the tier's price in a currency we sell. Only then is the event applied.
+- **Outcomes by class.** A signed event that fails a check can never succeed, so retrying it is
+  pointless: it is kept in the dead-letter table with its reason (:class:`DeadLetter`, logged at
+  warning level, listed by the reconcile report), its id is marked processed, and Stripe is
+  answered 2xx (``dead_letter``) so that it stops retrying. A transient failure (store or cache
+  unreachable) raises, and the endpoint answers 503 so that Stripe delivers it again. The id is
+  recorded only after the event was applied, and every action is idempotent on its own (credits
+  are keyed by PaymentIntent or invoice id), so a crash between the two cannot double anything.
 - Events may arrive in any order: crediting is keyed, subscription state carries the event time
   and an older event never overwrites a newer state.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any, Protocol
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
 
-from .errors import WebhookPayloadError
+from .errors import (
+    PriceMismatch,
+    UnknownCurrency,
+    UnknownTier,
+    UnknownUser,
+    WebhookPayloadError,
+)
+from .json_limits import MalformedJson, load_json
 from .pricing import Money
 from .service import TOPUP_PURPOSE, BillingService
+from .store import DeadLetter
 from .subscriptions import Subscriptions
+from .webhook_events import Envelope, envelope, intent_event, invoice_event, subscription_event
+
+log = logging.getLogger(__name__)
+
+#: The largest delivery read. Stripe's events are a few kilobytes (an invoice with many lines
+#: stays well under 100 KB); anything larger is refused before it is parsed.
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+#: Errors that say an event can never be applied, whatever the state: it is dead-lettered.
+PERMANENT = (WebhookPayloadError, UnknownUser, PriceMismatch, UnknownTier, UnknownCurrency)
+
+Apply = Callable[[], str]
 
 
 class Verifier(Protocol):
@@ -34,7 +63,7 @@ class Verifier(Protocol):
 
 
 class WebhookHandler:
-    """Verifies, de-duplicates and applies Stripe events to the billing module."""
+    """Verifies, checks, de-duplicates and applies Stripe events to the billing module."""
 
     def __init__(
         self, *, billing: BillingService, subscriptions: Subscriptions, verifier: Verifier
@@ -44,67 +73,84 @@ class WebhookHandler:
         self.verifier = verifier
 
     def handle(self, payload: bytes, signature: str | None) -> str:
-        """Process one delivery; return what happened (``credited``, ``duplicate``, ...).
+        """Process one delivery; return what happened (``credited``, ``duplicate``,
+        ``dead_letter``, ...).
 
-        Raises ``WebhookSignatureError`` for a bad signature and ``WebhookPayloadError`` for a
-        malformed event (answer 400 to both), and any other error for a processing failure
-        (answer 5xx so that Stripe retries).
+        Raises ``WebhookSignatureError`` for a bad signature (answer 400), and a transient error
+        (``StoreUnavailable``, ``CacheUnavailable``) when the event could not be processed now
+        (answer 503 so that Stripe retries).
         """
         self.verifier.verify(payload, signature)
-        event_id, kind, obj, created = _envelope(payload)
         store = self.billing.store
-        if store.event_processed(event_id):
+        try:
+            event = envelope(load_json(payload, max_bytes=MAX_PAYLOAD_BYTES))
+        except (MalformedJson, WebhookPayloadError) as exc:
+            digest = hashlib.sha256(payload).hexdigest()[:32]
+            return self._dead_letter(f"unparsed:{digest}", "unknown", str(exc), payload)
+        if store.event_processed(event.event_id):
             return "duplicate"
         try:
-            outcome = self._apply(kind, obj, created)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WebhookPayloadError(f"event {event_id} ({kind}) is malformed: {exc!r}") from exc
-        store.mark_event_processed(event_id, kind, self.billing.clock.now())
+            apply = self._check(event)
+        except PERMANENT as exc:
+            return self._dead_letter(event.event_id, event.kind, str(exc), payload)
+        outcome = apply()
+        store.mark_event_processed(event.event_id, event.kind, self.billing.clock.now())
         return outcome
 
-    def _apply(self, kind: str, obj: Mapping[str, Any], created: float) -> str:
-        if kind == "payment_intent.succeeded":
-            return self._intent_succeeded(obj)
-        if kind == "payment_intent.payment_failed":
-            return self._intent_failed(obj)
-        if kind in ("invoice.payment_succeeded", "invoice.paid"):
-            return "credited" if self.subscriptions.invoice_paid(obj) else "unchanged"
-        if kind == "invoice.payment_failed":
-            return "past_due" if self.subscriptions.invoice_failed(obj, created) else "unchanged"
+    def _dead_letter(self, event_id: str, kind: str, reason: str, payload: bytes) -> str:
+        letter = DeadLetter(event_id, kind, reason, payload, self.billing.clock.now())
+        if not self.billing.store.dead_letter(letter):
+            return "duplicate"
+        log.warning("webhook event %s (%s) dead-lettered: %s", event_id, kind, reason)
+        return "dead_letter"
+
+    def _check(self, event: Envelope) -> Apply:
+        """Check the event against its type and the store; return how to apply it."""
+        kind, obj = event.kind, event.obj
+        if kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+            return self._check_intent(event)
+        if kind in ("invoice.payment_succeeded", "invoice.paid", "invoice.payment_failed"):
+            invoice = invoice_event(obj)
+            paid = kind != "invoice.payment_failed"
+            record = self.subscriptions.invoice_record(invoice, paid=paid)
+            if record is None:
+                return lambda: "unchanged"
+            if paid:
+                credit = self.subscriptions.credit_invoice
+                return lambda: "credited" if credit(record, invoice) else "unchanged"
+            mark = self.subscriptions.mark_past_due
+            return lambda: "past_due" if mark(record, invoice, event.created) else "unchanged"
         if kind.startswith("customer.subscription."):
-            changed = self.subscriptions.subscription_changed(obj, created)
-            return "updated" if changed else "unchanged"
-        return "ignored"
+            update = self.subscriptions.subscription_update(subscription_event(obj), event.created)
+            if update is None:
+                return lambda: "unchanged"
+            save = self.subscriptions.save_update
+            return lambda: "updated" if save(update) else "unchanged"
+        return lambda: "ignored"
 
-    def _intent_succeeded(self, intent: Mapping[str, Any]) -> str:
-        metadata = intent.get("metadata") or {}
-        user_id = metadata.get("user_id")
-        if user_id is None or metadata.get("purpose") != TOPUP_PURPOSE:
-            return "ignored"  # not an auto top-up (subscription invoices credit by invoice)
-        received = intent.get("amount_received") or intent["amount"]
-        paid = Money(int(received), str(intent["currency"]))
-        credited = self.billing.settle_payment(user_id, str(intent["id"]), paid, metadata)
-        return "credited" if credited else "unchanged"
-
-    def _intent_failed(self, intent: Mapping[str, Any]) -> str:
-        """A failed payment never decides its attempt by itself: the billing asks Stripe again
-        (see :meth:`BillingService.payment_failed`)."""
-        metadata = intent.get("metadata") or {}
-        user_id, attempt = metadata.get("user_id"), metadata.get("attempt")
-        if user_id is None or attempt is None or metadata.get("purpose") != TOPUP_PURPOSE:
-            return "ignored"
-        applied = self.billing.payment_failed(user_id, int(attempt))
-        return "recovering" if applied else "unchanged"
-
-
-def _envelope(payload: bytes) -> tuple[str, str, Mapping[str, Any], float]:
-    """The event's id, type, object and creation time; ``WebhookPayloadError`` if malformed."""
-    try:
-        event = json.loads(payload)
-        data = event["data"]["object"]
-        event_id, kind, created = event["id"], event["type"], float(event["created"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WebhookPayloadError(f"not a Stripe event: {exc!r}") from exc
-    if not (isinstance(event_id, str) and isinstance(kind, str) and isinstance(data, dict)):
-        raise WebhookPayloadError("not a Stripe event: id, type and data.object are required")
-    return event_id, kind, data, created
+    def _check_intent(self, event: Envelope) -> Apply:
+        """A PaymentIntent event of an auto top-up: of a known user, paid by the user's
+        customer; a success for exactly a tier's price, a failure naming its attempt."""
+        intent = intent_event(event.obj)
+        user_id = intent.user_id
+        if user_id is None or intent.purpose != TOPUP_PURPOSE:
+            return lambda: "ignored"  # not an auto top-up (subscription invoices credit by invoice)
+        customer = self.billing.customer_id(user_id)  # UnknownUser for an unknown user
+        if intent.customer is None or intent.customer != customer:
+            raise WebhookPayloadError(
+                f"payment {intent.intent_id}: customer {intent.customer!r} is not the customer"
+                f" of user {user_id!r}"
+            )
+        billing = self.billing
+        if event.kind == "payment_intent.payment_failed":
+            # A failure never decides its attempt by itself: the billing asks Stripe again.
+            attempt = intent.attempt
+            if attempt is None:
+                return lambda: "ignored"
+            return lambda: "recovering" if billing.payment_failed(user_id, attempt) else "unchanged"
+        paid = Money(intent.amount, intent.currency)
+        billing.payment_credits(user_id, intent.intent_id, paid, intent.metadata)
+        settle = billing.settle_payment
+        return lambda: (
+            "credited" if settle(user_id, intent.intent_id, paid, intent.metadata) else "unchanged"
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +44,21 @@ MASTER_KEY = bytes(range(32))
 STEPS = [0]
 
 
+#: Fuzzed requests answered in this session, by (endpoint, status) (``test_fuzz``).
+FUZZ: Counter[tuple[str, int]] = Counter()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say how many state-machine steps the property tests ran (a search's real size)."""
+    """Say how many state-machine steps the property tests ran and how many fuzzed requests
+    were answered with what, by endpoint (a search's real size)."""
     if STEPS[0]:
         terminalreporter.write_line(f"billing state machine: {STEPS[0]:,} steps")
+    if FUZZ:
+        terminalreporter.write_line(f"fuzzed requests: {sum(FUZZ.values()):,}")
+        for endpoint in sorted({endpoint for endpoint, _ in FUZZ}):
+            statuses = sorted((s, n) for (e, s), n in FUZZ.items() if e == endpoint)
+            shown = ", ".join(f"{status}: {count:,}" for status, count in statuses)
+            terminalreporter.write_line(f"  {endpoint}: {shown}")
 
 
 _prefixes = itertools.count()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyotp
@@ -16,8 +19,9 @@ from sim.billing import (
     ManualClock,
     QueueRunner,
 )
-from sim.billing.api import build_app
+from sim.billing.api import MAX_BODY_BYTES, MAX_JSON_DEPTH, build_app
 from sim.billing.payments import StripeGateway
+from sim.billing.twofactor import TwoFactor
 from sim.stripe_emulator import Delivery, StripeEmulator
 
 from .conftest import BillingFactory, FlakyStore
@@ -43,6 +47,33 @@ class Api:
     def code(self, steps: int = 0) -> str:
         """The TOTP code of the current step (or ``steps`` away)."""
         return pyotp.TOTP(SECRET).at(self.clock.now() + 30 * steps)
+
+    def next_code(self) -> str:
+        """Wait for the next 30-second step and return its code (each code is accepted once)."""
+        self.clock.advance(30)
+        return self.code()
+
+    def wrong_code(self) -> str:
+        """A six-digit code that is none of the three valid now."""
+        valid = {self.code(steps) for steps in (-1, 0, 1)}
+        return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+
+    def subscribe(self, credits: int = 10_000, currency: str = "eur", **changes: Any) -> Any:
+        """POST a subscription with the current code (unless changed)."""
+        body = {"credits": credits, "currency": currency, "totp_code": self.code(), **changes}
+        body = {k: v for k, v in body.items() if v is not ...}
+        return self.client.post("/v1/subscriptions", json=body, headers=self.auth)
+
+    def cancel(self, **changes: Any) -> Any:
+        """POST a cancellation with the current code (unless changed)."""
+        body = {"totp_code": self.code(), **changes}
+        body = {k: v for k, v in body.items() if v is not ...}
+        return self.client.post("/v1/subscriptions/cancel", json=body, headers=self.auth)
+
+    def login(self, user_id: str) -> dict[str, str]:
+        """Authorization headers of a new session for ``user_id``."""
+        token = self.client.app.state.sessions.issue(user_id)  # type: ignore[attr-defined]
+        return {"Authorization": f"Bearer {token}"}
 
     def save(self, **changes: Any) -> Any:
         """POST the settings (a valid body unless changed) with the current code."""
@@ -139,9 +170,9 @@ def test_invalid_field_is_422_naming_it_and_nothing_is_stored(
     _unchanged(api)
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b'"text"', b"null"])
+@pytest.mark.parametrize("body", [b"", b"[1, 2]", b'"text"', b"null"])
 def test_body_that_is_not_an_object_is_422(api: Api, body: bytes) -> None:
-    """A body that is not a JSON object is refused as a whole."""
+    """A body that is JSON but not an object (or missing) is refused as a whole."""
     response = api.client.post(
         "/v1/settings/auto-topup/low-balance", content=body,
         headers={**api.auth, "Content-Type": "application/json"},
@@ -153,7 +184,9 @@ def test_body_that_is_not_an_object_is_422(api: Api, body: bytes) -> None:
 def test_rejection_names_the_allowed_values(api: Api) -> None:
     """The 422 for a range error lists what the field allows."""
     error = api.save(amount=5000).json()["error"]
-    assert error["allowed"] == "1000, 10000, 21000, 54000"
+    assert error["allowed"] == [1000, 10000, 21000, 54000]
+    assert api.save(threshold=1500).json()["error"]["allowed"] == [500, 1000, 2000, 5000]
+    assert api.save(currency="gbp").json()["error"]["allowed"] == ["eur", "usd", "jpy"]
 
 
 def test_wrong_code_is_403(api: Api) -> None:
@@ -203,33 +236,32 @@ def test_missing_or_unknown_token_is_401(api: Api, header: str | None) -> None:
 
 
 def test_subscription_create_cancel_and_conflicts(api: Api) -> None:
-    """Create is 201, a second is 409, the bonus-less tier 409, an unknown tier 422; cancel 200."""
-    post = api.client.post
-    bad_tier = post(
-        "/v1/subscriptions", json={"credits": 5000, "currency": "eur"}, headers=api.auth
-    )
-    assert (bad_tier.status_code, bad_tier.json()["error"]["field"]) == (422, "credits")
-    no_bonus = post(
-        "/v1/subscriptions", json={"credits": 1000, "currency": "eur"}, headers=api.auth
-    )
-    assert no_bonus.status_code == 409
-    created = post(
-        "/v1/subscriptions", json={"credits": 21000, "currency": "eur"}, headers=api.auth
-    )
-    assert created.status_code == 201
+    """Create is 201, a second is 409, the bonus-less tier 409, an unknown tier or currency 422
+    naming the field and what it allows; cancel 200. The refusals all leave the code unused."""
+    bad_tier = api.subscribe(5000).json()["error"]
+    assert (bad_tier["code"], bad_tier["field"]) == ("invalid_field", "credits")
+    assert bad_tier["allowed"] == [1000, 10000, 21000, 54000]
+    bad_currency = api.subscribe(21000, "gbp").json()["error"]
+    assert (bad_currency["field"], bad_currency["allowed"]) == ("currency", ["eur", "usd", "jpy"])
+    no_bonus = api.subscribe(1000)
+    assert (no_bonus.status_code, no_bonus.json()["error"]["code"]) == (
+        409, "subscription_conflict",
+    )  # fmt: skip
+    created = api.subscribe(21000)
+    assert created.status_code == 201, created.text
     assert created.json()["subscription"]["status"] == "active"
-    again = post("/v1/subscriptions", json={"credits": 10000, "currency": "eur"}, headers=api.auth)
-    assert again.status_code == 409
-    cancelled = post("/v1/subscriptions/cancel", headers=api.auth)
+    code = api.next_code()
+    again = api.subscribe(10000, totp_code=code)
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "subscription_conflict")
+    cancelled = api.cancel(totp_code=code)
+    assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["subscription"]["cancel_at_period_end"] is True
 
 
 def test_renewals_through_the_endpoint_credit_once_per_invoice(api: Api) -> None:
     """Two renewals by advancing the emulator's clock, every delivery 3x out of order: 200s and
     exactly credits + bonus per invoice."""
-    api.client.post(
-        "/v1/subscriptions", json={"credits": 10000, "currency": "eur"}, headers=api.auth
-    )
+    assert api.subscribe().status_code == 201
     shuffle = random.Random(11)
     for _ in range(3):
         deliveries = api.emulator.due_deliveries() * 3
@@ -242,9 +274,7 @@ def test_renewals_through_the_endpoint_credit_once_per_invoice(api: Api) -> None
 
 def test_forged_or_stale_signature_is_400_and_changes_nothing(api: Api) -> None:
     """Tampered payload, forged signature, or a signature from 10 minutes ago: 400."""
-    api.client.post(
-        "/v1/subscriptions", json={"credits": 10000, "currency": "eur"}, headers=api.auth
-    )
+    assert api.subscribe().status_code == 201
     paid = next(d for d in api.emulator.due_deliveries() if d.event_type == "invoice.paid")
     now = int(api.clock.now())
     post = api.client.post
@@ -261,13 +291,279 @@ def test_forged_or_stale_signature_is_400_and_changes_nothing(api: Api) -> None:
 def test_handler_failure_is_5xx_and_the_redelivery_credits_once(
     api: Api, store: FlakyStore
 ) -> None:
-    """A failure while crediting answers 500; Stripe's retry then credits exactly once."""
-    api.client.post(
-        "/v1/subscriptions", json={"credits": 10000, "currency": "eur"}, headers=api.auth
-    )
+    """A store outage while crediting answers 503; Stripe's retry then credits exactly once."""
+    assert api.subscribe().status_code == 201
     paid = [d for d in api.emulator.due_deliveries() if d.event_type == "invoice.paid"]
     store.failing.add("credit")
-    assert api.deliver(paid) == [500]
+    assert api.deliver(paid) == [503]
     store.failing.clear()
     assert api.deliver(paid * 2) == [200, 200]
     assert api.billing.balance("u1") == 1_500 + 10_500
+
+
+# ---------------------------------------------------------------------- 2FA under load
+
+
+def _at_once(count: int, request: Callable[[], Any]) -> list[Any]:
+    """Send ``count`` requests at once, one thread each; their responses."""
+    barrier = threading.Barrier(count)
+    responses: list[Any] = []
+
+    def send() -> None:
+        barrier.wait()
+        responses.append(request())
+
+    threads = [threading.Thread(target=send) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return responses
+
+
+def _codes(responses: list[Any]) -> Counter[tuple[int, str]]:
+    return Counter(
+        (r.status_code, "ok" if r.status_code < 300 else r.json()["error"]["code"])
+        for r in responses
+    )
+
+
+def test_burst_of_wrong_codes_is_locked_after_five(api: Api) -> None:
+    """Twenty wrong codes at once: five are judged (403), the other fifteen are 429."""
+    wrong = api.wrong_code()
+    responses = _at_once(20, lambda: api.save(totp_code=wrong))
+    assert _codes(responses) == Counter({(403, "invalid_code"): 5, (429, "too_many_attempts"): 15})
+    _unchanged(api)
+
+
+def test_double_submitted_code_does_not_lock_the_user(api: Api) -> None:
+    """Ten copies of one valid request: one 200, nine code_replayed, and the replays are not
+    wrong guesses, so the next step's code still passes."""
+    code = api.code()
+    responses = _at_once(10, lambda: api.save(totp_code=code))
+    assert _codes(responses) == Counter({(200, "ok"): 1, (403, "code_replayed"): 9})
+    response = api.save(totp_code=api.next_code(), threshold=5000)
+    assert response.status_code == 200, response.text
+
+
+def test_wrong_codes_count_together_across_endpoints(api: Api) -> None:
+    """One lockout per user: wrong codes sent to the subscription endpoints lock the settings."""
+    for _ in range(3):
+        assert api.subscribe(totp_code=api.wrong_code()).status_code == 403
+    for _ in range(2):
+        assert api.cancel(totp_code=api.wrong_code()).status_code == 409  # nothing to cancel
+        assert api.subscribe(totp_code=api.wrong_code()).status_code == 403
+    response = api.save()
+    assert (response.status_code, response.json()["error"]["code"]) == (429, "too_many_attempts")
+    assert int(response.headers["Retry-After"]) > 0
+
+
+# ---------------------------------------------------------------------- a refusal keeps the code
+
+
+def test_refused_settings_change_keeps_the_code(api: Api, stripe_gateway: StripeGateway) -> None:
+    """Enabling without a card is 409 and does not use the code: once the card is saved, the
+    same code enables."""
+    api.billing.create_user("u2")
+    TwoFactor(store=api.billing.store, vault=api.billing.vault, clock=api.clock).enable(
+        "u2", SECRET
+    )
+    headers = api.login("u2")
+    body = {**SETTINGS, "totp_code": api.code()}
+    post = api.client.post
+    refused = post("/v1/settings/auto-topup/low-balance", json=body, headers=headers)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (
+        409, "payment_method_required",
+    )  # fmt: skip
+    customer = stripe_gateway.ensure_customer("u2")
+    api.billing.save_payment_method(
+        "u2", customer, stripe_gateway.attach_card(customer, "pm_card_visa")
+    )
+    saved = post("/v1/settings/auto-topup/low-balance", json=body, headers=headers)
+    assert saved.status_code == 200, saved.text
+    assert api.billing.store.get_user("u2").settings.enabled
+
+
+def test_refused_subscription_keeps_the_code(api: Api, stripe_gateway: StripeGateway) -> None:
+    """No card (409), then the card: the same code subscribes."""
+    api.billing.create_user("u2")
+    TwoFactor(store=api.billing.store, vault=api.billing.vault, clock=api.clock).enable(
+        "u2", SECRET
+    )
+    headers = api.login("u2")
+    body = {"credits": 10000, "currency": "eur", "totp_code": api.code()}
+    refused = api.client.post("/v1/subscriptions", json=body, headers=headers)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (
+        409, "payment_method_required",
+    )  # fmt: skip
+    customer = stripe_gateway.ensure_customer("u2")
+    api.billing.save_payment_method(
+        "u2", customer, stripe_gateway.attach_card(customer, "pm_card_visa")
+    )
+    created = api.client.post("/v1/subscriptions", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+
+
+def test_cancel_with_nothing_to_cancel_keeps_the_code(api: Api) -> None:
+    """A 409 cancel does not use the code: the same code then subscribes."""
+    code = api.code()
+    refused = api.cancel(totp_code=code)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "subscription_conflict")
+    assert api.subscribe(totp_code=code).status_code == 201
+
+
+def test_failure_after_the_code_was_accepted_uses_it(api: Api, store: FlakyStore) -> None:
+    """A store outage after the code was accepted is 503 and the code stays used (the change
+    is retried with the next code): accepting a code and applying the change are two writes."""
+    store.failing.add("save_settings")
+    assert api.save().status_code == 503
+    store.failing.clear()
+    assert api.save().json()["error"]["code"] == "code_replayed"
+    assert api.save(totp_code=api.next_code()).status_code == 200
+
+
+# ---------------------------------------------------------------------- step-up on subscriptions
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "code"),
+    [
+        ({"totp_code": ...}, 422, "invalid_field"),
+        ({"totp_code": "12345"}, 422, "invalid_field"),
+        ({"totp_code": "wrong"}, 403, "invalid_code"),
+    ],
+)
+def test_subscribing_needs_a_valid_code(
+    api: Api, changes: dict[str, Any], status: int, code: str
+) -> None:
+    """No code, a malformed one or a wrong one: refused, and nothing is charged or recorded."""
+    if changes.get("totp_code") == "wrong":
+        changes = {"totp_code": api.wrong_code()}
+    response = api.subscribe(54000, **changes)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    assert api.billing.store.subscriptions("u1") == []
+    assert api.billing.balance("u1") == 1_500
+    assert not any(d.event_type == "invoice.paid" for d in api.emulator.due_deliveries())
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (None, 422, "invalid_field"),
+        ({}, 422, "invalid_field"),
+        ({"totp_code": "wrong"}, 403, "invalid_code"),
+    ],
+)
+def test_cancelling_needs_a_valid_code(
+    api: Api, body: dict[str, str] | None, status: int, code: str
+) -> None:
+    """No body, no code or a wrong one: refused, and the subscription still renews."""
+    assert api.subscribe().status_code == 201
+    api.clock.advance(30)
+    if body == {"totp_code": "wrong"}:
+        body = {"totp_code": api.wrong_code()}
+    response = api.client.post("/v1/subscriptions/cancel", json=body, headers=api.auth)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    record = api.billing.store.subscriptions("u1")[0]
+    assert not record.cancel_at_period_end
+
+
+def test_subscribing_without_two_factor_is_403(api: Api) -> None:
+    """A user who never enabled 2FA cannot subscribe."""
+    api.billing.create_user("u2")
+    api.billing.save_payment_method("u2", "cus_u2", "pm_card_visa")
+    response = api.client.post(
+        "/v1/subscriptions", json={"credits": 10000, "currency": "eur", "totp_code": "123456"},
+        headers=api.login("u2"),
+    )  # fmt: skip
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "two_factor_required")
+    assert api.billing.store.subscriptions("u2") == []
+
+
+def test_replayed_code_cannot_cancel(api: Api) -> None:
+    """The code that subscribed cannot also cancel."""
+    code = api.code()
+    assert api.subscribe(totp_code=code).status_code == 201
+    response = api.cancel(totp_code=code)
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "code_replayed")
+
+
+# ---------------------------------------------------------------------- one error envelope
+
+
+def _deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "code"),
+    [
+        (b'{"threshold": ' + b"9" * 5000 + b"}", JSON, 400, "invalid_body"),
+        (b'{"threshold": ' + _deep(MAX_JSON_DEPTH) + b"}", JSON, 400, "invalid_body"),
+        (b'{"currency": "\xff"}', JSON, 400, "invalid_body"),
+        (_deep(100_000), JSON, 413, "payload_too_large"),
+        (b'{"pad": "' + b" " * MAX_BODY_BYTES + b'"}', JSON, 413, "payload_too_large"),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="threshold"\r\n\r\n1000\r\n--x--\r\n',
+            {"Content-Type": "multipart/form-data; boundary=x"},
+            415,
+            "unsupported_media_type",
+        ),
+        (b'{"threshold": 1000}', {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+        (b'{"threshold": 1000}', {}, 415, "unsupported_media_type"),
+        (b"not json", JSON, 400, "invalid_body"),
+        (b'{"credits": 10000,', JSON, 400, "invalid_body"),
+        (b'{"threshold": NaN}', JSON, 400, "invalid_body"),
+        (b'{"threshold": 1e400}', JSON, 400, "invalid_body"),
+        (b"", JSON, 422, "invalid_field"),
+    ],
+)
+def test_unreadable_body_is_answered_in_the_envelope(
+    api: Api, content: bytes, headers: dict[str, str], status: int, code: str
+) -> None:
+    """Bodies that cannot be read as the request's JSON (too long a number, too deep, not UTF-8,
+    too large, not JSON at all, not strict JSON, another media type) are refused in the one
+    envelope; a missing body is an invalid field."""
+    response = api.client.post(
+        "/v1/settings/auto-topup/low-balance", content=content, headers={**api.auth, **headers}
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    _unchanged(api)
+
+
+def test_body_nested_to_the_limit_is_read(api: Api) -> None:
+    """Nesting up to MAX_JSON_DEPTH is parsed (and then refused by the schema, naming the field)."""
+    body = json.dumps({**SETTINGS, "threshold": "here", "totp_code": api.code()}).encode()
+    nested = body.replace(b'"here"', _deep(MAX_JSON_DEPTH - 1))
+    response = api.client.post(
+        "/v1/settings/auto-topup/low-balance", content=nested, headers={**api.auth, **JSON}
+    )
+    assert (response.status_code, response.json()["error"]["field"]) == (422, "threshold")
+
+
+def test_streamed_body_past_the_limit_is_413(api: Api) -> None:
+    """A body sent in chunks without a Content-Length is cut off at the limit too."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"pad": "'
+        for _ in range(MAX_BODY_BYTES // 1024 + 1):
+            yield b" " * 1024
+        yield b'"}'
+
+    response = api.client.post("/v1/subscriptions", content=chunks(), headers={**api.auth, **JSON})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_unknown_route_and_method_are_in_the_envelope(api: Api) -> None:
+    """404 and 405 answer the envelope too; 405 still says which methods are allowed."""
+    missing = api.client.get("/v1/nothing", headers=api.auth)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    wrong = api.client.get("/v1/subscriptions", headers=api.auth)
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert wrong.headers["Allow"] == "POST"

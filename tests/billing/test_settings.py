@@ -18,22 +18,24 @@ def test_defaults_are_valid_and_off() -> None:
 @pytest.mark.parametrize(
     ("field", "kwargs", "allowed"),
     [
-        ("threshold", {"threshold": 100}, "500, 1000, 2000, 5000"),
-        ("threshold", {"threshold": True}, "500, 1000, 2000, 5000"),
-        ("threshold", {"threshold": "1000"}, "500, 1000, 2000, 5000"),
-        ("amount", {"amount": 5_000}, "1000, 10000, 21000, 54000"),
-        ("amount", {"amount": 110_000}, "1000, 10000, 21000, 54000"),
-        ("currency", {"currency": "gbp"}, "eur, usd, jpy"),
-        ("currency", {"currency": "EUR"}, "eur, usd, jpy"),
-        ("enabled", {"enabled": 1}, "true or false"),
+        ("threshold", {"threshold": 100}, (500, 1000, 2000, 5000)),
+        ("threshold", {"threshold": True}, (500, 1000, 2000, 5000)),
+        ("threshold", {"threshold": "1000"}, (500, 1000, 2000, 5000)),
+        ("amount", {"amount": 5_000}, (1000, 10000, 21000, 54000)),
+        ("amount", {"amount": 110_000}, (1000, 10000, 21000, 54000)),
+        ("currency", {"currency": "gbp"}, ("eur", "usd", "jpy")),
+        ("currency", {"currency": "EUR"}, ("eur", "usd", "jpy")),
+        ("enabled", {"enabled": 1}, (True, False)),
     ],
 )
 def test_invalid_value_names_field_and_allowed_values(
-    field: str, kwargs: dict[str, object], allowed: str
+    field: str, kwargs: dict[str, object], allowed: tuple[object, ...]
 ) -> None:
     """Each out-of-range setting raises InvalidSettings naming the field and what it allows."""
     with pytest.raises(InvalidSettings) as caught:
         AutoTopupSettings(**kwargs)  # type: ignore[arg-type]
     assert caught.value.field == field
     assert caught.value.allowed == allowed
-    assert field in str(caught.value)
+    shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in allowed)
+    assert str(caught.value).startswith(f"invalid {field}: ")
+    assert str(caught.value).endswith(f"; allowed: {shown}")

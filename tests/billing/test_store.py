@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,12 @@ from sim.billing import DuplicateUser, SQLiteStore, StoreUnavailable, Trigger, U
 from sim.billing.claims import ClaimPolicy
 from sim.billing.settings import AutoTopupSettings
 from sim.billing.store import AttemptOutcome, ChargeTerms, PendingNotice
+from sim.billing.twofactor import Guess, TfaPolicy, TfaVerdict
 
 T0 = 1_767_225_600.0
 POLICY = ClaimPolicy(cooldown_seconds=3_600.0, lease_seconds=300.0)
 TERMS = ChargeTerms(10_000, "eur", 1_000, b"pm-token")
+TFA = TfaPolicy(max_failures=2, failure_window=60.0, lockout=120.0)
 
 
 def _seal(user_id: str, wrapped: bytes, at: float) -> bytes:
@@ -215,6 +218,8 @@ def test_unknown_user_is_a_typed_error(db: SQLiteStore) -> None:
         db.save_settings("nobody", AutoTopupSettings())
     with pytest.raises(UnknownUser):
         db.save_tfa_secret("nobody", b"x")
+    with pytest.raises(UnknownUser):
+        db.tfa_guess("nobody", None, T0, TFA)
 
 
 def test_duplicate_user_is_a_typed_error(db: SQLiteStore) -> None:
@@ -259,6 +264,7 @@ def test_unknown_user_error_carries_the_id(db: SQLiteStore) -> None:
         lambda: db.save_payment_method("nobody", b"cus", b"x"),
         lambda: db.save_settings("nobody", AutoTopupSettings()),
         lambda: db.save_tfa_secret("nobody", b"x"),
+        lambda: db.tfa_guess("nobody", 57, T0, TFA),
     ]
     for call in calls:
         with pytest.raises(UnknownUser) as raised:
@@ -364,7 +370,7 @@ def test_user_record_holds_what_was_stored(db: SQLiteStore) -> None:
     """The user record carries the encrypted e-mail, the last accepted TOTP step and the
     version of the cached fields, as stored."""
     db.create_user("u2", b"wrapped", b"sealed-email", T0)
-    db.accept_tfa_step("u2", 57)
+    db.tfa_guess("u2", 57, T0, TFA)
     user = db.get_user("u2")
     assert (user.encrypted_email, user.tfa_last_step) == (b"sealed-email", 57)
     assert db.get_user("u1").version == db.snapshot("u1").version == 2  # credit, settings
@@ -377,3 +383,61 @@ def test_default_store_is_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     store.create_user("u1", b"wrapped", None, T0)
     store.close()
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- two-factor guesses
+
+
+def test_tfa_guess_records_what_it_decided(db: SQLiteStore) -> None:
+    """A wrong code is recorded as a failure and an accepted step as the last one; a replay
+    and a guess while locked record nothing."""
+    assert db.tfa_guess("u1", 57, T0, TFA) == TfaVerdict(Guess.ACCEPTED)
+    assert db.tfa_guess("u1", 57, T0 + 1, TFA) == TfaVerdict(Guess.REPLAYED)
+    assert db.tfa_guess("u1", 56, T0 + 2, TFA) == TfaVerdict(Guess.REPLAYED)
+    assert db.tfa_failures_since("u1", 0) == []
+    assert db.tfa_guess("u1", None, T0 + 3, TFA) == TfaVerdict(Guess.WRONG)
+    assert db.tfa_guess("u1", None, T0 + 4, TFA) == TfaVerdict(Guess.WRONG)
+    assert db.tfa_guess("u1", 58, T0 + 5, TFA) == TfaVerdict(Guess.LOCKED, T0 + 4 + 120)
+    assert db.tfa_guess("u1", None, T0 + 6, TFA) == TfaVerdict(Guess.LOCKED, T0 + 4 + 120)
+    assert db.tfa_failures_since("u1", 0) == [T0 + 3, T0 + 4]
+    assert db.get_user("u1").tfa_last_step == 57
+    assert db.tfa_guess("u1", 58, T0 + 4 + 120, TFA) == TfaVerdict(Guess.ACCEPTED)
+    assert db.get_user("u1").tfa_last_step == 58
+
+
+def test_tfa_guess_reads_only_the_failures_that_can_matter(db: SQLiteStore) -> None:
+    """Failures older than window + lockout are left out: they cannot lock any more."""
+    db.tfa_guess("u1", None, T0, TFA)
+    db.tfa_guess("u1", None, T0 + 60, TFA)  # locks until T0 + 180
+    assert db.tfa_guess("u1", 1, T0 + 179, TFA).guess is Guess.LOCKED
+    assert db.tfa_guess("u1", 1, T0 + 180, TFA).guess is Guess.ACCEPTED
+
+
+def test_tfa_secret_change_forgets_the_accepted_step(db: SQLiteStore) -> None:
+    """A new secret starts a new sequence of steps: its first code is not a replay."""
+    db.tfa_guess("u1", 57, T0, TFA)
+    db.save_tfa_secret("u1", b"new-secret")
+    assert db.tfa_guess("u1", 57, T0, TFA).guess is Guess.ACCEPTED
+
+
+def test_tfa_guesses_from_two_connections_are_judged_one_at_a_time(tmp_path: Path) -> None:
+    """Two processes' connections to one file, guessing wrong at once: the write lock makes them
+    take turns, so exactly ``max_failures`` are judged wrong and the rest are locked."""
+    path = str(tmp_path / "billing.sqlite")
+    stores = [SQLiteStore(path), SQLiteStore(path)]
+    stores[0].create_user("u1", b"wrapped", None, T0)
+    barrier = threading.Barrier(20)
+    verdicts: list[Guess] = []
+
+    def guess(store: SQLiteStore) -> None:
+        barrier.wait()
+        verdicts.append(store.tfa_guess("u1", None, T0, TFA).guess)
+
+    threads = [threading.Thread(target=guess, args=(stores[n % 2],)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    assert Counter(verdicts) == Counter({Guess.LOCKED: 18, Guess.WRONG: 2})
