@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 import sim.billing
 
@@ -82,3 +86,51 @@ def test_stripe_emulator_stands_alone() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    """Distribution names of the requirements that apply here (no extras, markers evaluated)."""
+    names = set()
+    for text in requirements:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            names.add(requirement.name.lower().replace("_", "-"))
+    return names
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The distributions ``names`` install, with everything they require in turn."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += _requirement_names(importlib.metadata.requires(name) or [])
+    return seen
+
+
+def test_core_install_is_what_billing_imports() -> None:
+    """``pip install topup-sim`` (no extras) installs every third-party package that the billing
+    module imports (its API and server included), and none of the simulation's or notebooks'."""
+    project = tomllib.loads((BILLING.parents[1] / "pyproject.toml").read_text())["project"]
+    core = _requirement_names(project["dependencies"])
+    installed = _closure(core)
+    providers = importlib.metadata.packages_distributions()
+    needed = set()
+    for path in sorted(BILLING.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                needed |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                needed.add(node.module.split(".")[0])
+    third_party = {m for m in needed if m not in sys.stdlib_module_names and m != "sim"}
+    missing = {
+        module
+        for module in third_party
+        if not {d.lower() for d in providers.get(module, [])} & installed
+    }
+    assert third_party and missing == set()
+    assert not {name.split("[")[0] for name in FORBIDDEN} & installed
+    assert {"jupyterlab", "nbval", "pytest", "matplotlib", "dask"}.isdisjoint(installed)
