@@ -21,6 +21,10 @@ from typing import Any
 from .errors import WebhookPayloadError
 
 _COUNT = re.compile(r"[0-9]{1,9}")
+#: The largest integer read from an event: JSON's safe integer (2**53 - 1). Stripe's amounts and
+#: timestamps are far below it; a larger one is no Stripe value, and would not fit the store's
+#: 64-bit integer columns either.
+MAX_INTEGER = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +187,8 @@ class _Fields:
         value = self.obj.get(name)
         if value is None and optional:
             return None
-        if type(value) is not int or value < 0:
-            raise self._refuse(name, "a non-negative integer")
+        if type(value) is not int or not 0 <= value <= MAX_INTEGER:
+            raise self._refuse(name, f"an integer from 0 to {MAX_INTEGER}")
         return value
 
     def mapping(self, name: str) -> dict[str, Any]:

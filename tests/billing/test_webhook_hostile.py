@@ -150,6 +150,8 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "intent id a number": (_set("id", 7), "id"),
     "object a list": (lambda e: e["data"].update(object=[1]), "object"),
     "created as text": (lambda e: e.update(created="yesterday"), "created"),
+    "created past 64 bits": (lambda e: e.update(created=10**30), "created"),
+    "amount past JSON's safe integers": (_amount(2**64), "amount"),
     "event id missing": (lambda e: e.pop("id"), "id"),
 }
 
@@ -226,6 +228,23 @@ def _first_invoice(hook: Hook, user_id: str, customer: str, amount: int = 1_000)
         }},
     }  # fmt: skip
     return json.dumps(invoice).encode()
+
+
+def test_subscription_event_past_64_bits_is_dead_lettered(hook: Hook) -> None:
+    """A subscription event whose time does not fit the store's integers (it was a 500: the
+    overflow reached SQLite) is dead-lettered, and no subscription is recorded."""
+    customer = hook.billing.customer_id("u1")
+    event = {
+        "id": "evt_sub_huge", "type": "customer.subscription.updated", "created": 10**30,
+        "data": {"object": {
+            "id": "sub_huge", "status": "active", "currency": "eur", "customer": customer,
+            "cancel_at_period_end": False, "current_period_end": 10,
+            "metadata": {"user_id": "u1", "credits": "10000", "purpose": "monthly_topup"},
+        }},
+    }  # fmt: skip
+    response = hook.post(json.dumps(event).encode())
+    assert (response.status_code, response.json()["outcome"]) == (200, "dead_letter")
+    assert hook.store.subscription("sub_huge") is None
 
 
 def test_invoice_before_our_record_of_its_subscription_records_it_and_credits(
