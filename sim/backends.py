@@ -4,6 +4,10 @@ Every backend must give the same event log for the same scenario and seed (a tes
 the choice only trades fidelity for speed: fakeredis runs the billing module's real Lua scripts,
 ``redis`` runs them on the server at ``REDIS_URL``, ``memory`` uses ``MemoryCache``. The store is
 SQLite in memory for all of them (about 10 µs per write, well below any cache's cost).
+
+Opening ``redis`` pings the server first: a missing ``REDIS_URL`` or a server that does not answer
+is a :class:`BackendUnavailable` before the run starts, rather than a cache error from deep inside
+its first request.
 """
 
 from __future__ import annotations
@@ -20,6 +24,17 @@ from sim.billing import BalanceCache, MemoryCache, RedisCache, SQLiteStore, Stor
 
 BACKENDS = ("fakeredis", "redis", "memory")
 _run_ids = itertools.count(1)
+#: Seconds the up-front ping may wait: a firewalled host would otherwise hang for the OS's TCP
+#: timeout (minutes) before saying anything.
+_PING_TIMEOUT = 5.0
+
+
+class BackendUnavailable(ValueError):
+    """A backend cannot be opened here: its setting is missing or its server does not answer.
+
+    Raised when the backend opens, before anything runs, with one line saying what to set or
+    start; a ``ValueError`` because a missing ``REDIS_URL`` always raised one.
+    """
 
 
 @dataclass
@@ -51,7 +66,11 @@ def _fakeredis() -> OpenBackend:
 def _redis() -> OpenBackend:
     url = os.environ.get("REDIS_URL")
     if not url:
-        raise ValueError("the redis backend needs REDIS_URL (redis://host:port/db)")
+        raise BackendUnavailable(
+            "the redis backend needs REDIS_URL (redis://host:port/db): set it, or use the"
+            " fakeredis backend"
+        )
+    _ping(url)
     client = redis.Redis.from_url(url)
     # Our own key prefix: flushing or closing deletes our keys only, never the rest of the db.
     cache = RedisCache(client, f"topup-sim:{os.getpid()}:{next(_run_ids)}")
@@ -61,6 +80,29 @@ def _redis() -> OpenBackend:
         client.close()
 
     return OpenBackend(cache, SQLiteStore(":memory:"), cache.clear, close)
+
+
+def _ping(url: str) -> None:
+    """Ping the Redis at ``url`` on a short-lived client of its own (the run's client keeps the
+    URL's own timeouts); raise :class:`BackendUnavailable` naming its address, never the URL,
+    which may hold a password."""
+    try:
+        probe = redis.Redis.from_url(
+            url, socket_connect_timeout=_PING_TIMEOUT, socket_timeout=_PING_TIMEOUT
+        )
+    except ValueError as exc:
+        raise BackendUnavailable(f"REDIS_URL is not a Redis URL: {exc}") from None
+    settings = probe.connection_pool.connection_kwargs
+    where = settings.get("path") or f"{settings.get('host')}:{settings.get('port')}"
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        raise BackendUnavailable(
+            f"the Redis at {where} (REDIS_URL) did not answer a ping:"
+            f" {str(exc).rstrip('.')}; start it, or use the fakeredis backend"
+        ) from exc
+    finally:
+        probe.close()
 
 
 def _memory() -> OpenBackend:

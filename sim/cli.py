@@ -1,22 +1,32 @@
 """The command line: ``python -m sim run <scenario.toml>`` and ``python -m sim sweep <...>``.
 
-``run`` prints the summary as a table and writes the frames to ``--out`` (Parquet, and CSV with
-``--csv``); ``sweep`` prints one row per grid point and writes ``sweep.parquet``. Progress bars go
-to stderr and appear only when a run takes more than two seconds. Exit status: 0 on success, 1
-when a run broke an invariant, 2 for a bad scenario or bad options.
+``run`` prints the summary for a reader (``Results.report``: the run's real size, then requests,
+top-ups, failures and money) and writes the frames to ``--out`` (Parquet, and CSV with ``--csv``);
+its last line says whether every invariant held. ``sweep`` prints one row per grid point and
+writes ``sweep.parquet``. Progress bars go to stderr and appear only when a run takes more than
+two seconds.
+
+Every error is one line on stderr, never a traceback (a bad option also gets argparse's usage
+line). Exit status (:data:`EXIT_STATUSES`): 0 on success; 1 when a run broke an invariant (each
+breach listed, then a line naming the rules); 2 when nothing ran: a scenario path that is no
+readable file, an invalid scenario, a bad option, or a backend it cannot open (``REDIS_URL``
+unset, Redis not answering); 141 when the reader of stdout went away (``| head``): quietly, with
+the status a shell gives a tool that SIGPIPE ended, as Unix tools do.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from .backends import BACKENDS
+from .backends import BACKENDS, BackendUnavailable, get_backend
 from .invariants import InvariantViolation
 from .runner import run
 from .scenario import Scenario, ScenarioError, load_scenario
@@ -26,12 +36,28 @@ _SWEEP_COLUMNS = (
     "dry_per_1000_users", "topups_per_user_month", "failed_topups", "refused",
     "revenue_eur", "revenue_usd", "revenue_jpy",
 )  # fmt: skip
+#: 128 + SIGPIPE (13): what a shell reports for a tool that a closed pipe ended.
+BROKEN_PIPE = 141
+#: The exit statuses, as ``--help`` shows them.
+EXIT_STATUSES = (
+    "exit status: 0 success; 1 a run broke an invariant; 2 nothing ran (no such scenario file,"
+    " an invalid scenario or option, REDIS_URL unset or Redis not answering); 141 stdout was"
+    " closed early (| head), as for any Unix tool"
+)
+
+
+class UsageError(Exception):
+    """What was asked cannot run (a scenario path that is no readable file): one line, status 2.
+
+    Its message names the problem and what to give instead.
+    """
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sim",
         description="Simulate virtual users against the real billing module (auto top-up).",
+        epilog=EXIT_STATUSES,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -53,14 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="show the billing's log")
 
     run_cmd = commands.add_parser(
-        "run", parents=[common], help="run one scenario and print its summary"
-    )
+        "run", parents=[common], help="run one scenario and print its summary",
+        epilog=EXIT_STATUSES,
+    )  # fmt: skip
     run_cmd.add_argument(
         "--csv", action="store_true", help="also write CSV files next to the Parquet ones"
     )
     sweep_cmd = commands.add_parser(
-        "sweep", parents=[common], help="run a scenario over its [sweep] grid, in parallel"
-    )
+        "sweep", parents=[common], help="run a scenario over its [sweep] grid, in parallel",
+        epilog=EXIT_STATUSES,
+    )  # fmt: skip
     sweep_cmd.add_argument(
         "--workers", type=int, default=-1, help="parallel processes (default -1: one per core)"
     )
@@ -73,21 +101,52 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, run the command, return the exit status."""
+    """Parse ``argv``, run the command, return the exit status (see the module doc)."""
     args = _parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    try:
+        status = _command(args)
+        sys.stdout.flush()  # so that a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        return _stdout_closed()
+    return status
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the command; turn each error a user can make into one line on stderr and a status."""
     try:
         scenario = _scenario(args)
         if args.command == "run":
             return _run(scenario, args)
         return _sweep(scenario, args)
-    except ScenarioError as exc:
+    except (UsageError, ScenarioError, BackendUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except InvariantViolation as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
+        broken = Counter(v.rule for v in exc.violations)
+        rules = ", ".join(
+            f"{rule} ({n:,} {'breach' if n == 1 else 'breaches'})" for rule, n in broken.items()
+        )
+        print(f"Invariants: {len(broken)} did not hold: {rules}", file=sys.stderr)
         return 1
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as a Unix tool does.
+
+    Python ignores SIGPIPE, so the write raised instead of ending the process. What is still
+    buffered would raise again when the interpreter flushes stdout at exit, so stdout is pointed
+    at the null device first (the recipe in Python's ``signal`` docs). The status is the one a
+    shell reports for a tool that SIGPIPE ended, not 1, which here means a run broke an invariant.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file descriptor: nothing is left to flush
+        pass
+    return BROKEN_PIPE
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
@@ -96,20 +155,44 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         overrides["users"] = args.users
     if args.days is not None:
         overrides["days"] = args.days
-    return load_scenario(args.scenario, **overrides)
+    path: Path = args.scenario
+    try:
+        return load_scenario(path, **overrides)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: OSError | UnicodeDecodeError) -> str:
+    """Why ``path`` cannot be read as a scenario, and what to give instead."""
+    if path.is_dir():
+        found = sorted(path.glob("*.toml"))
+        instead = f"one of its scenario files, e.g. {found[0]}" if found else "a scenario file"
+        return f"{path}: is a directory; give {instead}"
+    if isinstance(exc, FileNotFoundError):
+        return f"{path}: no such file; give a scenario file, e.g. scenarios/baseline.toml"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{path}: not a text file; a scenario is a TOML file, e.g. scenarios/baseline.toml"
+    return f"{path}: cannot read it: {exc.strerror or exc}"
 
 
 def _run(scenario: Scenario, args: argparse.Namespace) -> int:
-    results = run(scenario, seed=args.seed, backend=args.backend, progress=True)
-    print(f"{scenario.name}: {scenario.description}".rstrip(": "))
-    print(results.table())
+    """Run with the invariants checked (a breach raises), print the report, write the frames."""
+    results = run(scenario, seed=args.seed, backend=args.backend, check=True, progress=True)
+    # A scenario's description states its file's size; --users or --days make it untrue.
+    resized = args.users is not None or args.days is not None
+    print(results.report(description=not resized))
+    print()
     if args.out is not None:
         for path in results.write(args.out, csv=args.csv):
             print(f"wrote {path}")
+    print("Invariants: all held (checked against Stripe's records at the end of the run)")
     return 0
 
 
 def _sweep(scenario: Scenario, args: argparse.Namespace) -> int:
+    # Open the backend once here: one that cannot open fails now, in one line, instead of in
+    # every worker of the pool.
+    get_backend(args.backend).open().close()
     frame = sweep(
         scenario,
         seed=args.seed,

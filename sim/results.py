@@ -9,6 +9,10 @@
 - ``users``: one row per user with their set-up and totals.
 - ``summary``: one row for the run, the figures product compares across settings.
 
+``Results.report()`` is the summary for a person (what ``python -m sim run`` prints): the run's
+real size in a header, then the figures in sections with plain labels, units and thousands
+separators. ``Results.table()`` is the summary's columns by name, for notebooks.
+
 Money figures (credits bought, spend, revenue) come from Stripe's records of the run
 (``sim.gateways.payments_made``), so a payment whose answer was lost still counts.
 
@@ -17,9 +21,11 @@ A user is *dry* from a refused request until their next credited top-up (or the 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -38,6 +44,62 @@ _FAILED = (
     "topup_failed",
     "topup_payment_method_missing",
 )
+
+
+class ReportLine(NamedTuple):
+    """One line of the printed summary: a summary column, what it counts in plain words, and its
+    unit when it is a measure (a regular plural: the ``s`` goes for a value of 1)."""
+
+    column: str
+    label: str
+    unit: str = ""
+    #: Decimal places, for money (its currency's minor unit); ``None``: whole numbers exactly,
+    #: fractions to at most three places.
+    decimals: int | None = None
+
+
+#: The printed summary's sections, in order. Every summary column is on one line here or in the
+#: header (``REPORT_HEADER``); a test checks that, so no new figure is silently left out.
+REPORT_SECTIONS: tuple[tuple[str, tuple[ReportLine, ...]], ...] = (
+    ("Requests", (
+        ReportLine("requests", "served"),
+        ReportLine("refused", "refused: balance too low"),
+        ReportLine("request_failures", "failed: store unavailable"),
+        ReportLine("users_ran_dry", "users who ran dry"),
+        ReportLine("dry_per_1000_users", "users who ran dry, per 1,000 users"),
+        ReportLine("dry_hours_per_user", "time dry, mean per user", "hours"),
+        ReportLine("credits_used", "used by requests", "credits"),
+    )),
+    ("Top-ups", (
+        ReportLine("topups", "succeeded"),
+        ReportLine("topups_per_user_month", "succeeded, per user per 30 days"),
+        ReportLine("charge_calls", "charge calls to Stripe, retries included"),
+        ReportLine("subscription_invoices", "subscription invoices paid"),
+        ReportLine("webhooks_delivered", "webhook deliveries"),
+    )),
+    ("Failures", (
+        ReportLine("failed_topups", "failed top-ups, every cause"),
+        ReportLine("declines", "declined by the card"),
+        ReportLine("action_required", "needed the customer to authenticate"),
+        ReportLine("topup_errors", "not charged: Stripe unreachable"),
+        ReportLine("suspensions", "auto top-ups suspended"),
+        ReportLine("transient_errors", "charge calls that failed transiently"),
+        ReportLine("webhook_duplicates", "duplicate webhook deliveries"),
+        ReportLine("webhook_failures", "webhook deliveries that failed"),
+        ReportLine("cache_flushes", "cache flushes injected"),
+        ReportLine("store_faults", "store faults injected"),
+    )),
+    ("Money", (
+        ReportLine("credits_bought", "bought with top-ups", "credits"),
+        ReportLine("subscription_credits", "granted by subscriptions", "credits"),
+        *(
+            ReportLine(f"revenue_{c}", "revenue", c.upper(), CURRENCY_EXPONENTS[c])
+            for c in CURRENCIES
+        ),
+    )),
+)  # fmt: skip
+#: Summary columns the printed summary's header shows (``user_days`` is users times days).
+REPORT_HEADER = ("scenario", "seed", "users", "days", "user_days")
 
 
 @dataclass(frozen=True)
@@ -67,14 +129,68 @@ class Results:
         return written
 
     def table(self) -> str:
-        """The summary as an aligned two-column table, for a terminal."""
+        """The summary as an aligned two-column table of column names and values, for notebooks
+        that go on to read those columns (a person reads :meth:`report`)."""
         row = self.summary.iloc[0]
         width = max(len(str(k)) for k in row.index)
         lines = []
         for key, value in row.items():
-            text = f"{value:,.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else value
+            text = _number(value) if isinstance(value, float) else value
             lines.append(f"{key:<{width}}  {text}")
         return "\n".join(lines)
+
+    def report(self, *, description: bool = True) -> str:
+        """The summary for a person: a header with the run's real size (users, days, requests
+        made) and what produced it (the seed as given: an identifier, not a quantity; the
+        backend), then the figures in the sections of :data:`REPORT_SECTIONS`.
+
+        ``description`` adds the scenario's description under the header. Leave it out when the
+        size was overridden: a description usually states its file's size, which this run lacks.
+        """
+        row = self.summary.iloc[0]
+        made = row["requests"] + row["refused"] + row["request_failures"]
+        size = ", ".join(
+            [_quantity(row["users"], "users"), _quantity(row["days"], "days"),
+             _quantity(made, "requests")]
+        )  # fmt: skip
+        lines = [f"{row['scenario']}: {size} (seed {row['seed']}, {self.backend} backend)"]
+        if description and self.scenario.description:
+            lines.append(self.scenario.description)
+        shown = {
+            line.column: _number(row[line.column], line.decimals)
+            for _, group in REPORT_SECTIONS
+            for line in group
+        }
+        label_width = max(len(line.label) for _, group in REPORT_SECTIONS for line in group)
+        value_width = max(map(len, shown.values()))
+        for title, group in REPORT_SECTIONS:
+            lines += ["", title]
+            for line in group:
+                text = f"  {line.label:<{label_width}}  {shown[line.column]:>{value_width}}"
+                unit = _unit(line.unit, row[line.column])
+                lines.append(f"{text} {unit}" if unit else text)
+        return "\n".join(lines)
+
+
+def _number(value: float, decimals: int | None = None) -> str:
+    """A figure with thousands separators: to ``decimals`` places when given; else a whole
+    number exactly and a fraction to at most three places, trailing zeros dropped (a float that
+    is whole, such as ``days``, reads as a whole number)."""
+    if decimals is not None:
+        return f"{float(value):,.{decimals}f}"
+    if isinstance(value, numbers.Integral):  # numpy's integers too
+        return f"{int(value):,}"
+    return f"{float(value):,.3f}".rstrip("0").rstrip(".")
+
+
+def _unit(unit: str, value: float) -> str:
+    """``unit`` (a regular plural) for ``value``: singular for exactly 1."""
+    return unit.removesuffix("s") if value == 1 else unit
+
+
+def _quantity(value: float, unit: str) -> str:
+    """``1,234 users``, ``1 day``: a figure and its unit, for the header."""
+    return f"{_number(value)} {_unit(unit, value)}"
 
 
 def events_frame(rows: list[Row]) -> pd.DataFrame:

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     repaired, one line per user that needed it, and a total line."""
     import argparse
 
-    from .serve import build_billing
+    from .serve import build_billing_or_exit
 
     parser = argparse.ArgumentParser(
         prog="python -m sim.billing.reconcile",
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stripe").setLevel(logging.WARNING)
     # Recoveries run in this process, now: a reconcile that exits has finished its repairs.
-    billing, _ = build_billing(args.db, args.stripe_url, InlineRunner())
+    billing, _ = build_billing_or_exit(parser, args.db, args.stripe_url, InlineRunner())
     found = reconcile_all(billing, args.user)
     print("\n".join(report_lines(found, billing.store.dead_letters(limit=DEAD_LETTERS_SHOWN))))
     return 0

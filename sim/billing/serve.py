@@ -1,9 +1,11 @@
 """Run the billing API locally: ``python -m sim.billing.serve``.
 
 Wires the real services for a single process: the system clock; Redis from ``REDIS_URL``, or the
-in-process ``MemoryCache`` when unset (right for one process only); a SQLite file; the Stripe
-gateway; a thread pool for top-ups; and the vault from ``TOPUP_MASTER_KEY`` (a fresh key per run
-when unset: fine for trying it out, useless for data that must outlive the process). Stripe is
+in-process ``MemoryCache`` when unset (right for one process only); a SQLite file (``--db``; by
+default ``billing.sqlite`` in a fresh temporary folder, deleted when the server stops, so that
+trying it out leaves nothing behind and can be repeated); the Stripe gateway; a thread pool for
+top-ups; and the vault from ``TOPUP_MASTER_KEY`` (a fresh key per run when unset: fine for
+trying it out, useless for data that must outlive the process). Stripe is
 the offline emulator's HTTP server by default (``--stripe-url``), or real Stripe test mode with
 ``--stripe-url ''`` and ``STRIPE_API_KEY=sk_test_...``.
 
@@ -16,7 +18,13 @@ with the fresh random secret the emulator returns; the emulator signs that endpo
 with it.
 
 ``--demo-user NAME`` creates that user with a test card, enrols 2FA, and prints the bearer token
-and TOTP secret, so the endpoints can be tried with curl straight away.
+and TOTP secret, so the endpoints can be tried with curl straight away. A user the ``--db`` file
+already holds is reused (same balance; a fresh card, TOTP secret and token), so the command can
+be run again; that needs the ``TOPUP_MASTER_KEY`` the user was created under.
+
+What stops the server before it serves is one line on stderr: exit status 2 for a bad option or
+setting (``REDIS_URL``, ``TOPUP_MASTER_KEY``, ``STRIPE_API_KEY``, ``--db``), 1 when Stripe does not
+answer (start the emulator first).
 """
 
 from __future__ import annotations
@@ -24,6 +32,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import redis
 import stripe
@@ -31,18 +43,47 @@ import uvicorn
 
 from .api import build_app
 from .clock import SystemClock
+from .errors import DecryptionError, DuplicateUser, GatewayConfigurationError, TransientGatewayError
 from .memory_cache import MemoryCache
 from .notify import Notification
 from .payments import API_KEY_ENV, StripeGateway
 from .service import BillingService
 from .sqlite_store import SQLiteStore
 from .tasks import TaskRunner, ThreadRunner
+from .twofactor import TwoFactor
 from .vault import MASTER_KEY_ENV, Vault
 
 log = logging.getLogger("sim.billing.serve")
 
 #: Where the webhook signing secret comes from (``--webhook-secret`` overrides it).
 WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET"
+
+
+class SettingError(ValueError):
+    """An environment setting the server cannot use; the message names the setting."""
+
+
+@contextmanager
+def _setting(name: str) -> Iterator[None]:
+    """Raise what the value of ``name`` makes fail as a :class:`SettingError` naming it: the
+    libraries' own messages (a URL scheme, a key length) do not say which variable held it."""
+    try:
+        yield
+    except (ValueError, GatewayConfigurationError) as exc:
+        raise SettingError(str(exc) if name in str(exc) else f"{name}: {exc}") from exc
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether a failed Stripe call found nothing answering (the gateway wraps stripe-python's
+    connection error in a ``TransientGatewayError``)."""
+    cause = exc.__cause__ if isinstance(exc, TransientGatewayError) else exc
+    return isinstance(cause, stripe.APIConnectionError)
+
+
+def _stripe_problem(exc: Exception) -> str:
+    """A failed Stripe call in one line: stripe-python's connection error is four lines ending
+    with Stripe's support address, no help with an emulator that is not running."""
+    return "nothing answers there" if _unreachable(exc) else " ".join(str(exc).split())
 
 
 class LogNotifier:
@@ -60,18 +101,21 @@ def build_billing(
     and the reconcile command, so both see the same store, cache, Stripe and keys."""
     clock = SystemClock()
     url = os.environ.get("REDIS_URL")
-    cache: redis.Redis | MemoryCache = redis.Redis.from_url(url) if url else MemoryCache()
+    with _setting("REDIS_URL"):
+        cache: redis.Redis | MemoryCache = redis.Redis.from_url(url) if url else MemoryCache()
     if os.environ.get(MASTER_KEY_ENV):
-        vault = Vault.from_env()
+        with _setting(MASTER_KEY_ENV):
+            vault = Vault.from_env()
     else:
         log.warning("%s is not set: using a throw-away master key for this run", MASTER_KEY_ENV)
         vault = Vault(Vault.generate_master_key())
-    if stripe_url:
-        gateway = StripeGateway(
-            os.environ.get(API_KEY_ENV, "sk_test_local"), base_addresses={"api": stripe_url}
-        )
-    else:
-        gateway = StripeGateway.from_env()
+    with _setting(API_KEY_ENV):
+        if stripe_url:
+            gateway = StripeGateway(
+                os.environ.get(API_KEY_ENV, "sk_test_local"), base_addresses={"api": stripe_url}
+            )
+        else:
+            gateway = StripeGateway.from_env()
     billing = BillingService(
         clock=clock, cache=cache, store=SQLiteStore(db), gateway=gateway,
         notifier=LogNotifier(), tasks=tasks, vault=vault,
@@ -89,18 +133,39 @@ def register_webhook_endpoint(gateway: StripeGateway, port: int, stripe_url: str
         )
     except stripe.StripeError as exc:
         raise SystemExit(
-            f"cannot register the webhook endpoint {url} with the Stripe at {stripe_url}: {exc}"
+            f"cannot register the webhook endpoint {url} with the Stripe at {stripe_url}:"
+            f" {_stripe_problem(exc)}"
             f" (start the emulator first, or set {WEBHOOK_SECRET_ENV})"
         ) from exc
     log.info("webhook endpoint %s registered at %s for %s", endpoint.id, stripe_url, url)
     return str(endpoint.secret)
 
 
+def build_billing_or_exit(
+    parser: argparse.ArgumentParser, db: str, stripe_url: str, tasks: TaskRunner
+) -> tuple[BillingService, StripeGateway]:
+    """:func:`build_billing` for a command: a setting it cannot use, or a database it cannot
+    open, ends the command with one line and status 2 (shared by ``serve`` and ``reconcile``)."""
+    try:
+        return build_billing(db, stripe_url, tasks)
+    except SettingError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except sqlite3.Error as exc:
+        parser.exit(
+            2,
+            f"{parser.prog}: error: cannot open the database {db}: {exc}; give --db a"
+            " file in a folder that exists\n",
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse options, wire the services, and serve until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m sim.billing.serve", description=__doc__)
     parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (8000)")
-    parser.add_argument("--db", default="billing.sqlite", help="SQLite file (billing.sqlite)")
+    parser.add_argument(
+        "--db", help="SQLite file to keep the data in (default: billing.sqlite in a temporary"
+        " folder, deleted when the server stops); a user it holds can be --demo-user again",
+    )  # fmt: skip
     parser.add_argument(
         "--stripe-url", default="http://127.0.0.1:12111",
         help="Stripe API base; the emulator's server by default, '' for real Stripe test mode",
@@ -121,19 +186,52 @@ def main(argv: list[str] | None = None) -> None:
             f"{WEBHOOK_SECRET_ENV} (or --webhook-secret) is required against real Stripe: the"
             " signing secret of the webhook endpoint registered there"
         )
-    billing, gateway = build_billing(args.db, args.stripe_url, ThreadRunner())
-    secret = args.webhook_secret or register_webhook_endpoint(gateway, args.port, args.stripe_url)
-    wired = build_app(billing, gateway, secret)
-    if args.demo_user:
-        billing.create_user(args.demo_user, balance=1_500)
-        customer = gateway.ensure_customer(args.demo_user)
-        billing.save_payment_method(
-            args.demo_user, customer, gateway.attach_card(customer, "pm_card_visa")
+    with ExitStack() as cleanup:
+        db = args.db
+        if db is None:
+            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="topup-serve-"))
+            db = os.path.join(folder, "billing.sqlite")
+            log.info("database %s, deleted on exit (--db keeps one)", db)
+        billing, gateway = build_billing_or_exit(parser, db, args.stripe_url, ThreadRunner())
+        secret = args.webhook_secret or register_webhook_endpoint(
+            gateway, args.port, args.stripe_url
         )
-        uri = wired.twofactor.enable(args.demo_user)
-        print(f"user {args.demo_user}: bearer token {wired.sessions.issue(args.demo_user)}")
-        print(f"TOTP: {uri}")
-    uvicorn.run(wired.app, host="127.0.0.1", port=args.port)
+        wired = build_app(billing, gateway, secret)
+        if args.demo_user:
+            try:
+                uri = _demo_user(billing, gateway, wired.twofactor, args.demo_user)
+            except (TransientGatewayError, stripe.StripeError) as exc:
+                where = f"the Stripe at {args.stripe_url}" if args.stripe_url else "Stripe"
+                hint = (
+                    " (start the emulator first)" if args.stripe_url and _unreachable(exc) else ""
+                )
+                raise SystemExit(
+                    f"cannot set up the demo user {args.demo_user} with {where}:"
+                    f" {_stripe_problem(exc)}{hint}"
+                ) from exc
+            except DecryptionError:
+                parser.exit(2, f"{parser.prog}: error: user {args.demo_user} in {db} was"
+                            f" created under another {MASTER_KEY_ENV}: set that one, or give"
+                            " another --db\n")  # fmt: skip
+            print(f"user {args.demo_user}: bearer token {wired.sessions.issue(args.demo_user)}")
+            print(f"TOTP: {uri}")
+        uvicorn.run(wired.app, host="127.0.0.1", port=args.port)
+
+
+def _demo_user(
+    billing: BillingService, gateway: StripeGateway, twofactor: TwoFactor, user_id: str
+) -> str:
+    """Create ``user_id`` with 1,500 credits, or reuse it when the database already holds it
+    (``--db`` from an earlier run); give it a working test card at this Stripe (an emulator
+    restarted since knows none of its old ones) and a fresh TOTP secret, whose otpauth:// URI
+    is returned (the old one was printed to a terminal that may be gone)."""
+    try:
+        billing.create_user(user_id, balance=1_500)
+    except DuplicateUser:
+        log.info("user %s exists in this database: reusing it", user_id)
+    customer = gateway.ensure_customer(user_id)
+    billing.save_payment_method(user_id, customer, gateway.attach_card(customer, "pm_card_visa"))
+    return twofactor.enable(user_id)
 
 
 if __name__ == "__main__":

@@ -252,3 +252,15 @@ def test_command_quiets_the_stripe_library_under_verbose_logging(
         assert stripe.level == logging.WARNING
     finally:
         stripe.setLevel(stripe_level)
+
+
+def test_command_with_a_bad_setting_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The reconcile wires the billing like the server: a setting it cannot use ends it with one
+    line naming the setting and status 2, not a traceback."""
+    monkeypatch.setenv("TOPUP_MASTER_KEY", "not base64!")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--db", str(tmp_path / "b.sqlite"), "--stripe-url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and "TOPUP_MASTER_KEY" in err
