@@ -42,6 +42,7 @@ from .gateway import (
     SubscriptionInfo,
 )
 from .memory_cache import MemoryCache
+from .memory_store import MemoryStore
 from .notify import Notification, Notifier, RecordingNotifier
 from .pricing import CURRENCIES, TIER_CREDITS, TIERS, Money, Tier, price_of, tier_for
 from .service import BillingConfig, BillingService, Deduction, idempotency_key
@@ -89,6 +90,7 @@ __all__ = [
     "InvalidSettings",
     "ManualClock",
     "MemoryCache",
+    "MemoryStore",
     "Money",
     "Notification",
     "Notifier",

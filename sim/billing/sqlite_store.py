@@ -254,8 +254,12 @@ class SQLiteStore(EventTables, TwoFactorTables):
                             (user_id, seq),
                         )
                         closed = True
-            row = db.execute(f"SELECT {_SNAPSHOT} FROM users WHERE user_id = ?", (user_id,))
-            return Settled(credited is not None, closed, _snapshot(row.fetchone()))
+            row = db.execute(
+                f"SELECT {_SNAPSHOT} FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            if row is None:  # an unknown user whose intent was credited (to someone else)
+                raise UnknownUser(user_id)
+            return Settled(credited is not None, closed, _snapshot(row))
 
     # ------------------------------------------------------------------ attempts and leases
 

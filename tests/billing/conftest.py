@@ -25,11 +25,13 @@ from sim.billing import (
     BillingService,
     ManualClock,
     MemoryCache,
+    MemoryStore,
     PaymentGateway,
     QueueRunner,
     RecordingNotifier,
     RedisCache,
     SQLiteStore,
+    Store,
     StoreUnavailable,
     TaskRunner,
     ThreadRunner,
@@ -101,7 +103,7 @@ def cache_backend(request: pytest.FixtureRequest) -> Iterator[CacheBackend]:
 class FlakyStore:
     """Wraps a store; methods named in ``failing`` raise ``StoreUnavailable`` instead of writing."""
 
-    def __init__(self, inner: SQLiteStore) -> None:
+    def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.failing: set[str] = set()
 
@@ -121,10 +123,18 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+#: Every Store implementation, by name: the store suite runs against each.
+STORES: dict[str, Callable[[], Store]] = {
+    "sqlite": lambda: SQLiteStore(":memory:"),
+    "memory": MemoryStore,
+}
+
+
 @pytest.fixture
 def store() -> FlakyStore:
-    """An in-memory SQLite store that can be told to fail."""
-    return FlakyStore(SQLiteStore(":memory:"))
+    """An in-memory SQLite store that can be told to fail; ``BILLING_STORE=memory`` runs the
+    service tests on the memory store instead (it is proven to behave the same)."""
+    return FlakyStore(STORES[os.environ.get("BILLING_STORE", "sqlite")]())
 
 
 @pytest.fixture

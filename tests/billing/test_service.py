@@ -18,6 +18,7 @@ from sim.billing import (
     ChargeRequest,
     ChargeResult,
     DecryptionError,
+    Deduction,
     InsufficientCredits,
     InvalidAmount,
     ManualClock,
@@ -1045,3 +1046,286 @@ def test_paid_after_a_card_check_retry_records_the_retry(
     tasks.run_pending()
     attempt = store.attempts("u1")[0]
     assert (attempt.status, attempt.retries) == ("succeeded", 1)
+
+
+# ------------------------------------------------------------------------- grants, reports, fencing
+
+
+def test_grants_are_ledgered_as_grants_once_per_reference(
+    billing: BillingService, store: FlakyStore
+) -> None:
+    """An opening balance and a support grant are ledger entries of kind ``grant`` under their
+    references; a grant under a reference already credited (the opening balance's included)
+    adds nothing."""
+    billing.create_user("u1", balance=500)
+    assert billing.grant_credits("u1", 200, reference="support-1")
+    assert not billing.grant_credits("u1", 200, reference="support-1")
+    assert not billing.grant_credits("u1", 500, reference="opening-balance:u1")
+    assert [(e.kind, e.delta, e.reference) for e in store.ledger("u1")] == [
+        ("grant", 500, "opening-balance:u1"), ("grant", 200, "support-1"),
+    ]  # fmt: skip
+    assert _books_balance(billing, store, "u1") == 700
+
+
+def test_saving_a_card_puts_the_users_new_snapshot_in_the_cache(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    cache_backend: CacheBackend,
+) -> None:
+    """A card saved by a paused user lifts the pause in the store and in the cache at once."""
+    gateway.queue("authentication_required")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    held = cache_backend.cache.get("u1")
+    assert held is not None and held.state == "paused"
+    billing.save_payment_method("u1", "cus_u1", "pm_card_new")
+    assert cache_backend.cache.get("u1") == store.snapshot("u1")
+    assert store.snapshot("u1").state == "active"
+
+
+def test_deduction_reports_the_user_and_the_credits_asked_for(
+    billing: BillingService, add_user: AddUser
+) -> None:
+    """A deduction's report, and a refusal, name the user and the credits of the request."""
+    add_user(balance=5_000)
+    assert billing.deduct_credits("u1", 1_234) == Deduction("u1", 1_234, 3_766, Trigger.NONE)
+    with pytest.raises(InsufficientCredits) as caught:
+        billing.deduct_credits("u1", 4_000)
+    assert (caught.value.user_id, caught.value.requested) == ("u1", 4_000)
+
+
+def test_worker_whose_attempt_was_taken_over_sends_nothing(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+) -> None:
+    """A worker waiting to retry while its attempt is taken over finds itself fenced out when it
+    wakes: it calls nobody; the new holder charges, and the user is credited once."""
+    gateway.queue("transient")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_next()  # a timeout: the retry waits under lease 1
+    assert billing.recover("u1", force=True) == 1
+    tasks.run_next()  # the retry wakes up under a lease it no longer holds
+    assert len(gateway.calls) == 1 and store.attempts("u1")[0].status == "charging"
+    tasks.run_pending()
+    assert len(gateway.calls) == 2 and len(gateway.succeeded_keys) == 1
+    assert _books_balance(billing, store, "u1") == 10_900
+
+
+def test_top_up_paid_before_its_worker_ran_is_not_charged(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+) -> None:
+    """A claimed top-up whose payment was settled (by its webhook) before its worker ran: the
+    worker finds the attempt ended and charges nothing."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    meta = {"user_id": "u1", "credits": "10000", "attempt": "1", "purpose": "auto_topup"}
+    assert billing.settle_payment("u1", "pi_1", Money(1_000, "eur"), meta)
+    assert tasks.run_pending() == 1
+    assert gateway.calls == []
+    assert _books_balance(billing, store, "u1") == 10_900
+
+
+class MidChargeGateway:
+    """The scripted gateway; ``during`` runs inside each charge, before Stripe answers (another
+    worker acting meanwhile)."""
+
+    def __init__(self, inner: ScriptedGateway) -> None:
+        self.inner = inner
+        self.during: Callable[[], object] = lambda: None
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        self.during()
+        return self.inner.charge(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_worker_that_lost_its_lease_during_the_charge_records_no_decline(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    notifier: RecordingNotifier,
+) -> None:
+    """A decline reaching a worker whose attempt was taken over during the charge is not
+    written by it; the new holder asks again under the same key and records it, once."""
+    mid = MidChargeGateway(gateway)
+    billing = make_billing(payment_gateway=mid)  # type: ignore[arg-type]
+    gateway.queue("declined:insufficient_funds")
+    add_user(balance=1_200, service=billing)
+    billing.deduct_credits("u1", 300)
+    mid.during = lambda: billing.recover("u1", force=True)
+    tasks.run_next()
+    user, attempt = store.get_user("u1"), store.attempts("u1")[0]
+    assert (user.open_attempt, user.consecutive_failures, attempt.status) == (1, 0, "charging")
+    assert notifier.kinds("u1") == []
+    mid.during = lambda: None
+    tasks.run_pending()
+    assert [a.status for a in store.attempts("u1")] == ["declined"]
+    assert store.get_user("u1").consecutive_failures == 1
+    assert notifier.kinds("u1") == ["topup_declined"]
+
+
+def _before_next(store: FlakyStore, method: str, action: Callable[[], object]) -> None:
+    """Run ``action`` once, just before the store's next ``method`` call: another worker acting
+    between two steps of this one."""
+    call = getattr(store.inner, method)
+
+    def hooked(*args: object, **kwargs: object) -> object:
+        del store.__dict__[method]
+        action()
+        return call(*args, **kwargs)
+
+    setattr(store, method, hooked)
+
+
+@pytest.mark.parametrize("fault", ["turned off", "card refused", "card check unreachable"])
+def test_worker_that_lost_its_lease_while_checking_writes_no_ending(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    notifier: RecordingNotifier,
+    fault: str,
+) -> None:
+    """A worker whose attempt is taken over while it checks whether the top-up is still due and
+    the card usable ends nothing on what it saw (no skip, no pause, no failure); the new holder
+    checks again as things are now and tops up."""
+    billing = make_billing(config=BillingConfig(charge_tries=1))
+    add_user(balance=1_200, service=billing)
+    billing.deduct_credits("u1", 300)
+    check = gateway.payment_method_usable
+
+    def unreachable(customer_id: str, payment_method_id: str) -> bool:
+        raise TransientGatewayError("connection reset")
+
+    if fault == "turned off":
+        billing.update_settings("u1", AutoTopupSettings(False, 1_000, 10_000, "eur"))
+    elif fault == "card refused":
+        gateway.usable = False
+    else:
+        gateway.payment_method_usable = unreachable  # type: ignore[method-assign]
+    _before_next(store, "attempt", lambda: billing.recover("u1", force=True))
+    tasks.run_next()
+    user, attempt = store.get_user("u1"), store.attempts("u1")[0]
+    assert (user.open_attempt, user.state, attempt.status) == (1, "active", "claimed")
+    assert notifier.kinds("u1") == []
+    gateway.usable, gateway.payment_method_usable = True, check  # type: ignore[method-assign]
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    tasks.run_pending()
+    assert [a.status for a in store.attempts("u1")] == ["succeeded"]
+    assert notifier.kinds("u1") == ["topup_succeeded"]
+    assert _books_balance(billing, store, "u1") == 10_900
+
+
+def test_charge_names_the_customer_card_user_credits_attempt_and_purpose(
+    billing: BillingService, add_user: AddUser, gateway: ScriptedGateway, tasks: QueueRunner
+) -> None:
+    """The charge goes to the saved customer and card, with metadata saying whose top-up it
+    is, how many credits it buys and which attempt it belongs to."""
+    add_user(balance=1_200, amount=10_000)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    [request] = gateway.calls
+    assert (request.customer_id, request.payment_method_id) == ("cus_u1", "pm_card_visa")
+    assert dict(request.metadata) == {
+        "user_id": "u1", "credits": "10000", "attempt": "1", "purpose": "auto_topup",
+    }  # fmt: skip
+
+
+def test_decline_after_a_card_check_retry_records_its_intent_and_the_retry(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+) -> None:
+    """A card check that timed out once, then a declined charge: the attempt records the
+    declined PaymentIntent and one retry."""
+    gateway.queue("declined:insufficient_funds")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    usable = gateway.payment_method_usable
+    checks = iter([TransientGatewayError("connection reset")])
+
+    def flaky(customer_id: str, payment_method_id: str) -> bool:
+        for error in checks:
+            raise error
+        return usable(customer_id, payment_method_id)
+
+    gateway.payment_method_usable = flaky  # type: ignore[method-assign]
+    tasks.run_pending()
+    attempt = store.attempts("u1")[0]
+    assert (attempt.status, attempt.payment_intent_id, attempt.retries) == (
+        "declined", "pi_scripted_0001", 1,
+    )  # fmt: skip
+
+
+def test_authentication_required_as_the_last_failure_suspends_and_says_why(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    notifier: RecordingNotifier,
+    clock: ManualClock,
+) -> None:
+    """Two declines then a charge that needs the customer: the third failure in a row suspends
+    auto top-up (not merely pauses it), with a notice naming the attempt and the count."""
+    gateway.queue("declined:generic_decline", "declined:generic_decline")
+    gateway.queue("authentication_required")
+    add_user(balance=900)  # enabling under the threshold claims attempt 1 at once
+    tasks.run_pending()
+    for _ in range(2):
+        clock.advance(HOUR)
+        billing.deduct_credits("u1", 1)
+        tasks.run_pending()
+    assert store.get_user("u1").state == "suspended"
+    assert notifier.kinds("u1")[-2:] == ["topup_action_required", "topup_suspended"]
+    suspended = notifier.sent[-1]
+    assert (suspended.notice_id, dict(suspended.detail)) == (
+        "topup_suspended:u1:3", {"failures": "3"},
+    )  # fmt: skip
+
+
+def test_attempt_notice_is_stamped_with_the_time_it_is_sent(
+    billing: BillingService,
+    add_user: AddUser,
+    tasks: QueueRunner,
+    notifier: RecordingNotifier,
+    clock: ManualClock,
+) -> None:
+    """An attempt's notice carries the injected clock's time when the worker sends it."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    clock.advance(7)
+    tasks.run_pending()
+    assert [(n.kind, n.at) for n in notifier.sent] == [("topup_succeeded", clock.now())]
+
+
+def test_recovery_waits_for_the_lease_unless_forced(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, clock: ManualClock
+) -> None:
+    """Recovering an attempt whose lease still holds does nothing; once the lease has run out,
+    recovery takes it over and runs it again."""
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)  # claimed, its worker queued
+    clock.advance(billing.config.attempt_lease_seconds - 1)
+    assert billing.recover("u1") is None and len(tasks) == 1
+    clock.advance(1)
+    assert billing.recover("u1") == 1 and len(tasks) == 2

@@ -1,4 +1,9 @@
-"""The SQLite store: one transaction a call, decisions where the truth is, fenced attempt writes."""
+"""The store: one transaction a call, decisions where the truth is, fenced attempt writes.
+
+Every test taking ``db`` runs against each Store implementation (SQLite and memory), which is
+how the memory store is held to SQLite's semantics; the tests of SQLite itself (files, WAL, two
+connections) build a ``SQLiteStore`` directly.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from sim.billing import DuplicateUser, SQLiteStore, StoreUnavailable, Trigger, UnknownUser
+from sim.billing import DuplicateUser, SQLiteStore, Store, StoreUnavailable, Trigger, UnknownUser
 from sim.billing.claims import ClaimPolicy
 from sim.billing.settings import AutoTopupSettings
 from sim.billing.store import AttemptOutcome, ChargeTerms, PendingNotice
 from sim.billing.twofactor import Guess, TfaPolicy, TfaVerdict
+
+from .conftest import STORES
 
 T0 = 1_767_225_600.0
 POLICY = ClaimPolicy(cooldown_seconds=3_600.0, lease_seconds=300.0)
@@ -25,23 +32,24 @@ def _seal(user_id: str, wrapped: bytes, at: float) -> bytes:
     return f"sealed:{user_id}:{at}".encode()
 
 
-@pytest.fixture
-def db() -> SQLiteStore:
-    """A store with one user holding 1,000 credits, auto top-up on at a 500 threshold."""
-    store = SQLiteStore(":memory:")
+@pytest.fixture(params=sorted(STORES))
+def db(request: pytest.FixtureRequest) -> Store:
+    """Each store in turn, with one user holding 1,000 credits, auto top-up on at a 500
+    threshold."""
+    store = STORES[request.param]()
     store.create_user("u1", b"wrapped", None, T0)
     store.credit("u1", 1_000, "grant", "opening:u1", T0)
     store.save_settings("u1", AutoTopupSettings(True, 500, 10_000, "eur"))
     return store
 
 
-def _claim(db: SQLiteStore, at: float = T0) -> tuple[int, int]:
+def _claim(db: Store, at: float = T0) -> tuple[int, int]:
     done = db.deduct("u1", 600, at, POLICY, _seal)
     assert done.trigger is Trigger.CLAIMED and done.attempt and done.lease
     return done.attempt, done.lease
 
 
-def test_credit_once_per_reference(db: SQLiteStore) -> None:
+def test_credit_once_per_reference(db: Store) -> None:
     """A reference (PaymentIntent, invoice) credits once; the second call changes nothing."""
     first = db.credit("u1", 10_000, "topup", "pi_1", T0)
     assert first is not None and first.balance == 11_000
@@ -50,7 +58,7 @@ def test_credit_once_per_reference(db: SQLiteStore) -> None:
     assert [e.reference for e in db.ledger("u1")] == ["opening:u1", "pi_1"]
 
 
-def test_every_write_to_cached_fields_raises_the_version(db: SQLiteStore) -> None:
+def test_every_write_to_cached_fields_raises_the_version(db: Store) -> None:
     """Credits, deductions, claims, settings and card saves each return a newer snapshot."""
     versions = [db.snapshot("u1").version]
     versions.append(db.deduct("u1", 100, T0, POLICY, _seal).snapshot.version)
@@ -60,7 +68,7 @@ def test_every_write_to_cached_fields_raises_the_version(db: SQLiteStore) -> Non
     assert versions == sorted(set(versions)) and db.snapshot("u1").version == versions[-1]
 
 
-def test_balance_equals_ledger_sum(db: SQLiteStore) -> None:
+def test_balance_equals_ledger_sum(db: Store) -> None:
     """Every change is a ledger entry, so the balance always equals the ledger's sum."""
     db.deduct("u1", 300, T0, POLICY, _seal)
     db.credit("u1", 1_000, "topup", "pi_1", T0)
@@ -69,7 +77,7 @@ def test_balance_equals_ledger_sum(db: SQLiteStore) -> None:
     assert [e.balance_after for e in entries] == [1_000, 700, 1_700]
 
 
-def test_refused_deduction_takes_nothing_but_may_claim(db: SQLiteStore) -> None:
+def test_refused_deduction_takes_nothing_but_may_claim(db: Store) -> None:
     """An unaffordable request writes no usage entry, yet a due top-up is still claimed."""
     db.deduct("u1", 600, T0, POLICY, _seal)  # 400 left: claims attempt 1
     db.finish_attempt("u1", 1, None, AttemptOutcome("skipped"), T0)
@@ -80,7 +88,7 @@ def test_refused_deduction_takes_nothing_but_may_claim(db: SQLiteStore) -> None:
     assert [e.delta for e in db.ledger("u1")] == [1_000, -600]
 
 
-def test_claim_records_attempt_lease_and_sealed_time(db: SQLiteStore) -> None:
+def test_claim_records_attempt_lease_and_sealed_time(db: Store) -> None:
     """A claim writes the attempt, the user's seq, the open attempt, its lease and the sealed
     last-triggered time, with the deduction, in one transaction."""
     seq, lease = _claim(db)
@@ -94,7 +102,7 @@ def test_claim_records_attempt_lease_and_sealed_time(db: SQLiteStore) -> None:
     ]
 
 
-def test_deduction_and_claim_are_one_transaction(db: SQLiteStore) -> None:
+def test_deduction_and_claim_are_one_transaction(db: Store) -> None:
     """If the claim cannot be written, the usage entry is rolled back with it."""
 
     def broken_seal(user_id: str, wrapped: bytes, at: float) -> bytes:
@@ -108,7 +116,7 @@ def test_deduction_and_claim_are_one_transaction(db: SQLiteStore) -> None:
     )  # fmt: skip
 
 
-def test_open_attempt_blocks_claims_past_the_cooldown(db: SQLiteStore) -> None:
+def test_open_attempt_blocks_claims_past_the_cooldown(db: Store) -> None:
     """While an attempt is open and leased, later crossings wait, however late they come."""
     _claim(db)
     db.take_over("u1", 1, T0, T0 + 10 * 3_600, force=True)  # a long-held lease
@@ -116,7 +124,7 @@ def test_open_attempt_blocks_claims_past_the_cooldown(db: SQLiteStore) -> None:
     assert (later.trigger, later.attempt) == (Trigger.PENDING, None)
 
 
-def test_expired_lease_is_taken_over_by_the_next_deduction(db: SQLiteStore) -> None:
+def test_expired_lease_is_taken_over_by_the_next_deduction(db: Store) -> None:
     """Past its lease the open attempt is recovered: same attempt, a new fencing token."""
     _claim(db)
     done = db.deduct("u1", 1, T0 + 300, POLICY, _seal)
@@ -124,7 +132,7 @@ def test_expired_lease_is_taken_over_by_the_next_deduction(db: SQLiteStore) -> N
     assert db.get_user("u1").lease_until == T0 + 600
 
 
-def test_take_over_waits_for_the_lease_unless_forced(db: SQLiteStore) -> None:
+def test_take_over_waits_for_the_lease_unless_forced(db: Store) -> None:
     """A live lease is not taken (``None``); an ended one or a forced takeover grows the token."""
     _claim(db)
     assert db.take_over("u1", 1, T0 + 299, T0 + 599, force=False) is None
@@ -133,7 +141,7 @@ def test_take_over_waits_for_the_lease_unless_forced(db: SQLiteStore) -> None:
     assert db.take_over("u1", 2, T0 + 999, T0 + 999, force=True) is None  # not the open one
 
 
-def test_start_charge_is_fenced_and_first_terms_stick(db: SQLiteStore) -> None:
+def test_start_charge_is_fenced_and_first_terms_stick(db: Store) -> None:
     """Only the lease holder starts the charge; a re-run sends the terms fixed the first time."""
     seq, lease = _claim(db)
     assert db.start_charge("u1", seq, lease + 1, TERMS, T0 + 300) is None
@@ -143,7 +151,7 @@ def test_start_charge_is_fenced_and_first_terms_stick(db: SQLiteStore) -> None:
     assert db.attempt("u1", seq).status == "charging"  # type: ignore[union-attr]
 
 
-def test_hold_lease_extends_and_moves_to_unknown(db: SQLiteStore) -> None:
+def test_hold_lease_extends_and_moves_to_unknown(db: Store) -> None:
     """A back-off holds the lease; out of tries the attempt becomes ``unknown``, still open."""
     seq, lease = _claim(db)
     db.start_charge("u1", seq, lease, TERMS, T0 + 300)
@@ -154,7 +162,7 @@ def test_hold_lease_extends_and_moves_to_unknown(db: SQLiteStore) -> None:
     assert (user.open_attempt, user.lease_until) == (seq, T0 + 900)
 
 
-def test_finish_attempt_once_and_only_by_the_lease_holder(db: SQLiteStore) -> None:
+def test_finish_attempt_once_and_only_by_the_lease_holder(db: Store) -> None:
     """A stale worker's outcome is refused; the holder's applies once, with the user's state."""
     seq, lease = _claim(db)
     outcome = AttemptOutcome(
@@ -176,7 +184,7 @@ def _paid(pi: str = "pi_1") -> AttemptOutcome:
     return AttemptOutcome("succeeded", 10_000, "eur", 1_000, pi)
 
 
-def test_settle_credits_and_closes_the_open_attempt_at_once(db: SQLiteStore) -> None:
+def test_settle_credits_and_closes_the_open_attempt_at_once(db: Store) -> None:
     """The credit and the attempt's close are one transaction; the failure streak ends."""
     seq, lease = _claim(db)
     db.finish_attempt("u1", seq, lease, AttemptOutcome("skipped", consecutive_failures=2), T0)
@@ -189,7 +197,7 @@ def test_settle_credits_and_closes_the_open_attempt_at_once(db: SQLiteStore) -> 
     assert (again.credited, again.closed) == (False, False)
 
 
-def test_settle_corrects_a_closed_attempt_without_touching_the_user(db: SQLiteStore) -> None:
+def test_settle_corrects_a_closed_attempt_without_touching_the_user(db: Store) -> None:
     """Money moved for an attempt recorded otherwise: the record says succeeded, and the
     user's present state (paused by a newer attempt, say) stays as it is."""
     seq, lease = _claim(db)
@@ -202,7 +210,7 @@ def test_settle_corrects_a_closed_attempt_without_touching_the_user(db: SQLiteSt
     assert (attempt.status, attempt.payment_intent_id) == ("succeeded", "pi_1")  # type: ignore[union-attr]
 
 
-def test_unknown_user_is_a_typed_error(db: SQLiteStore) -> None:
+def test_unknown_user_is_a_typed_error(db: Store) -> None:
     """Reads and writes for an unknown id raise UnknownUser."""
     with pytest.raises(UnknownUser):
         db.get_user("nobody")
@@ -222,13 +230,13 @@ def test_unknown_user_is_a_typed_error(db: SQLiteStore) -> None:
         db.tfa_guess("nobody", None, T0, TFA)
 
 
-def test_duplicate_user_is_a_typed_error(db: SQLiteStore) -> None:
+def test_duplicate_user_is_a_typed_error(db: Store) -> None:
     """Creating an existing user raises DuplicateUser."""
     with pytest.raises(DuplicateUser):
         db.create_user("u1", b"other", None, T0)
 
 
-def test_webhook_event_processed_once(db: SQLiteStore) -> None:
+def test_webhook_event_processed_once(db: Store) -> None:
     """An event id is remembered: the second delivery is reported as seen."""
     assert not db.event_processed("evt_1")
     assert db.mark_event_processed("evt_1", "payment_intent.succeeded", T0)
@@ -236,6 +244,7 @@ def test_webhook_event_processed_once(db: SQLiteStore) -> None:
     assert db.event_processed("evt_1")
 
 
+# SQLite only: files and reopening them are SQLite's.
 def test_file_store_survives_reopen(tmp_path: object) -> None:
     """A file-backed store keeps balances and ledgers across connections."""
     path = str(tmp_path) + "/billing.sqlite"  # type: ignore[operator]
@@ -248,12 +257,12 @@ def test_file_store_survives_reopen(tmp_path: object) -> None:
     assert again.user_ids() == ["u1"]
 
 
-def test_missing_subscription_reads_as_none(db: SQLiteStore) -> None:
+def test_missing_subscription_reads_as_none(db: Store) -> None:
     """An unknown subscription id is ``None``, not an error."""
     assert db.subscription("sub_missing") is None
 
 
-def test_unknown_user_error_carries_the_id(db: SQLiteStore) -> None:
+def test_unknown_user_error_carries_the_id(db: Store) -> None:
     """UnknownUser names the id that was asked for, so a caller can report it."""
     calls = [
         lambda: db.get_user("nobody"),
@@ -272,7 +281,7 @@ def test_unknown_user_error_carries_the_id(db: SQLiteStore) -> None:
         assert raised.value.user_id == "nobody"
 
 
-def test_outbox_lists_unsent_notices_oldest_first(db: SQLiteStore) -> None:
+def test_outbox_lists_unsent_notices_oldest_first(db: Store) -> None:
     """Queued notices come back oldest first with their detail; a sent one drops out, and
     queueing the same notice id again adds nothing."""
     seq, lease = _claim(db)
@@ -285,21 +294,32 @@ def test_outbox_lists_unsent_notices_oldest_first(db: SQLiteStore) -> None:
     assert db.pending_notices("u1") == [second]
 
 
-def test_settle_stamps_the_attempts_finish_time(db: SQLiteStore) -> None:
+def test_settle_stamps_the_attempts_finish_time(db: Store) -> None:
     """Settling an open attempt records when it finished."""
     seq, _ = _claim(db)
     db.settle_topup("u1", seq, _paid(), T0 + 42)
     assert db.attempt("u1", seq).finished_at == T0 + 42  # type: ignore[union-attr]
 
 
-def test_settle_of_an_unrecorded_attempt_still_credits(db: SQLiteStore) -> None:
+def test_settle_of_an_unrecorded_attempt_still_credits(db: Store) -> None:
     """A payment naming an attempt the store has no record of is credited, and nothing closes."""
     settled = db.settle_topup("u1", 99, _paid(), T0)
     assert (settled.credited, settled.closed, settled.snapshot.balance) == (True, False, 11_000)
     assert db.attempts("u1") == []
 
 
-def test_succeeded_attempt_keeps_its_first_payment(db: SQLiteStore) -> None:
+def test_settle_for_an_unknown_user_is_a_typed_error(db: Store) -> None:
+    """Settling for an unknown id raises UnknownUser and writes nothing, whether its
+    PaymentIntent is new or was credited already (to another user)."""
+    with pytest.raises(UnknownUser):
+        db.settle_topup("nobody", None, _paid("pi_new"), T0)
+    db.settle_topup("u1", None, _paid("pi_1"), T0)
+    with pytest.raises(UnknownUser):
+        db.settle_topup("nobody", 1, _paid("pi_1"), T0)
+    assert db.user_ids() == ["u1"] and db.get_user("u1").balance == 11_000
+
+
+def test_succeeded_attempt_keeps_its_first_payment(db: Store) -> None:
     """A second intent paid under an attempt already succeeded is credited (money moved), but
     the attempt's record keeps the intent it succeeded with."""
     seq, _ = _claim(db)
@@ -315,7 +335,7 @@ def test_succeeded_attempt_keeps_its_first_payment(db: SQLiteStore) -> None:
     [AttemptOutcome("succeeded", None, "eur", 1_000, "pi_1"), AttemptOutcome("succeeded", 10_000)],
 )
 def test_settle_refuses_an_outcome_without_credits_or_intent(
-    db: SQLiteStore, outcome: AttemptOutcome
+    db: Store, outcome: AttemptOutcome
 ) -> None:
     """Settling needs both the credits and the PaymentIntent: without either it fails before
     writing anything."""
@@ -324,13 +344,13 @@ def test_settle_refuses_an_outcome_without_credits_or_intent(
     assert db.get_user("u1").balance == 1_000
 
 
-def test_missing_attempt_reads_as_none(db: SQLiteStore) -> None:
+def test_missing_attempt_reads_as_none(db: Store) -> None:
     """An attempt number never claimed reads as ``None``, not an error."""
     _claim(db)
     assert db.attempt("u1", 2) is None and db.attempt("nobody", 1) is None
 
 
-def test_snapshot_shows_the_attempt_in_flight(db: SQLiteStore) -> None:
+def test_snapshot_shows_the_attempt_in_flight(db: Store) -> None:
     """The snapshot a claim returns, and the store's own, name the open attempt (the cache
     shows it); settling it clears it."""
     seq, _ = _claim(db)
@@ -339,13 +359,14 @@ def test_snapshot_shows_the_attempt_in_flight(db: SQLiteStore) -> None:
     assert db.settle_topup("u1", seq, _paid(), T0).snapshot.open_seq is None
 
 
-def test_duplicate_user_error_carries_the_id(db: SQLiteStore) -> None:
+def test_duplicate_user_error_carries_the_id(db: Store) -> None:
     """DuplicateUser names the id that was taken."""
     with pytest.raises(DuplicateUser) as raised:
         db.create_user("u1", b"other", None, T0)
     assert raised.value.user_id == "u1"
 
 
+# SQLite only: WAL mode and another process's write lock are SQLite's.
 def test_file_store_waits_for_another_writer(tmp_path: Path) -> None:
     """A file store is shared in WAL mode and waits for another process's write lock (up to its
     busy timeout) instead of failing at once; it keeps its path."""
@@ -366,7 +387,7 @@ def test_file_store_waits_for_another_writer(tmp_path: Path) -> None:
     assert store.get_user("u1").balance == 5
 
 
-def test_user_record_holds_what_was_stored(db: SQLiteStore) -> None:
+def test_user_record_holds_what_was_stored(db: Store) -> None:
     """The user record carries the encrypted e-mail, the last accepted TOTP step and the
     version of the cached fields, as stored."""
     db.create_user("u2", b"wrapped", b"sealed-email", T0)
@@ -376,6 +397,7 @@ def test_user_record_holds_what_was_stored(db: SQLiteStore) -> None:
     assert db.get_user("u1").version == db.snapshot("u1").version == 2  # credit, settings
 
 
+# SQLite only: the memory store has no file to write.
 def test_default_store_is_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a path the store lives in memory: it writes no file."""
     monkeypatch.chdir(tmp_path)
@@ -388,7 +410,7 @@ def test_default_store_is_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 # ---------------------------------------------------------------------- two-factor guesses
 
 
-def test_tfa_guess_records_what_it_decided(db: SQLiteStore) -> None:
+def test_tfa_guess_records_what_it_decided(db: Store) -> None:
     """A wrong code is recorded as a failure and an accepted step as the last one; a replay
     and a guess while locked record nothing."""
     assert db.tfa_guess("u1", 57, T0, TFA) == TfaVerdict(Guess.ACCEPTED)
@@ -405,7 +427,7 @@ def test_tfa_guess_records_what_it_decided(db: SQLiteStore) -> None:
     assert db.get_user("u1").tfa_last_step == 58
 
 
-def test_tfa_guess_reads_only_the_failures_that_can_matter(db: SQLiteStore) -> None:
+def test_tfa_guess_reads_only_the_failures_that_can_matter(db: Store) -> None:
     """Failures older than window + lockout are left out: they cannot lock any more."""
     db.tfa_guess("u1", None, T0, TFA)
     db.tfa_guess("u1", None, T0 + 60, TFA)  # locks until T0 + 180
@@ -413,13 +435,22 @@ def test_tfa_guess_reads_only_the_failures_that_can_matter(db: SQLiteStore) -> N
     assert db.tfa_guess("u1", 1, T0 + 180, TFA).guess is Guess.ACCEPTED
 
 
-def test_tfa_secret_change_forgets_the_accepted_step(db: SQLiteStore) -> None:
+def test_tfa_guess_reads_a_failure_just_inside_what_can_matter(db: Store) -> None:
+    """A lock's first failure, a hair after the oldest time that can matter, is still read:
+    the lock holds to its very end."""
+    db.tfa_guess("u1", None, T0, TFA)
+    db.tfa_guess("u1", None, T0 + 60, TFA)  # exactly a window apart: locks until T0 + 180
+    assert db.tfa_guess("u1", 1, T0 + 179.999, TFA) == TfaVerdict(Guess.LOCKED, T0 + 180)
+
+
+def test_tfa_secret_change_forgets_the_accepted_step(db: Store) -> None:
     """A new secret starts a new sequence of steps: its first code is not a replay."""
     db.tfa_guess("u1", 57, T0, TFA)
     db.save_tfa_secret("u1", b"new-secret")
     assert db.tfa_guess("u1", 57, T0, TFA).guess is Guess.ACCEPTED
 
 
+# SQLite only: two connections to one file (test_memory_store.py has the threads' version).
 def test_tfa_guesses_from_two_connections_are_judged_one_at_a_time(tmp_path: Path) -> None:
     """Two processes' connections to one file, guessing wrong at once: the write lock makes them
     take turns, so exactly ``max_failures`` are judged wrong and the rest are locked."""
