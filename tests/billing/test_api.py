@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -12,6 +13,7 @@ from typing import Any
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
 from sim.billing import (
     AutoTopupSettings,
@@ -19,7 +21,7 @@ from sim.billing import (
     ManualClock,
     QueueRunner,
 )
-from sim.billing.api import MAX_BODY_BYTES, MAX_JSON_DEPTH, build_app
+from sim.billing.api import MAX_BODY_BYTES, MAX_JSON_DEPTH, ApiError, _replay, build_app
 from sim.billing.payments import StripeGateway
 from sim.billing.twofactor import TwoFactor
 from sim.stripe_emulator import Delivery, StripeEmulator
@@ -567,3 +569,104 @@ def test_unknown_route_and_method_are_in_the_envelope(api: Api) -> None:
     wrong = api.client.get("/v1/subscriptions", headers=api.auth)
     assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
     assert wrong.headers["Allow"] == "POST"
+
+
+# ---------------------------------------------------------------------- what the envelope says
+
+
+def test_code_refusals_say_what_to_do(api: Api) -> None:
+    """A wrong code is answered as not valid; a replayed one tells the client to wait for the
+    next code (sending the same one again cannot help)."""
+    wrong = api.save(totp_code=api.wrong_code()).json()["error"]
+    assert wrong["code"] == "invalid_code" and "code is not valid" in wrong["message"]
+    code = api.code()
+    assert api.save(totp_code=code).status_code == 200
+    replayed = api.save(totp_code=code).json()["error"]
+    assert replayed["code"] == "code_replayed"
+    assert "wait for the next one" in replayed["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'{"threshold": NaN}', "NaN is not JSON"),
+        (b'{"threshold": -Infinity}', "-Infinity is not JSON"),
+        (b'{"threshold": 1e400}', "1e400 is out of range"),
+        (b'{"threshold": ' + _deep(MAX_JSON_DEPTH) + b"}", f"deeper than {MAX_JSON_DEPTH} levels"),
+        (b'{"credits": 10000,', "not JSON"),
+    ],
+)
+def test_invalid_body_message_says_what_is_wrong(api: Api, content: bytes, says: str) -> None:
+    """The 400 for a body that is not strict JSON within the limits says what was refused (the
+    value not JSON, the number out of range, the nesting), not only that something was."""
+    response = api.client.post(
+        "/v1/settings/auto-topup/low-balance", content=content, headers={**api.auth, **JSON}
+    )
+    error = response.json()["error"]
+    assert (response.status_code, error["code"]) == (400, "invalid_body")
+    assert says in error["message"]
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        "application/json; charset=utf-8",
+        "Application/JSON ;charset=UTF-8",
+        "application/vnd.api+json",
+        "application/merge-patch+json; charset=utf-8",
+    ],
+)
+def test_json_media_types_with_parameters_or_a_json_suffix_are_read(api: Api, media: str) -> None:
+    """``application/json`` with parameters, in any case, and any ``application/*+json`` type
+    are JSON: the body is read and the change saved."""
+    body = json.dumps({**SETTINGS, "threshold": 2000, "totp_code": api.code()}).encode()
+    response = api.client.post(
+        "/v1/settings/auto-topup/low-balance",
+        content=body,
+        headers={**api.auth, "Content-Type": media},
+    )
+    assert response.status_code == 200, response.text
+    assert api.billing.store.get_user("u1").settings.threshold == 2000
+
+
+@pytest.mark.parametrize("media", ["application/xml", "text/plain+json", "application/jsonx"])
+def test_other_media_types_are_415_even_with_a_json_body(api: Api, media: str) -> None:
+    """Only the JSON media types are read: another ``application/`` type, or a ``+json`` suffix
+    outside ``application/``, is 415 although the body is valid JSON, and nothing is stored."""
+    body = json.dumps({**SETTINGS, "totp_code": api.code()}).encode()
+    response = api.client.post(
+        "/v1/settings/auto-topup/low-balance",
+        content=body,
+        headers={**api.auth, "Content-Type": media},
+    )
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    _unchanged(api)
+
+
+def test_body_read_ahead_is_handed_over_once_then_the_connection_speaks() -> None:
+    """The body read under the limits is handed to the route once; every later receive is the
+    connection's own, so that a client's disconnect still reaches the app."""
+    disconnect: Message = {"type": "http.disconnect"}
+
+    async def connection() -> Message:
+        return disconnect
+
+    async def receive_three_times() -> list[Message]:
+        receive = _replay(b'{"a": 1}', connection)
+        return [await receive(), await receive(), await receive()]
+
+    first, *later = asyncio.run(receive_three_times())
+    assert first == {"type": "http.request", "body": b'{"a": 1}', "more_body": False}
+    assert later == [disconnect, disconnect]
+
+
+def test_api_error_reads_as_its_message() -> None:
+    """An API error shown outside the envelope (a log, a traceback) reads as its message."""
+    error = ApiError(415, "unsupported_media_type", "the body must be JSON")
+    assert str(error) == "the body must be JSON"
+    assert (error.status, error.code, error.message) == (
+        415,
+        "unsupported_media_type",
+        error.args[0],
+    )

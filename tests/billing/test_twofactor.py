@@ -337,3 +337,21 @@ def test_same_code_from_ten_threads_is_accepted_once_and_locks_nobody(
     assert store.tfa_failures_since("u1", 0) == []
     clock.advance(STEP_SECONDS)
     slow_tfa.verify("u1", _code(clock))
+
+
+# ---------------------------------------------------------------------- refusals name the user
+
+
+def test_refusals_name_the_user_they_refuse(tfa: TwoFactor, clock: ManualClock) -> None:
+    """Not enrolled (from ``require`` and from ``verify``) and locked out: each refusal carries
+    the user it refuses, so that a caller can tell whose change was refused."""
+    with pytest.raises(TwoFactorRequired) as required:
+        tfa.require("u2")
+    assert required.value.user_id == "u2"
+    with pytest.raises(TwoFactorRequired) as unenrolled:
+        tfa.verify("u2", "123456")
+    assert unenrolled.value.user_id == "u2"
+    _fail(tfa, clock, MAX_FAILURES)
+    with pytest.raises(TooManyAttempts) as locked:
+        tfa.verify("u1", _code(clock))
+    assert locked.value.user_id == "u1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 from collections.abc import Callable
 
@@ -21,7 +23,7 @@ from sim.billing import (
     WebhookSignatureError,
 )
 from sim.billing.payments import StripeGateway, WebhookVerifier
-from sim.stripe_emulator import Delivery, StripeEmulator
+from sim.stripe_emulator import Delivery, StripeEmulator, signature_header
 
 from .conftest import BillingFactory, FlakyStore
 
@@ -363,3 +365,40 @@ def test_success_is_notified_once_when_the_first_settle_fails(
     _deliver(handler, _due(emulator, ("payment_intent.succeeded",)) * 2)
     assert store.attempts("u1")[0].status == "succeeded"
     assert notifier.kinds("u1") == ["topup_succeeded"]
+
+
+def test_dead_letter_is_logged_naming_the_event_its_type_and_the_reason(
+    handler: WebhookHandler,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A signed top-up event of a user we do not have is dead-lettered, and the warning that
+    tells an operator so names the event, its type and why, as the dead letter keeps them."""
+    payload = json.dumps(
+        {
+            "id": "evt_ghost",
+            "type": "payment_intent.succeeded",
+            "created": int(clock.now()),
+            "data": {
+                "object": {
+                    "id": "pi_ghost",
+                    "amount": 1_000,
+                    "currency": "eur",
+                    "customer": "cus_ghost",
+                    "metadata": {"user_id": "ghost", "purpose": "auto_topup"},
+                }
+            },
+        }
+    ).encode()
+    signature = signature_header(payload, emulator.webhook_secret, int(clock.now()))
+    with caplog.at_level(logging.WARNING, logger="sim.billing.webhooks"):
+        assert handler.handle(payload, signature) == "dead_letter"
+    [letter] = store.dead_letters()
+    assert (letter.event_id, letter.type) == ("evt_ghost", "payment_intent.succeeded")
+    assert "ghost" in letter.reason
+    [record] = [r for r in caplog.records if r.name == "sim.billing.webhooks"]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert all(part in message for part in ("evt_ghost", "payment_intent.succeeded", letter.reason))
