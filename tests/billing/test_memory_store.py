@@ -423,12 +423,16 @@ TestDifferential.settings = settings(
 def test_memory_store_has_every_store_method_with_sqlites_signature() -> None:
     """Each method of the Store port exists on MemoryStore with the signature SQLiteStore gives
     it, so a new port method cannot be left out of the memory store unnoticed."""
-    methods = [name for name, _ in inspect.getmembers(Store, inspect.isfunction)]
+    # Under `make mutation` the port also holds mutmut's trampolines (names with "ǁ"): not ours.
+    methods = [
+        name
+        for name, _ in inspect.getmembers(Store, inspect.isfunction)
+        if name.isascii() and not name.startswith("_")
+    ]
     assert len(methods) > 25
     for name in methods:
-        if not name.startswith("_"):
-            ours, theirs = getattr(MemoryStore, name), getattr(SQLiteStore, name)
-            assert inspect.signature(ours) == inspect.signature(theirs), name
+        ours, theirs = getattr(MemoryStore, name), getattr(SQLiteStore, name)
+        assert inspect.signature(ours) == inspect.signature(theirs), name
 
 
 @pytest.fixture
