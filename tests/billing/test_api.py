@@ -670,3 +670,35 @@ def test_api_error_reads_as_its_message() -> None:
         "unsupported_media_type",
         error.args[0],
     )
+
+
+def test_locked_answer_says_when_to_come_back(api: Api) -> None:
+    """The 429's ``Retry-After`` is the lockout left, rounded up to the next whole second, and
+    the body carries the same figure less that second."""
+    wrong = api.wrong_code()
+    for _ in range(5):
+        api.save(totp_code=wrong)
+    api.clock.advance(100.5)
+    response = api.save()
+    left = 15 * 60 - 100.5
+    assert response.json()["error"]["retry_after"] == round(left)
+    assert response.headers["Retry-After"] == str(round(left) + 1)
+
+
+def test_only_a_bearer_session_token_authenticates(api: Api) -> None:
+    """A session's token under any other scheme is refused with the ``unauthenticated`` code;
+    the scheme's case does not matter."""
+    token = api.auth["Authorization"].split(" ", 1)[1]
+    for header in (f"Basic {token}", f"Token {token}", token):
+        response = api.client.get("/v1/settings/billing", headers={"Authorization": header})
+        assert (response.status_code, response.json()["error"]["code"]) == (
+            401, "unauthenticated",
+        )  # fmt: skip
+    lower = api.client.get("/v1/settings/billing", headers={"Authorization": f"bearer {token}"})
+    assert lower.status_code == 200
+
+
+def test_session_tokens_are_long_and_fresh(api: Api) -> None:
+    """A token carries 32 random bytes (43 URL-safe characters) and is never issued twice."""
+    tokens = {api.login("u1")["Authorization"].split(" ", 1)[1] for _ in range(50)}
+    assert len(tokens) == 50 and {len(t) for t in tokens} == {43}

@@ -355,3 +355,9 @@ def test_refusals_name_the_user_they_refuse(tfa: TwoFactor, clock: ManualClock) 
     with pytest.raises(TooManyAttempts) as locked:
         tfa.verify("u1", _code(clock))
     assert locked.value.user_id == "u1"
+
+
+def test_enrolment_uri_names_the_user_and_the_issuer(tfa: TwoFactor) -> None:
+    """The otpauth:// URI an authenticator app scans names the account and the issuer."""
+    uri = tfa.enable("u2", SECRET)
+    assert uri == f"otpauth://totp/topup-sim:u2?secret={SECRET}&issuer=topup-sim"
