@@ -42,7 +42,8 @@ BROKEN_PIPE = 141
 EXIT_STATUSES = (
     "exit status: 0 success; 1 a run broke an invariant; 2 nothing ran (no such scenario file,"
     " an invalid scenario or option, REDIS_URL unset or Redis not answering); 141 stdout was"
-    " closed early (| head), as for any Unix tool"
+    " closed early (| head), as for any Unix tool; 130 a sweep interrupted (Ctrl-C), its"
+    " finished points kept under --out/points"
 )
 
 
@@ -75,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--users", type=int, help="override the number of users")
     common.add_argument("--days", type=float, help="override the simulated days")
-    common.add_argument("--out", type=Path, help="directory to write the frames to (Parquet)")
+    common.add_argument(
+        "--out", type=Path,
+        help="directory to write the frames to (Parquet); a sweep also keeps each finished point"
+        " in DIR/points and skips those already there when run again",
+    )  # fmt: skip
     common.add_argument("-v", "--verbose", action="store_true", help="show the billing's log")
 
     run_cmd = commands.add_parser(
@@ -193,14 +198,23 @@ def _sweep(scenario: Scenario, args: argparse.Namespace) -> int:
     # Open the backend once here: one that cannot open fails now, in one line, instead of in
     # every worker of the pool.
     get_backend(args.backend).open().close()
-    frame = sweep(
-        scenario,
-        seed=args.seed,
-        backend=args.backend,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        progress=True,
-    )
+    points = None if args.out is None else args.out / "points"
+    try:
+        frame = sweep(
+            scenario,
+            seed=args.seed,
+            backend=args.backend,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=True,
+            points=points,
+        )
+    except KeyboardInterrupt:
+        kept = "nothing is kept (give --out to keep finished points)"
+        if points is not None:
+            kept = f"finished points are kept in {points}; the same command resumes"
+        print(f"python -m sim sweep: interrupted; {kept}", file=sys.stderr)
+        return 130
     columns = [*scenario.sweep, *_SWEEP_COLUMNS]
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(frame[columns].round(3).to_string(index=False))

@@ -4,10 +4,17 @@ Points run with joblib's ``loky`` process pool by default; given a dask.distribu
 address, the same ``Parallel`` call runs on that cluster through joblib's dask backend. Each
 point is validated before anything starts, and every point uses the same seed, so the users and
 their requests are identical across the grid: differences come from the swept settings alone.
+
+Given a folder (``points``), each finished point's summary is written there as soon as it
+completes, under a key made of the point's scenario, the seed, the backend and the code of the
+``sim`` package; a sweep run again reads the points already there instead of running them. So an
+interrupted sweep (Ctrl-C, a lost machine) keeps what it finished, and a changed scenario or
+changed code recomputes exactly the points it changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,13 +45,16 @@ def sweep(
     workers: int = -1,
     scheduler: str | None = None,
     progress: bool = False,
+    points: Path | None = None,
 ) -> pd.DataFrame:
     """Run ``scenario`` at every point of ``grid`` (default: its ``[sweep]`` table).
 
     Returns the points' one-row summaries concatenated, each prefixed with its grid columns
     (named by their dotted keys). ``workers`` is joblib's ``n_jobs`` (-1: one per core);
     ``scheduler`` (``tcp://host:port``) runs the points on a dask.distributed cluster instead.
+    ``points`` is a folder that keeps each finished point (see the module doc).
     """
+    folder = points
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     grid = dict(scenario.sweep if grid is None else grid)
@@ -53,12 +63,28 @@ def sweep(
     points = grid_points(grid)
     scenarios = [scenario.grid_point(point) for point in points]
     seed = scenario.seed if seed is None else seed
-    jobs = (joblib.delayed(_summary)(s, seed, backend) for s in scenarios)
-    with _backend(scheduler):
-        parallel = joblib.Parallel(n_jobs=workers, return_as="generator")
-        summaries = list(
-            tqdm(parallel(jobs), total=len(points), unit="run", delay=2.0, disable=not progress)
-        )
+    files = [None if folder is None else folder / f"{point_key(s, seed, backend)}.parquet"
+             for s in scenarios]  # fmt: skip
+    summaries: list[pd.DataFrame | None] = [
+        None if path is None or not path.exists() else pd.read_parquet(path) for path in files
+    ]
+    todo = [i for i, summary in enumerate(summaries) if summary is None]
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    jobs = (joblib.delayed(_indexed_summary)(i, scenarios[i], seed, backend) for i in todo)
+    bar = tqdm(
+        total=len(points), initial=len(points) - len(todo), unit="point", delay=2.0,
+        disable=not progress,
+    )  # fmt: skip
+    with _backend(scheduler), bar:
+        parallel = joblib.Parallel(n_jobs=workers, return_as="generator_unordered")
+        for index, summary in parallel(jobs):
+            path = files[index]
+            if path is not None:  # written as it completes: an interruption keeps it
+                summary.to_parquet(path.with_suffix(".partial"), index=False)
+                path.with_suffix(".partial").replace(path)
+            summaries[index] = summary
+            bar.update()
     frames = [
         pd.concat([pd.DataFrame([point]), summary], axis=1)
         for point, summary in zip(points, summaries, strict=True)
@@ -66,8 +92,33 @@ def sweep(
     return pd.concat(frames, ignore_index=True)
 
 
+def point_key(scenario: Scenario, seed: int, backend: str | Backend) -> str:
+    """What a point's summary depends on, hashed: the whole scenario at that point, the seed,
+    the backend's name and the source of the ``sim`` package (any code change recomputes)."""
+    name = backend if isinstance(backend, str) else backend.name
+    text = f"{scenario!r}|{seed}|{name}|{_code_version()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _code_version() -> str:
+    """A digest of every source file of the ``sim`` package."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _indexed_summary(
+    index: int, scenario: Scenario, seed: int, backend: str | Backend
+) -> tuple[int, pd.DataFrame]:
+    """One point's summary and its place in the grid (runs in a worker process)."""
+    return index, _summary(scenario, seed, backend)
+
+
 def _summary(scenario: Scenario, seed: int, backend: str | Backend) -> pd.DataFrame:
-    """One point's summary (runs in a worker process)."""
+    """One point's summary."""
     return run(scenario, seed=seed, backend=backend).summary
 
 

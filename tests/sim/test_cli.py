@@ -293,6 +293,29 @@ def test_sweep_prints_one_row_per_point(tmp_path: Path, capsys: pytest.CaptureFi
         "auto_topup.threshold", "auto_topup.amount", "billing.cooldown_hours"
     ]  # fmt: skip
     assert len(pd.read_parquet(tmp_path / "sweep.parquet")) == 36
+    assert len(list((tmp_path / "points").glob("*.parquet"))) == 36
+
+
+@pytest.mark.parametrize("out", [True, False])
+def test_interrupted_sweep_says_what_it_kept(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    out: bool,
+) -> None:
+    """Ctrl-C during a sweep: one line saying where the finished points are (and that the same
+    command resumes), status 130, no traceback."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sim.cli.sweep", interrupted)
+    args = ["sweep", str(SCENARIOS / "threshold_grid.toml"), "--backend", "memory"]
+    code = main([*args, "--out", str(tmp_path)] if out else args)
+    err = capsys.readouterr().err.strip()
+    assert code == 130 and "\n" not in err
+    expected = f"kept in {tmp_path / 'points'}; the same command resumes" if out else "--out"
+    assert err.startswith("python -m sim sweep: interrupted; ") and expected in err
 
 
 def test_help_explains_every_option_and_the_exit_statuses() -> None:

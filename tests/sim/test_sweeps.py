@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
 import pytest
 
-from sim import grid_points, run, sweep
+from sim import grid_points, run, sweep, sweeps
 
 from .conftest import SCENARIOS, shipped
 
@@ -65,3 +68,44 @@ def test_threshold_grid_file_declares_its_sweep() -> None:
     grid = shipped("threshold_grid").sweep
     assert list(grid) == ["auto_topup.threshold", "auto_topup.amount", "billing.cooldown_hours"]
     assert (SCENARIOS / "threshold_grid.toml").exists()
+
+
+def test_finished_points_are_kept_and_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a points folder each finished point is written as it completes; the same sweep run
+    again reads them back (the same frame) and runs nothing; a changed scenario runs again only
+    the points it changes."""
+    scenario = shipped("threshold_grid", users=4, days=0.5)
+    first = sweep(scenario, GRID, workers=1, backend="memory", points=tmp_path)
+    assert len(list(tmp_path.glob("*.parquet"))) == 4 and not list(tmp_path.glob("*.partial"))
+    ran: list[object] = []
+    real = sweeps._summary
+
+    def counting(*args: Any) -> pd.DataFrame:
+        ran.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(sweeps, "_summary", counting)
+    again = sweep(scenario, GRID, workers=1, backend="memory", points=tmp_path)
+    pd.testing.assert_frame_equal(again, first)
+    assert ran == []
+    wider = {**GRID, "billing.cooldown_hours": [0.5, 8]}  # two points new, two the same
+    sweep(scenario, wider, workers=1, backend="memory", points=tmp_path)
+    assert len(ran) == 2 and len(list(tmp_path.glob("*.parquet"))) == 6
+    sweep(scenario, GRID, seed=99, workers=1, backend="memory", points=tmp_path)
+    assert len(ran) == 6  # another seed is another point
+
+
+def test_point_key_follows_scenario_seed_and_backend() -> None:
+    """The key changes with the point's scenario, the seed and the backend, and only with them."""
+    scenario = shipped("threshold_grid", users=4, days=0.5)
+    point = scenario.grid_point(grid_points(GRID)[0])
+    key = sweeps.point_key(point, 1, "memory")
+    assert key == sweeps.point_key(scenario.grid_point(grid_points(GRID)[0]), 1, "memory")
+    others = {
+        sweeps.point_key(scenario.grid_point(grid_points(GRID)[1]), 1, "memory"),
+        sweeps.point_key(point, 2, "memory"),
+        sweeps.point_key(point, 1, "fakeredis"),
+    }
+    assert key not in others and len(others) == 3
