@@ -1,10 +1,11 @@
-"""Cache and store backends a run can use: fakeredis (the default), a real Redis, or memory.
+"""Cache and store backends a run can use: memory (the default), fakeredis, or a real Redis.
 
 Every backend must give the same event log for the same scenario and seed (a test proves it), so
-the choice only trades fidelity for speed: fakeredis runs the billing module's real Lua scripts
-over the real store (SQLite in memory), ``redis`` does the same on the server at ``REDIS_URL``,
-and ``memory`` runs ``MemoryCache`` over ``MemoryStore``, both in process memory: the same rules
-(a differential test proves the stores equal), at a tenth of the cost per deduction.
+the choice only trades fidelity for speed, and the fastest is the default: ``memory`` runs
+``MemoryCache`` over ``MemoryStore``, both in process memory (a differential test proves the
+stores equal), at a tenth of the cost per deduction; ``fakeredis`` runs the billing module's
+real Lua scripts over the real store (SQLite in memory); ``redis`` does the same on the server at
+``REDIS_URL``.
 
 Opening ``redis`` pings the server first: a missing ``REDIS_URL`` or a server that does not answer
 is a :class:`BackendUnavailable` before the run starts, rather than a cache error from deep inside

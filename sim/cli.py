@@ -70,9 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="fakeredis",
-        help="cache backend: fakeredis (default, runs the real Lua scripts), redis (a real Redis"
-        " at $REDIS_URL) or memory (fastest); all give the same events",
+        default="memory",
+        help="backend: memory (default, fastest), fakeredis (the real Lua scripts over SQLite)"
+        " or redis (a real Redis at $REDIS_URL); all give the same events",
     )
     common.add_argument("--users", type=int, help="override the number of users")
     common.add_argument("--days", type=float, help="override the simulated days")

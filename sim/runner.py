@@ -19,7 +19,7 @@ def run(
     scenario: Scenario | str | Path,
     *,
     seed: int | None = None,
-    backend: str | Backend = "fakeredis",
+    backend: str | Backend = "memory",
     check: bool = True,
     progress: bool = False,
     crash: CrashPlan | None = None,

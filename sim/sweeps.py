@@ -41,7 +41,7 @@ def sweep(
     grid: Mapping[str, Sequence[Any]] | None = None,
     *,
     seed: int | None = None,
-    backend: str | Backend = "fakeredis",
+    backend: str | Backend = "memory",
     workers: int = -1,
     scheduler: str | None = None,
     progress: bool = False,

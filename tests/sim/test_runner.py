@@ -38,3 +38,13 @@ def test_run_accepts_a_path_and_defaults_to_the_scenario_seed(tmp_path: Path) ->
     results = run(path, backend="memory")
     assert results.seed == 3 and results.backend == "memory"
     assert results.summary.loc[0, "users"] == 10
+
+
+def test_the_default_backend_is_the_fastest_proven_equal() -> None:
+    """``run`` and the CLI default to ``memory``: the backend the test above proves equal to
+    fakeredis for every scenario, and the fastest."""
+    results = run(shipped("baseline", users=2, days=0.1))
+    assert results.backend == "memory"
+    from sim.cli import _parser
+
+    assert _parser().parse_args(["run", "x.toml"]).backend == "memory"
