@@ -363,3 +363,34 @@ def test_dead_letter_keeps_the_newest_first(hook: Hook) -> None:
     letters = hook.store.dead_letters(limit=2)
     assert ["3333" in letters[0].reason, "2222" in letters[1].reason] == [True, True]
     assert isinstance(hook.store, FlakyStore) and isinstance(hook.store.inner, SQLiteStore)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"user_id": "u1", "credits": "10000", "purpose": "monthly_topup"},
+        {"user_id": "u1", "credits": "10000"},
+        {"credits": "10000", "purpose": "auto_topup"},
+    ],
+    ids=["another-purpose", "no-purpose", "no-user"],
+)
+def test_payment_that_is_not_an_auto_top_up_is_ignored(
+    hook: Hook, metadata: dict[str, str]
+) -> None:
+    """A succeeded payment credits only as an auto top-up of a user: with another purpose, none,
+    or no user, it is ``ignored`` (subscription invoices credit by invoice), not dead-lettered."""
+    before = hook.books()
+    response = hook.post(hook.event(_set("metadata", metadata)))
+    assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
+    assert hook.books() == before and hook.store.dead_letters() == []
+
+
+def test_failed_payment_without_its_attempt_is_ignored(hook: Hook) -> None:
+    """A failed auto top-up payment that names no attempt has nothing to recover: ``ignored``."""
+
+    def failed_without_attempt(event: dict[str, Any]) -> None:
+        event["type"] = "payment_intent.payment_failed"
+        del event["data"]["object"]["metadata"]["attempt"]
+
+    response = hook.post(hook.event(failed_without_attempt))
+    assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
