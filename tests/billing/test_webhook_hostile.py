@@ -394,3 +394,44 @@ def test_failed_payment_without_its_attempt_is_ignored(hook: Hook) -> None:
 
     response = hook.post(hook.event(failed_without_attempt))
     assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
+
+
+def test_outcomes_say_what_each_event_did(hook: Hook) -> None:
+    """The answer names what happened: an invoice of no subscription of ours changes nothing,
+    a paid one credits once, a failed one marks the subscription past due once (an older event
+    changes nothing), subscription events update unless older, other types are ignored."""
+    customer = hook.billing.customer_id("u1")
+    serial = iter(range(100))
+
+    def post(kind: str, obj: dict[str, Any], created: int) -> str:
+        event = {"id": f"evt_o{next(serial)}", "type": kind, "created": created,
+                 "data": {"object": obj}}  # fmt: skip
+        response = hook.post(json.dumps(event).encode())
+        return str(response.json()["outcome"])
+
+    monthly = {"user_id": "u1", "credits": "10000", "purpose": "monthly_topup"}
+    paid = {"id": "in_p", "amount_paid": 1000, "currency": "eur", "customer": customer,
+            "subscription": "sub_o", "subscription_details": {"metadata": monthly}}  # fmt: skip
+    one_off = {"id": "in_x", "amount_paid": 1000, "currency": "eur", "customer": customer}
+    assert post("invoice.paid", one_off, 10) == "unchanged"
+    assert post("invoice.paid", paid, 11) == "credited"
+    assert post("invoice.payment_succeeded", paid, 12) == "unchanged"  # the same invoice
+    failed = {**paid, "id": "in_f"}
+    assert post("invoice.payment_failed", failed, 14) == "past_due"
+    assert post("invoice.payment_failed", failed, 13) == "unchanged"  # older than the state
+    subscription = {"id": "sub_o", "status": "active", "customer": customer,
+                    "metadata": monthly, "current_period_end": 99}  # fmt: skip
+    assert post("customer.subscription.updated", subscription, 20) == "updated"
+    assert post("customer.subscription.updated", subscription, 19) == "unchanged"
+    other = {**subscription, "id": "sub_z", "metadata": {"purpose": "something_else"}}
+    assert post("customer.subscription.created", other, 21) == "unchanged"
+    assert post("charge.refunded", {"id": "ch_1"}, 22) == "ignored"
+
+
+def test_price_refusal_names_the_payment(hook: Hook) -> None:
+    """The dead letter of a payment whose metadata disagrees with what was paid names the
+    payment, what it paid and what it buys: a person can look it up at Stripe."""
+    hook.post(hook.event(_set("metadata.credits", "54000")))
+    [letter] = hook.store.dead_letters()
+    assert letter.reason.startswith("payment pi_hostile_1 of ")
+    assert "buys 10000 credits" in letter.reason
