@@ -14,6 +14,7 @@ changed code recomputes exactly the points it changes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
@@ -100,8 +101,10 @@ def point_key(scenario: Scenario, seed: int, backend: str | Backend) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+@functools.cache
 def _code_version() -> str:
-    """A digest of every source file of the ``sim`` package."""
+    """A digest of every source file of the ``sim`` package (read once per process: every point
+    of a grid asks for it)."""
     root = Path(__file__).parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):

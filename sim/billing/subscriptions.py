@@ -117,7 +117,7 @@ class Subscriptions:
             raise WebhookPayloadError(
                 f"subscription {subscription.subscription_id}: metadata.user_id is missing"
             )
-        self._check_customer(user_id, subscription.customer, subscription.subscription_id)
+        check_customer(self.billing, user_id, subscription.customer, subscription.subscription_id)
         existing = self.store.subscription(subscription.subscription_id)
         if existing is not None:
             credits, currency = existing.credits, existing.currency
@@ -162,7 +162,7 @@ class Subscriptions:
                 invoice.subscription_id, user_id, credits, check_currency(invoice.currency),
                 "active" if paid else "past_due", None, False, 0.0,
             )  # fmt: skip
-        self._check_customer(record.user_id, invoice.customer, invoice.invoice_id)
+        check_customer(self.billing, record.user_id, invoice.customer, invoice.invoice_id)
         price = price_of(record.credits, record.currency)
         if paid and Money(invoice.amount_paid, invoice.currency) != price:
             raise PriceMismatch(
@@ -199,12 +199,16 @@ class Subscriptions:
             )
         return changed
 
-    def _check_customer(self, user_id: str, customer: str | None, about: str) -> None:
-        """Refuse an event whose customer is not the user's (``UnknownUser`` for no user)."""
-        if customer is None or customer != self.billing.customer_id(user_id):
-            raise WebhookPayloadError(
-                f"{about}: customer {customer!r} is not the customer of user {user_id!r}"
-            )
+
+def check_customer(billing: BillingService, user_id: str, customer: str | None, about: str) -> None:
+    """Refuse a webhook event (about ``about``) whose customer is not the user's: a payment,
+    invoice or subscription of another customer never reaches this user (``UnknownUser`` when
+    there is no such user). Shared by every event the billing applies."""
+    expected = billing.customer_id(user_id)
+    if customer is None or customer != expected:
+        raise WebhookPayloadError(
+            f"{about}: customer {customer!r} is not the customer of user {user_id!r}"
+        )
 
 
 def _subscribable(value: str | None, about: str) -> int:

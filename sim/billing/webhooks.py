@@ -39,7 +39,7 @@ from .json_limits import MalformedJson, load_json
 from .pricing import Money
 from .service import TOPUP_PURPOSE, BillingService
 from .store import DeadLetter
-from .subscriptions import Subscriptions
+from .subscriptions import Subscriptions, check_customer
 from .webhook_events import Envelope, envelope, intent_event, invoice_event, subscription_event
 
 log = logging.getLogger(__name__)
@@ -135,12 +135,7 @@ class WebhookHandler:
         user_id = intent.user_id
         if user_id is None or intent.purpose != TOPUP_PURPOSE:
             return lambda: "ignored"  # not an auto top-up (subscription invoices credit by invoice)
-        customer = self.billing.customer_id(user_id)  # UnknownUser for an unknown user
-        if intent.customer is None or intent.customer != customer:
-            raise WebhookPayloadError(
-                f"payment {intent.intent_id}: customer {intent.customer!r} is not the customer"
-                f" of user {user_id!r}"
-            )
+        check_customer(self.billing, user_id, intent.customer, f"payment {intent.intent_id}")
         billing = self.billing
         if event.kind == "payment_intent.payment_failed":
             # A failure never decides its attempt by itself: the billing asks Stripe again.
