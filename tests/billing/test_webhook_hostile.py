@@ -435,3 +435,13 @@ def test_price_refusal_names_the_payment(hook: Hook) -> None:
     [letter] = hook.store.dead_letters()
     assert letter.reason.startswith("payment pi_hostile_1 of ")
     assert "buys 10000 credits" in letter.reason
+
+
+def test_customer_refusal_names_the_payment_and_both_parties(hook: Hook) -> None:
+    """The dead letter of another customer's payment names the payment, that customer and the
+    user it claimed to be for."""
+    hook.post(hook.event(_set("customer", "cus_someone_else")))
+    [letter] = hook.store.dead_letters()
+    assert letter.reason == (
+        "payment pi_hostile_1: customer 'cus_someone_else' is not the customer of user 'u1'"
+    )
