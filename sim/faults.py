@@ -45,9 +45,14 @@ class FaultSchedule:
         # Windows in the clock's own epoch seconds, so a check is one subtraction-free compare.
         self._outages = [(start + a, start + b) for a, b in outages]
 
+    @property
+    def inert(self) -> bool:
+        """No rate and no outage: no call ever fails."""
+        return not (self._rate or self._outages)
+
     def fails(self) -> bool:
         """Whether this call fails."""
-        if not (self._rate or self._outages):
+        if self.inert:
             return False
         now = self._clock.now()
         if now >= self._until:
@@ -103,11 +108,16 @@ class FlakyStore:
 
     def __getattr__(self, name: str) -> Any:
         # Everything not named (reads, set-up writes, whatever the Store port grows next) is the
-        # inner store's own method: delegated, never failed.
+        # inner store's own method: delegated, never failed. So is every method when the
+        # schedule can never fail. Each name is resolved once and kept on the instance, so the
+        # hot path (a deduction per request) pays one attribute lookup, not a new closure.
         method = getattr(self._inner, name)
-        if name not in self._operations:
-            return method
+        if name in self._operations and not self._schedule.inert:
+            method = self._flaky(name, method)
+        setattr(self, name, method)
+        return method
 
+    def _flaky(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def flaky(user_id: str, *args: Any, **kwargs: Any) -> Any:
             if self.armed and self._schedule.fails():
                 self._on_fault("store_fault", user_id)

@@ -27,7 +27,7 @@ webhook events and subscriptions are in ``memory_events.py``, two-factor state i
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from operator import itemgetter
 
@@ -431,11 +431,13 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
 
     # ------------------------------------------------------------------ the books
 
-    def ledger(self, user_id: str) -> list[LedgerEntry]:
-        """The user's ledger in order."""
+    def ledger(self, user_id: str, kinds: Collection[str] | None = None) -> list[LedgerEntry]:
+        """The user's ledger in order; with ``kinds``, only the entries of those kinds."""
         with self._lock:
             user = self._users.get(user_id)
             rows = [] if user is None else list(user.ledger)
+        if kinds is not None:
+            rows = [row for row in rows if row[2] in kinds]
         return [
             LedgerEntry(entry_id, user_id, delta, kind, reference, balance_after, created_at)
             for entry_id, delta, kind, reference, balance_after, created_at in rows

@@ -74,7 +74,7 @@ def reconcile_user(billing: BillingService, user_id: str) -> Reconciliation:
     uncredited = []
     saved = billing.payment_method(user_id)
     if saved is not None:
-        credited = {e.reference for e in billing.store.ledger(user_id) if e.kind == "topup"}
+        credited = {e.reference for e in billing.store.ledger(user_id, kinds=("topup",))}
         for charge in billing.gateway.succeeded_charges(saved[0]):
             if charge.payment_intent_id in credited:
                 continue

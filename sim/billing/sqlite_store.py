@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .claims import ClaimPolicy, Trigger, UserTopupState, decide, idempotency_key
 from .errors import DuplicateUser, UnknownUser
@@ -446,12 +446,14 @@ class SQLiteStore(EventTables, TwoFactorTables):
 
     # ------------------------------------------------------------------ the books
 
-    def ledger(self, user_id: str) -> list[LedgerEntry]:
-        """The user's ledger in order."""
+    def ledger(self, user_id: str, kinds: Collection[str] | None = None) -> list[LedgerEntry]:
+        """The user's ledger in order; with ``kinds``, only the entries of those kinds."""
+        chosen = sorted(set(kinds or ()))
+        among = f" AND kind IN ({', '.join('?' * len(chosen))})" if kinds is not None else ""
         rows = self._read(
             "SELECT entry_id, user_id, delta, kind, reference, balance_after, created_at"
-            " FROM ledger WHERE user_id = ? ORDER BY entry_id",
-            (user_id,),
+            f" FROM ledger WHERE user_id = ?{among} ORDER BY entry_id",
+            (user_id, *chosen),
         )
         return [LedgerEntry(**dict(row)) for row in rows]
 

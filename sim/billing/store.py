@@ -12,7 +12,7 @@ already encrypted by the vault; the store never sees their plaintext.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -356,8 +356,9 @@ class Store(Protocol):
         """Times of wrong TOTP codes at or after ``since``, oldest first."""
         ...
 
-    def ledger(self, user_id: str) -> list[LedgerEntry]:
-        """The user's ledger in order."""
+    def ledger(self, user_id: str, kinds: Collection[str] | None = None) -> list[LedgerEntry]:
+        """The user's ledger in order; with ``kinds``, only the entries of those kinds (the
+        reconcile and the books check read the credits, not a month of ``usage`` rows)."""
         ...
 
     def ledger_sum(self, user_id: str) -> int:

@@ -77,6 +77,21 @@ def test_balance_equals_ledger_sum(db: Store) -> None:
     assert [e.balance_after for e in entries] == [1_000, 700, 1_700]
 
 
+def test_ledger_of_chosen_kinds(db: Store) -> None:
+    """``kinds`` keeps the entries of those kinds, in order, whole; none chosen, none kept."""
+    db.deduct("u1", 300, T0, POLICY, _seal)
+    db.credit("u1", 1_000, "topup", "pi_1", T0)
+    db.credit("u1", 2_000, "subscription", "in_1", T0 + 1)
+    db.deduct("u1", 100, T0 + 2, POLICY, _seal)
+    every = db.ledger("u1")
+    assert [e.kind for e in every] == ["grant", "usage", "topup", "subscription", "usage"]
+    paid = db.ledger("u1", kinds=("subscription", "topup"))
+    assert paid == [e for e in every if e.kind in ("topup", "subscription")]
+    assert [e.reference for e in db.ledger("u1", kinds={"usage"})] == [None, None]
+    assert db.ledger("u1", kinds=()) == []
+    assert db.ledger("nobody", kinds=("topup",)) == []
+
+
 def test_refused_deduction_takes_nothing_but_may_claim(db: Store) -> None:
     """An unaffordable request writes no usage entry, yet a due top-up is still claimed."""
     db.deduct("u1", 600, T0, POLICY, _seal)  # 400 left: claims attempt 1
