@@ -1,11 +1,18 @@
 """Stripe test mode for a run, offline: the emulator, the real Stripe gateway, the webhook endpoint.
 
 Each run gets its own :class:`~sim.stripe_emulator.StripeEmulator` on the run's clock and seed,
-and the billing module's own :class:`~sim.billing.payments.StripeGateway` on top of it, talking
-through the real ``stripe`` library over the in-process transport: the same code path a server
-uses against Stripe, minus the network. Cards are Stripe's test payment methods
-(``pm_card_visa``, ``pm_card_chargeDeclinedInsufficientFunds``, ...), declined or challenged at
-charge time exactly as Stripe test mode does.
+and the billing module's own :class:`~sim.billing.payments.StripeGateway` on top of it. How the
+gateway's requests reach the emulator is the run's ``gateway`` (:data:`GATEWAYS`):
+
+- ``stripe`` (the default of ``run``): through the real ``stripe`` library over the emulator's
+  in-process transport, the code path a server uses against Stripe minus the network;
+- ``direct`` (the default of ``sweep``): the same form bodies handed straight to the emulator by
+  :class:`EmulatorRequester`, without the library's request building, about five times cheaper
+  per call. A test runs every shipped scenario both ways and compares the event logs.
+
+Cards are Stripe's test payment methods (``pm_card_visa``,
+``pm_card_chargeDeclinedInsufficientFunds``, ...), declined or challenged at charge time exactly
+as Stripe test mode does.
 
 The emulator is also the ground truth of a run's money: :func:`payments_made` lists every
 succeeded auto top-up PaymentIntent and every paid subscription invoice, whatever the billing
@@ -14,16 +21,18 @@ module saw of them (an answer lost on the way still moved money).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sim.billing import Clock, Money, UnknownTier, tier_for
+from sim.billing import Clock, Money, TransientGatewayError, UnknownTier, tier_for
 from sim.billing.payments import StripeGateway
 from sim.billing.pricing import credits_for_payment
 from sim.billing.service import TOPUP_PURPOSE
+from sim.billing.stripe_transport import StripeAnswer
 from sim.billing.subscriptions import PURPOSE as SUBSCRIPTION_PURPOSE
-from sim.stripe_emulator import TEST_CARD_ALIASES, Faults, StripeEmulator
+from sim.stripe_emulator import TEST_CARD_ALIASES, Faults, StripeEmulator, form_encode
 
 #: Stripe's test payment methods a scenario may give its users.
 TEST_CARDS: Final[tuple[str, ...]] = tuple(sorted(TEST_CARD_ALIASES))
@@ -40,6 +49,43 @@ HANDLED_EVENTS: Final = (
     "customer.subscription.deleted",
 )
 WEBHOOK_URL: Final = "sim://billing/v1/payments/webhook"
+#: How the gateway's requests reach the emulator (see the module's docstring).
+GATEWAYS: Final = ("stripe", "direct")
+_API_KEY: Final = "sk_test_simulation"
+_FORM: Final = "application/x-www-form-urlencoded"
+
+
+class EmulatorRequester:
+    """The gateway's :class:`~sim.billing.stripe_transport.StripeRequester` straight into one
+    emulator: the body stripe-python would send (``form_encode``), Stripe's headers that the
+    emulator reads (key, idempotency key, content type), the JSON answer parsed. A dropped
+    connection (the emulator's lost-answer fault) is a ``TransientGatewayError``, as the
+    library's connection error is through ``LibraryRequester``."""
+
+    def __init__(self, emulator: StripeEmulator, api_key: str = _API_KEY) -> None:
+        self._emulator = emulator
+        self._auth = f"Bearer {api_key}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any],
+        idempotency_key: str | None = None,
+    ) -> StripeAnswer:
+        """One request, answered by the emulator in process."""
+        headers = {"Authorization": self._auth}
+        body = form_encode(params)
+        if method == "post":
+            headers["Content-Type"] = _FORM
+            if idempotency_key is not None:
+                headers["Idempotency-Key"] = idempotency_key
+            answer = self._emulator.handle(method, path, headers, body)
+        else:
+            answer = self._emulator.handle(method, f"{path}?{body}" if body else path, headers)
+        if answer.dropped:
+            raise TransientGatewayError(f"no answer from Stripe to {method.upper()} (dropped)")
+        return StripeAnswer(answer.status, json.loads(answer.body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +96,24 @@ class StripeTestMode:
     gateway: StripeGateway
 
 
-def stripe_test_mode(clock: Clock, seed: int, faults: Faults, webhooks: bool) -> StripeTestMode:
-    """A fresh emulator on ``clock`` (ids and faults from ``seed``) and a gateway into it.
+def stripe_test_mode(
+    clock: Clock, seed: int, faults: Faults, webhooks: bool, gateway: str = "stripe"
+) -> StripeTestMode:
+    """A fresh emulator on ``clock`` (ids and faults from ``seed``) and a gateway into it, through
+    the ``stripe`` library or ``direct`` (:data:`GATEWAYS`).
 
     With ``webhooks`` the billing module's endpoint is registered for :data:`HANDLED_EVENTS`.
     """
+    if gateway not in GATEWAYS:
+        raise ValueError(f"unknown gateway {gateway!r}; allowed: {', '.join(GATEWAYS)}")
     emulator = StripeEmulator(clock=clock, seed=seed, faults=faults)
     if webhooks:
         emulator.add_webhook_endpoint(WEBHOOK_URL, HANDLED_EVENTS)
-    gateway = StripeGateway("sk_test_simulation", http_client=emulator.http_client())
-    return StripeTestMode(emulator, gateway)
+    if gateway == "direct":
+        chosen = StripeGateway(_API_KEY, requester=EmulatorRequester(emulator))
+    else:
+        chosen = StripeGateway(_API_KEY, http_client=emulator.http_client())
+    return StripeTestMode(emulator, chosen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +140,17 @@ class Payment:
 
 def payments_made(gateway: StripeGateway) -> list[Payment]:
     """Every payment of the run as Stripe holds it, ordered by user and reference."""
-    client = gateway.client
     found = []
-    for intent in _all(client.v1.payment_intents.list(params={"limit": 100})):
-        metadata = intent.metadata.to_dict()
-        if intent.status == "succeeded" and metadata.get("purpose") == TOPUP_PURPOSE:
-            price = Money(intent.amount_received, intent.currency)
+    for intent in gateway.list_all("/v1/payment_intents", {}):
+        metadata = intent.get("metadata") or {}
+        if intent["status"] == "succeeded" and metadata.get("purpose") == TOPUP_PURPOSE:
+            price = Money(intent["amount_received"], intent["currency"])
             attempt = int(metadata["attempt"])
-            found.append(Payment(metadata["user_id"], intent.id, "topup", price, attempt))
-    for invoice in _all(client.v1.invoices.list(params={"limit": 100})):
-        details = invoice.to_dict().get("parent", {}).get("subscription_details") or {}
+            found.append(Payment(metadata["user_id"], intent["id"], "topup", price, attempt))
+    for invoice in gateway.list_all("/v1/invoices", {}):
+        details = (invoice.get("parent") or {}).get("subscription_details") or {}
         metadata = details.get("metadata") or {}
-        if invoice.status == "paid" and metadata.get("purpose") == SUBSCRIPTION_PURPOSE:
-            price = Money(invoice.amount_paid, invoice.currency)
-            found.append(Payment(metadata["user_id"], invoice.id, "subscription", price))
+        if invoice["status"] == "paid" and metadata.get("purpose") == SUBSCRIPTION_PURPOSE:
+            price = Money(invoice["amount_paid"], invoice["currency"])
+            found.append(Payment(metadata["user_id"], invoice["id"], "subscription", price))
     return sorted(found, key=lambda p: (p.user_id, p.reference))
-
-
-def _all(page: Any) -> Iterator[Any]:
-    return iter(page.auto_paging_iter())

@@ -23,6 +23,7 @@ def run(
     check: bool = True,
     progress: bool = False,
     crash: CrashPlan | None = None,
+    gateway: str = "stripe",
 ) -> Results:
     """Simulate ``scenario`` (a :class:`Scenario` or a TOML path) and return its frames.
 
@@ -30,6 +31,9 @@ def run(
     invariant raises :class:`~sim.invariants.InvariantViolation`. ``progress`` shows a bar of
     simulated days on stderr once a run has taken more than two seconds. ``crash`` kills a
     worker where the plan says (see :mod:`sim.crashes`); a scenario's crash rate makes its own.
+    ``gateway`` is how payments reach Stripe test mode: ``stripe`` (the default: through the
+    ``stripe`` library, as a server does) or ``direct`` (straight into the emulator, the
+    sweeps' default; same events, see :mod:`sim.gateways`).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -37,7 +41,7 @@ def run(
     chosen = get_backend(backend)
     opened = chosen.open()
     try:
-        world = World(scenario, seed, opened, crash)
+        world = World(scenario, seed, opened, crash, gateway)
         with tqdm(
             total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
             disable=not progress, leave=False,

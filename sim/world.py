@@ -303,8 +303,15 @@ class World:
     """One run: the environment, the billing service on the chosen backend, and the users."""
 
     def __init__(
-        self, scenario: Scenario, seed: int, backend: OpenBackend, crash: CrashPlan | None = None
+        self,
+        scenario: Scenario,
+        seed: int,
+        backend: OpenBackend,
+        crash: CrashPlan | None = None,
+        gateway: str = "stripe",
     ) -> None:
+        """``gateway``: how payments reach the emulator, ``stripe`` or ``direct``
+        (``sim.gateways``)."""
         self.scenario, self.seed, self.backend = scenario, seed, backend
         self.env = simpy.Environment()
         self.clock: Clock = SimClock(self.env, scenario.start)
@@ -334,8 +341,9 @@ class World:
             self._settle_faults, drop_response_rate=faults.gateway.lost_response_rate
         )
         stripe = stripe_test_mode(
-            self.clock, int(stripe_seq.generate_state(1)[0]), self._settle_faults, hooks.enabled
-        )
+            self.clock, int(stripe_seq.generate_state(1)[0]), self._settle_faults, hooks.enabled,
+            gateway,
+        )  # fmt: skip
         self.emulator, self.stripe = stripe.emulator, stripe.gateway
         self.gateway = ObservedGateway(
             FlakyGateway(

@@ -113,6 +113,11 @@ class TransientGatewayError(BillingError):
     """
 
 
+class GatewayRequestError(BillingError):
+    """The payment provider refused a request itself, not the card (a 400, 401, 403 or 404:
+    an unknown customer, a revoked key): sending it again would be refused again."""
+
+
 class GatewayConfigurationError(BillingError):
     """The payment gateway is set up in a way that must never reach production (e.g. a live key)."""
 

@@ -1,9 +1,11 @@
-"""The Stripe adapter: the payment and subscription gateway ports on ``stripe.StripeClient``,
-and webhook signature verification on the injected clock.
+"""The Stripe adapter: the payment and subscription gateway ports on Stripe's HTTP API, and
+webhook signature verification on the injected clock.
 
-It never touches the module-global ``stripe.api_key``: a client is passed in (pointing at the
-offline emulator in the simulation and tests, or at real Stripe test mode), and a live key is
-refused outright, because nothing in this project may move real money.
+It never touches the module-global ``stripe.api_key``: requests go through a requester
+(``stripe_transport.py``), by default the ``stripe`` library's client pointed at the offline
+emulator (simulation and tests) or at real Stripe test mode, and a live key is refused outright,
+because nothing in this project may move real money. Stripe's answers are read here, and only
+here, as plain JSON.
 
 Every charge is ``confirm=True, off_session=True`` with the saved card and the idempotency key of
 the claimed attempt; Stripe's answers map to the core's result types:
@@ -15,14 +17,15 @@ status ``succeeded``                   :class:`ChargeSucceeded`
 402 ``authentication_required``,       :class:`ChargeNeedsAuthentication`
 status ``requires_action``
 402 card error (``decline_code``)      :class:`ChargeDeclined`
-429, 5xx, connection errors            :class:`TransientGatewayError` (retry, same key)
+429, 409, 5xx, no answer               :class:`TransientGatewayError` (retry, same key)
+400, 401, 403, 404                     :class:`StripeRefused` (a ``GatewayRequestError``)
 =====================================  ==========================================
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import stripe
@@ -31,6 +34,7 @@ from .claims import TOPUP_PURPOSE
 from .clock import Clock
 from .errors import (
     GatewayConfigurationError,
+    GatewayRequestError,
     SubscriptionError,
     TransientGatewayError,
     WebhookSignatureError,
@@ -44,10 +48,14 @@ from .gateway import (
     SubscriptionInfo,
 )
 from .pricing import Money
+from .stripe_transport import LibraryRequester, StripeRequester
 from .subscriptions import subscription_info
 
 API_KEY_ENV = "STRIPE_API_KEY"
-_TRANSIENT = (stripe.RateLimitError, stripe.APIConnectionError, stripe.APIError)
+#: Answers that are Stripe's own trouble (rate limit, conflict with a request in flight, server
+#: error): the same request with the same idempotency key is sent again later. Every other
+#: non-2xx is a refusal of the request itself and is read per call.
+_REFUSALS = frozenset({400, 401, 402, 403, 404})
 
 
 def check_test_key(api_key: str) -> str:
@@ -59,6 +67,17 @@ def check_test_key(api_key: str) -> str:
     return api_key
 
 
+class StripeRefused(GatewayRequestError):
+    """Stripe refused a request (a 4xx other than a rate limit): ``status`` and Stripe's
+    ``error`` object, as sent."""
+
+    def __init__(self, path: str, status: int, error: Mapping[str, Any]) -> None:
+        message = error.get("message") or "no message"
+        code = error.get("code") or error.get("type") or "refused"
+        super().__init__(f"Stripe refused {_route(path)} ({status} {code}): {message}")
+        self.status, self.error = status, error
+
+
 class StripeGateway:
     """:class:`~sim.billing.gateway.PaymentGateway` and ``SubscriptionGateway`` on Stripe."""
 
@@ -68,17 +87,32 @@ class StripeGateway:
         *,
         http_client: stripe.HTTPClient | None = None,
         base_addresses: Mapping[str, str] | None = None,
+        requester: StripeRequester | None = None,
     ) -> None:
-        """Build the client from a *test* key; pass ``http_client`` (e.g. the emulator's
-        in-process transport) or ``base_addresses`` (e.g. the emulator's HTTP server) to aim it
-        elsewhere than api.stripe.com."""
-        self.client = stripe.StripeClient(
-            check_test_key(api_key),
-            http_client=http_client,
-            base_addresses=dict(base_addresses or {}),  # type: ignore[arg-type]
-            max_network_retries=0,  # retries are the billing core's, with the same key
-        )
+        """Talk to Stripe with a *test* key through the ``stripe`` library; pass
+        ``http_client`` (e.g. the emulator's in-process transport) or ``base_addresses`` (e.g.
+        the emulator's HTTP server) to aim it elsewhere than api.stripe.com, or a ``requester``
+        to carry the requests another way (see ``stripe_transport.py``)."""
+        check_test_key(api_key)
+        self._client: stripe.StripeClient | None = None
+        if requester is None:
+            self._client = stripe.StripeClient(
+                api_key,
+                http_client=http_client,
+                base_addresses=dict(base_addresses or {}),  # type: ignore[arg-type]
+                max_network_retries=0,  # retries are the billing core's, with the same key
+            )
+            requester = LibraryRequester(self._client)
+        self.requester = requester
         self._prices: dict[tuple[int, str], str] = {}
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        """The ``stripe`` library's client, for calls outside the gateway's ports; only a
+        gateway built on the library has one."""
+        if self._client is None:
+            raise GatewayConfigurationError("this gateway does not use the stripe library")
+        return self._client
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StripeGateway:
@@ -95,34 +129,30 @@ class StripeGateway:
         params: dict[str, Any] = {"metadata": {"user_id": user_id}}
         if email:
             params["email"] = email
-        customer = self._call(
-            self.client.v1.customers.create,
-            params=params,
-            options={"idempotency_key": f"customer:{user_id}"},
-        )
-        return str(customer.id)
+        customer = self._send("post", "/v1/customers", params, f"customer:{user_id}")
+        return str(customer["id"])
 
     def attach_card(self, customer_id: str, payment_method_id: str) -> str:
         """Attach a card to the customer and make it the default; return the card's id."""
-        card = self._call(
-            self.client.v1.payment_methods.attach,
-            payment_method_id,
-            params={"customer": customer_id},
+        card = self._send(
+            "post", f"/v1/payment_methods/{payment_method_id}/attach", {"customer": customer_id}
         )
-        self._call(
-            self.client.v1.customers.update,
-            customer_id,
-            params={"invoice_settings": {"default_payment_method": card.id}},
+        self._send(
+            "post",
+            f"/v1/customers/{customer_id}",
+            {"invoice_settings": {"default_payment_method": card["id"]}},
         )
-        return str(card.id)
+        return str(card["id"])
 
     def payment_method_usable(self, customer_id: str, payment_method_id: str) -> bool:
         """Whether the card exists and is attached to this customer."""
         try:
-            card = self._call(self.client.v1.payment_methods.retrieve, payment_method_id)
-        except stripe.InvalidRequestError:
-            return False
-        return card.customer == customer_id
+            card = self._send("get", f"/v1/payment_methods/{payment_method_id}", {})
+        except StripeRefused as refused:
+            if refused.status in (400, 404):
+                return False
+            raise
+        return card.get("customer") == customer_id
 
     # ------------------------------------------------------------------ charges
 
@@ -138,72 +168,34 @@ class StripeGateway:
             "metadata": dict(request.metadata),
         }
         try:
-            intent = self._call(
-                self.client.v1.payment_intents.create,
-                params=params,
-                options={"idempotency_key": request.idempotency_key},
-            )
-        except stripe.CardError as exc:
-            error = exc.error
-            intent_id = _id_of(error.payment_intent) if error is not None else None
-            if exc.code == "authentication_required":
-                return ChargeNeedsAuthentication(intent_id, exc.user_message or "")
-            decline = error.decline_code if error is not None else None
-            return ChargeDeclined(
-                intent_id, exc.code or "card_declined", decline, exc.user_message or ""
-            )
-        if intent.status == "succeeded":
-            received = intent.amount_received or intent.amount
-            return ChargeSucceeded(
-                intent.id, Money(received, intent.currency), intent.metadata.to_dict()
-            )
-        if intent.status == "requires_action":
-            return ChargeNeedsAuthentication(intent.id, "the bank asks the customer to confirm")
-        # processing or any other non-final status: the webhook will settle it; ask for a retry,
-        # which replays this same intent under the same key.
-        raise TransientGatewayError(f"payment intent {intent.id} is {intent.status}")
+            intent = self._send("post", "/v1/payment_intents", params, request.idempotency_key)
+        except StripeRefused as refused:
+            if refused.status != 402:
+                raise
+            return _card_refusal(_id_of(refused.error.get("payment_intent")), refused.error)
+        return _intent_result(intent, allow_failed=False)
 
     def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
         """The PaymentIntent that ``request`` created, read back by its customer and metadata
         (attempt and user), mapped like a confirm response; ``None`` when there is none."""
-        page = self._call(
-            self.client.v1.payment_intents.list,
-            params={"customer": request.customer_id, "limit": 100},
-        )
         wanted = {k: request.metadata.get(k) for k in ("user_id", "attempt", "purpose")}
         found = [
-            intent for intent in page.auto_paging_iter()
-            if all(intent.metadata.to_dict().get(k) == v for k, v in wanted.items())
-        ]  # fmt: skip
+            intent
+            for intent in self.list_all("/v1/payment_intents", {"customer": request.customer_id})
+            if all((intent.get("metadata") or {}).get(k) == v for k, v in wanted.items())
+        ]
         if not found:
             return None
-        paid = [intent for intent in found if intent.status == "succeeded"]
-        intent = paid[0] if paid else found[0]  # a success wins; else the newest
-        if intent.status == "succeeded":
-            received = Money(intent.amount_received or intent.amount, intent.currency)
-            return ChargeSucceeded(intent.id, received, intent.metadata.to_dict())
-        if intent.status == "requires_action":
-            return ChargeNeedsAuthentication(intent.id, "the bank asks the customer to confirm")
-        error = intent.last_payment_error
-        if intent.status == "requires_payment_method" and error is not None:
-            if error.code == "authentication_required":
-                return ChargeNeedsAuthentication(intent.id, error.message or "")
-            return ChargeDeclined(
-                intent.id, error.code or "card_declined", error.decline_code, error.message or ""
-            )
-        raise TransientGatewayError(f"payment intent {intent.id} is {intent.status}")
+        paid = [intent for intent in found if intent["status"] == "succeeded"]
+        return _intent_result(paid[0] if paid else found[0], allow_failed=True)  # a success wins
 
     def succeeded_charges(self, customer_id: str) -> list[ChargeSucceeded]:
         """The customer's succeeded auto top-up PaymentIntents, oldest first."""
-        page = self._call(
-            self.client.v1.payment_intents.list, params={"customer": customer_id, "limit": 100}
-        )
         found = []
-        for intent in page.auto_paging_iter():
-            metadata = intent.metadata.to_dict()
-            if intent.status == "succeeded" and metadata.get("purpose") == TOPUP_PURPOSE:
-                received = Money(intent.amount_received or intent.amount, intent.currency)
-                found.append(ChargeSucceeded(intent.id, received, metadata))
+        for intent in self.list_all("/v1/payment_intents", {"customer": customer_id}):
+            metadata = dict(intent.get("metadata") or {})
+            if intent["status"] == "succeeded" and metadata.get("purpose") == TOPUP_PURPOSE:
+                found.append(ChargeSucceeded(intent["id"], _received(intent), metadata))
         return found[::-1]
 
     # ------------------------------------------------------------------ subscriptions
@@ -218,77 +210,137 @@ class StripeGateway:
     ) -> SubscriptionInfo:
         """Subscribe the customer monthly to ``price`` (one Price per tier and currency)."""
         price_id = self._monthly_price(int(metadata["credits"]), price)
+        params = {
+            "customer": customer_id,
+            "items": [{"price": price_id}],
+            "default_payment_method": payment_method_id,
+            "off_session": True,
+            "payment_behavior": "error_if_incomplete",
+            "metadata": dict(metadata),
+        }
         try:
-            subscription = self._call(
-                self.client.v1.subscriptions.create,
-                params={
-                    "customer": customer_id,
-                    "items": [{"price": price_id}],
-                    "default_payment_method": payment_method_id,
-                    "off_session": True,
-                    "payment_behavior": "error_if_incomplete",
-                    "metadata": dict(metadata),
-                },
-                options={"idempotency_key": idempotency_key},
-            )
-        except stripe.CardError as exc:
+            subscription = self._send("post", "/v1/subscriptions", params, idempotency_key)
+        except StripeRefused as refused:
+            if refused.status != 402:
+                raise
             # The first month is charged at once; a card that fails it creates no subscription.
-            reason = (exc.error.decline_code if exc.error else None) or exc.code or "declined"
-            raise SubscriptionError(f"the card was refused for the first month: {reason}") from exc
-        return subscription_info(subscription.to_dict())
+            error = refused.error
+            reason = error.get("decline_code") or error.get("code") or "declined"
+            raise SubscriptionError(
+                f"the card was refused for the first month: {reason}"
+            ) from refused
+        return subscription_info(subscription)
 
     def cancel_at_period_end(self, subscription_id: str) -> SubscriptionInfo:
         """Stop renewing at the end of the paid period."""
-        subscription = self._call(
-            self.client.v1.subscriptions.update,
-            subscription_id,
-            params={"cancel_at_period_end": True},
+        subscription = self._send(
+            "post", f"/v1/subscriptions/{subscription_id}", {"cancel_at_period_end": True}
         )
-        return subscription_info(subscription.to_dict())
+        return subscription_info(subscription)
 
     def _monthly_price(self, credits: int, price: Money) -> str:
         """The recurring Price of a tier in a currency, found by lookup key or created once."""
         key = (credits, price.currency)
         if key not in self._prices:
             lookup_key = f"topup-monthly-{credits}-{price.currency}"
-            found = self._call(
-                self.client.v1.prices.list, params={"lookup_keys": [lookup_key], "limit": 1}
-            )
-            if found.data:
-                self._prices[key] = str(found.data[0].id)
+            found = self._send("get", "/v1/prices", {"lookup_keys": [lookup_key], "limit": 1})
+            if found["data"]:
+                self._prices[key] = str(found["data"][0]["id"])
             else:
-                product = self._call(
-                    self.client.v1.products.create,
-                    params={"name": f"{credits} credits (monthly auto top-up)"},
-                    options={"idempotency_key": f"product:{lookup_key}"},
+                product = self._send(
+                    "post",
+                    "/v1/products",
+                    {"name": f"{credits} credits (monthly auto top-up)"},
+                    f"product:{lookup_key}",
                 )
-                created = self._call(
-                    self.client.v1.prices.create,
-                    params={
+                created = self._send(
+                    "post",
+                    "/v1/prices",
+                    {
                         "currency": price.currency,
                         "unit_amount": price.amount_minor,
                         "recurring": {"interval": "month"},
                         "lookup_key": lookup_key,
-                        "product": product.id,
+                        "product": product["id"],
                     },
-                    options={"idempotency_key": f"price:{lookup_key}"},
+                    f"price:{lookup_key}",
                 )
-                self._prices[key] = str(created.id)
+                self._prices[key] = str(created["id"])
         return self._prices[key]
 
-    @staticmethod
-    def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call the Stripe client; rate limits, 5xx and connection errors become transient."""
-        try:
-            return method(*args, **kwargs)
-        except _TRANSIENT as exc:
-            raise TransientGatewayError(f"{type(exc).__name__}: {exc.user_message or exc}") from exc
+    # ------------------------------------------------------------------ requests
+
+    def list_all(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every object of a list endpoint, newest first, a page of 100 at a time (what the
+        library's ``auto_paging_iter`` does)."""
+        query = {**params, "limit": 100}
+        while True:
+            page = self._send("get", path, query)
+            yield from page["data"]
+            if not (page.get("has_more") and page["data"]):
+                return
+            query["starting_after"] = page["data"][-1]["id"]
+
+    def _send(
+        self, method: str, path: str, params: Mapping[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """One request; the object answered. Stripe's trouble (429, 409, 5xx) and a lost
+        answer raise ``TransientGatewayError``; a refusal raises :class:`StripeRefused`."""
+        answer = self.requester.request(method, path, params, idempotency_key)
+        if 200 <= answer.status < 300:
+            return answer.body
+        error = answer.body.get("error")
+        error = error if isinstance(error, dict) else {}
+        if answer.status in _REFUSALS:
+            raise StripeRefused(path, answer.status, error)
+        raise TransientGatewayError(
+            f"Stripe answered {answer.status} to {_route(path)}:"
+            f" {error.get('message') or 'no message'}"
+        )
+
+
+def _intent_result(intent: Mapping[str, Any], *, allow_failed: bool) -> ChargeResult:
+    """A PaymentIntent as the core's result: succeeded, needs the customer, or (read back by
+    ``find_charge``: ``allow_failed``) declined with its last error. Any other status is not
+    final: the webhook will settle it, and asking for a retry replays this same intent."""
+    status = intent["status"]
+    if status == "succeeded":
+        return ChargeSucceeded(intent["id"], _received(intent), dict(intent.get("metadata") or {}))
+    if status == "requires_action":
+        return ChargeNeedsAuthentication(intent["id"], "the bank asks the customer to confirm")
+    error = intent.get("last_payment_error")
+    if allow_failed and status == "requires_payment_method" and error:
+        return _card_refusal(intent["id"], error)
+    raise TransientGatewayError(f"payment intent {intent['id']} is {status}")
+
+
+def _card_refusal(intent_id: str | None, error: Mapping[str, Any]) -> ChargeResult:
+    """Stripe's card error: the bank wants the customer (``authentication_required``) or the
+    card was declined (``decline_code`` says why)."""
+    message = error.get("message") or ""
+    if error.get("code") == "authentication_required":
+        return ChargeNeedsAuthentication(intent_id, message)
+    return ChargeDeclined(
+        intent_id, error.get("code") or "card_declined", error.get("decline_code"), message
+    )
+
+
+def _route(path: str) -> str:
+    """``path`` with its object ids left out (``/v1/payment_methods/{id}/attach``): errors are
+    logged, and a card's id is a secret of its user."""
+    parts = path.split("/")
+    return "/".join("{id}" if i >= 3 and i % 2 else part for i, part in enumerate(parts))
+
+
+def _received(intent: Mapping[str, Any]) -> Money:
+    return Money(intent.get("amount_received") or intent["amount"], intent["currency"])
 
 
 def _id_of(obj: Any) -> str | None:
+    """An expandable field's id: the id itself, or the object's ``id``."""
     if obj is None:
         return None
-    return obj if isinstance(obj, str) else str(obj.id)
+    return obj if isinstance(obj, str) else str(obj["id"])
 
 
 class WebhookVerifier:

@@ -12,6 +12,9 @@ Two ways in to one state machine:
   then
   ``stripe.StripeClient("sk_test_x", base_addresses={"api": "http://127.0.0.1:12111"})``.
 
+A client without the library calls :meth:`StripeEmulator.handle` with the form body
+:func:`form_encode` writes, as stripe-python would (the simulation's sweeps do).
+
 Each API key is its own account (objects, lists, events and webhook endpoints of one key are
 invisible to another). Webhook deliveries are queued on the emulator clock; the owner of time pulls
 them with :meth:`StripeEmulator.due_deliveries` and reports outcomes with
@@ -24,6 +27,7 @@ from ._cards import ALIASES as TEST_CARD_ALIASES
 from ._clock import Clock, ManualClock, SystemClock
 from ._emulator import EmulatorResponse, Snapshot, StripeEmulator
 from ._faults import Fault, Faults
+from ._form import encode as form_encode
 from ._server import EmulatorServer, serve
 from ._transport import EmulatorHTTPClient, LatencyCallback
 from ._webhooks import Delivery, signature_header
@@ -42,6 +46,7 @@ __all__ = [
     "Snapshot",
     "StripeEmulator",
     "SystemClock",
+    "form_encode",
     "serve",
     "signature_header",
 ]

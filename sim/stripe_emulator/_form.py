@@ -1,5 +1,8 @@
 """Stripe's bracket form encoding: ``a[b][0][c]=x`` <-> nested dicts and lists.
 
+:func:`encode` writes a body as ``stripe-python`` does (for a client that sends without the
+library, such as the simulation's direct requester); :func:`decode` reads what any client sends.
+
 Stripe's v1 API takes ``application/x-www-form-urlencoded`` bodies (and query strings) whose keys
 nest with brackets; ``stripe-python`` writes lists as ``key[0]``, other clients as ``key[]`` (and
 ``items[][price]=a&items[][quantity]=2`` for a list of hashes). All of these decode to Python lists
@@ -16,8 +19,9 @@ form parser does.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlencode
 
 from ._errors import invalid_request
 from ._params import whole_number
@@ -26,6 +30,30 @@ from ._params import whole_number
 MAX_DEPTH = 32
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def encode(params: Mapping[str, Any]) -> str:
+    """``params`` as a form body: hashes as ``a[b]``, lists as ``a[0]``, booleans as ``true`` and
+    ``false``, ``None`` left out, brackets unescaped (as ``stripe-python`` writes them)."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        _flatten(pairs, key, value)
+    return urlencode(pairs).replace("%5B", "[").replace("%5D", "]")
+
+
+def _flatten(pairs: list[tuple[str, str]], key: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, Mapping):
+        for sub, item in value.items():
+            _flatten(pairs, f"{key}[{sub}]", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _flatten(pairs, f"{key}[{index}]", item)
+    elif isinstance(value, bool):
+        pairs.append((key, "true" if value else "false"))
+    else:
+        pairs.append((key, str(value)))
 
 
 def decode(encoded: str) -> dict[str, Any]:

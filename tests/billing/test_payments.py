@@ -1,6 +1,10 @@
-"""The Stripe gateway against the offline emulator, through the real stripe library."""
+"""The Stripe gateway against the offline emulator, through the real stripe library and through
+the simulation's direct requester (every test taking ``stripe_gateway`` runs both ways)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -16,10 +20,36 @@ from sim.billing import (
     TransientGatewayError,
     WebhookSignatureError,
 )
-from sim.billing.payments import StripeGateway, WebhookVerifier
+from sim.billing.payments import StripeGateway, StripeRefused, WebhookVerifier
+from sim.billing.stripe_transport import StripeAnswer
+from sim.gateways import EmulatorRequester
 from sim.stripe_emulator import Faults, StripeEmulator, signature_header
 
 META = {"user_id": "u1", "credits": "10000", "attempt": "1", "purpose": "auto_topup"}
+
+
+@pytest.fixture(params=["library", "direct"])
+def stripe_gateway(request: pytest.FixtureRequest, emulator: StripeEmulator) -> StripeGateway:
+    """The gateway through the stripe library, or with the emulator's direct requester."""
+    if request.param == "direct":
+        return StripeGateway("sk_test_billing", requester=EmulatorRequester(emulator))
+    return StripeGateway("sk_test_billing", http_client=emulator.http_client())
+
+
+class CannedRequester:
+    """Answers every request with one status and Stripe's error envelope; records the paths."""
+
+    def __init__(self, status: int, body: dict[str, Any] | None = None) -> None:
+        self.status, self.paths = status, list[str]()
+        self.body = {"error": {"message": "No such thing", "code": "resource_missing"}}
+        if body is not None:
+            self.body = body
+
+    def request(
+        self, method: str, path: str, params: Mapping[str, Any], idempotency_key: str | None = None
+    ) -> StripeAnswer:
+        self.paths.append(path)
+        return StripeAnswer(self.status, self.body)
 
 
 def _request(gateway: StripeGateway, card: str, price: Money | None = None) -> ChargeRequest:
@@ -110,8 +140,8 @@ def test_retry_after_a_dropped_response_charges_once(
     emulator.faults = Faults()
     result = stripe_gateway.charge(request)
     assert isinstance(result, ChargeSucceeded)
-    intents = stripe_gateway.client.v1.payment_intents.list(params={"customer": customer})
-    assert [i.id for i in intents.data] == [result.payment_intent_id]
+    intents = stripe_gateway.list_all("/v1/payment_intents", {"customer": customer})
+    assert [i["id"] for i in intents] == [result.payment_intent_id]
 
 
 @pytest.mark.parametrize(
@@ -208,3 +238,72 @@ def test_stale_or_future_timestamp_is_refused(clock: ManualClock, skew: float) -
     header = _signed(b"{}", clock.now() + skew)
     with pytest.raises(WebhookSignatureError, match="tolerance"):
         WebhookVerifier("whsec_test", clock).verify(b"{}", header)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_a_refused_request_is_stripe_refused_naming_no_id(status: int) -> None:
+    """A 4xx other than 402 and 429 is Stripe refusing the request itself: ``StripeRefused``
+    with the status and Stripe's error, and a message that names the route, not the card."""
+    gateway = StripeGateway("sk_test_x", requester=CannedRequester(status))
+    with pytest.raises(StripeRefused) as caught:
+        gateway.attach_card("cus_SECRET1", "pm_SECRET2")
+    assert caught.value.status == status
+    assert caught.value.error["code"] == "resource_missing"
+    assert str(caught.value) == (
+        f"Stripe refused /v1/payment_methods/{{id}}/attach ({status} resource_missing):"
+        " No such thing"
+    )
+
+
+@pytest.mark.parametrize("status", [409, 429, 500, 502, 503])
+def test_stripes_own_trouble_is_transient_naming_no_id(status: int) -> None:
+    """A conflict with a request in flight, a rate limit or a server error: retry the same key
+    later (``TransientGatewayError``), and the log line names no object."""
+    gateway = StripeGateway("sk_test_x", requester=CannedRequester(status, {}))
+    with pytest.raises(TransientGatewayError) as caught:
+        gateway.payment_method_usable("cus_SECRET1", "pm_SECRET2")
+    assert (
+        str(caught.value) == f"Stripe answered {status} to /v1/payment_methods/{{id}}: no message"
+    )
+
+
+def test_payment_method_usable_is_false_only_when_stripe_has_no_such_card() -> None:
+    """400 and 404 mean no such card (not usable); a refused key is an error, not a ``False``."""
+    for status in (400, 404):
+        gateway = StripeGateway("sk_test_x", requester=CannedRequester(status))
+        assert not gateway.payment_method_usable("cus_1", "pm_1")
+    with pytest.raises(StripeRefused):
+        StripeGateway("sk_test_x", requester=CannedRequester(401)).payment_method_usable(
+            "cus_1", "pm_1"
+        )
+
+
+def test_a_refused_charge_other_than_the_card_is_raised() -> None:
+    """Only a 402 is the card's answer; a 400 on a charge is raised, never read as a decline."""
+    gateway = StripeGateway("sk_test_x", requester=CannedRequester(400))
+    with pytest.raises(StripeRefused):
+        gateway.charge(ChargeRequest("cus_1", "pm_1", Money(1_000, "eur"), "k", META))
+
+
+def test_a_gateway_on_another_requester_has_no_library_client() -> None:
+    """``client`` is the stripe library's, and only a library-built gateway has one."""
+    with pytest.raises(GatewayConfigurationError, match="does not use the stripe library"):
+        _ = StripeGateway("sk_test_x", requester=CannedRequester(200)).client
+    with pytest.raises(GatewayConfigurationError):
+        StripeGateway("sk_live_x", requester=CannedRequester(200))
+
+
+def test_lists_are_read_past_their_first_page(stripe_gateway: StripeGateway) -> None:
+    """More charges than a page holds (100): every one is found, oldest first."""
+    customer = stripe_gateway.ensure_customer("u1")
+    card = stripe_gateway.attach_card(customer, "pm_card_visa")
+    made = [
+        stripe_gateway.charge(
+            ChargeRequest(customer, card, Money(1_000, "eur"), f"k{n}", {**META, "attempt": str(n)})
+        ).payment_intent_id
+        for n in range(103)
+    ]
+    assert [c.payment_intent_id for c in stripe_gateway.succeeded_charges(customer)] == made
+    last = ChargeRequest(customer, card, Money(1_000, "eur"), "k0", {**META, "attempt": "0"})
+    found = stripe_gateway.find_charge(last)  # the oldest, on the second page
+    assert found is not None and found.payment_intent_id == made[0]

@@ -30,6 +30,15 @@ def test_every_backend_gives_the_fakeredis_events(name: str) -> None:
         pd.testing.assert_frame_equal(run(scenario, backend=backend).events, reference)
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_direct_gateway_gives_the_stripe_library_events(name: str) -> None:
+    """Payments handed straight to the emulator log exactly what the stripe library's path logs
+    (faults, lost answers, declines, subscriptions and all): sweeps may take the faster one."""
+    scenario = shipped(name)
+    library = run(scenario, backend="memory", gateway="stripe").events
+    pd.testing.assert_frame_equal(run(scenario, backend="memory", gateway="direct").events, library)
+
+
 def test_run_accepts_a_path_and_defaults_to_the_scenario_seed(tmp_path: Path) -> None:
     """A TOML path runs directly, with the scenario's own seed."""
     text = (SCENARIOS / "card_failures.toml").read_text()
@@ -48,3 +57,19 @@ def test_the_default_backend_is_the_fastest_proven_equal() -> None:
     from sim.cli import _parser
 
     assert _parser().parse_args(["run", "x.toml"]).backend == "memory"
+
+
+def test_gateway_defaults_stripe_for_run_direct_for_sweep() -> None:
+    """``run`` goes through the stripe library (Stripe test mode's code path); a sweep, many
+    runs long, goes direct; ``--gateway`` picks either; an unknown name is refused."""
+    import inspect
+
+    from sim import sweep
+    from sim.cli import main
+
+    assert inspect.signature(run).parameters["gateway"].default == "stripe"
+    assert inspect.signature(sweep).parameters["gateway"].default == "direct"
+    with pytest.raises(ValueError, match="unknown gateway 'paypal'; allowed: stripe, direct"):
+        run(shipped("baseline", users=2, days=0.1), gateway="paypal")
+    with pytest.raises(SystemExit):
+        main(["run", "x.toml", "--gateway", "paypal"])

@@ -97,8 +97,9 @@ def test_finished_points_are_kept_and_not_run_again(
     assert len(ran) == 6  # another seed is another point
 
 
-def test_point_key_follows_scenario_seed_and_backend() -> None:
-    """The key changes with the point's scenario, the seed and the backend, and only with them."""
+def test_point_key_follows_scenario_seed_backend_and_gateway() -> None:
+    """The key changes with the point's scenario, the seed, the backend and the gateway, and
+    only with them."""
     scenario = shipped("threshold_grid", users=4, days=0.5)
     point = scenario.grid_point(grid_points(GRID)[0])
     key = sweeps.point_key(point, 1, "memory")
@@ -107,5 +108,7 @@ def test_point_key_follows_scenario_seed_and_backend() -> None:
         sweeps.point_key(scenario.grid_point(grid_points(GRID)[1]), 1, "memory"),
         sweeps.point_key(point, 2, "memory"),
         sweeps.point_key(point, 1, "fakeredis"),
+        sweeps.point_key(point, 1, "memory", "stripe"),
     }
-    assert key not in others and len(others) == 3
+    assert key == sweeps.point_key(point, 1, "memory", "direct")  # the sweeps' default
+    assert key not in others and len(others) == 4

@@ -40,6 +40,7 @@ def test_public_api() -> None:
             "EmulatorServer",
             "Fault",
             "Faults",
+            "form_encode",
             "LatencyCallback",
             "ManualClock",
             "Snapshot",

@@ -345,3 +345,34 @@ def test_random_form_bodies_get_a_json_answer(request: tuple[str, str | bytes]) 
     assert 200 <= response.status < 300 or 400 <= response.status < 500, response.body
     assert isinstance(json.loads(response.body), dict)
     assert re.fullmatch(r"req_\w+", response.headers["Request-Id"])
+
+
+def test_form_encode_writes_what_stripe_python_writes_and_decode_reads_it_back() -> None:
+    """``form_encode`` is stripe-python's encoding, byte for byte (so a client without the library
+    sends the emulator the same bodies), and ``decode`` inverts it, values as strings."""
+    from urllib.parse import urlencode
+
+    from stripe._encode import _api_encode
+
+    from sim.stripe_emulator import form_encode
+    from sim.stripe_emulator._form import decode
+
+    params = {
+        "amount": 1_000,
+        "confirm": True,
+        "off_session": False,
+        "description": None,
+        "metadata": {"user_id": "u 1&2", "note": "50% [off]"},
+        "items": [{"price": "price_1", "quantity": 2}],
+        "lookup_keys": ["a", "b"],
+    }
+    library = urlencode(list(_api_encode(params))).replace("%5B", "[").replace("%5D", "]")
+    assert form_encode(params) == library
+    assert decode(form_encode(params)) == {
+        "amount": "1000",
+        "confirm": "true",
+        "off_session": "false",
+        "metadata": {"user_id": "u 1&2", "note": "50% [off]"},
+        "items": [{"price": "price_1", "quantity": "2"}],
+        "lookup_keys": ["a", "b"],
+    }
