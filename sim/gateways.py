@@ -32,7 +32,7 @@ from sim.billing.pricing import credits_for_payment
 from sim.billing.service import TOPUP_PURPOSE
 from sim.billing.stripe_transport import StripeAnswer
 from sim.billing.subscriptions import PURPOSE as SUBSCRIPTION_PURPOSE
-from sim.stripe_emulator import TEST_CARD_ALIASES, Faults, StripeEmulator, form_encode
+from sim.stripe_emulator import TEST_CARD_ALIASES, Faults, StripeEmulator, form_values
 
 #: Stripe's test payment methods a scenario may give its users.
 TEST_CARDS: Final[tuple[str, ...]] = tuple(sorted(TEST_CARD_ALIASES))
@@ -52,13 +52,13 @@ WEBHOOK_URL: Final = "sim://billing/v1/payments/webhook"
 #: How the gateway's requests reach the emulator (see the module's docstring).
 GATEWAYS: Final = ("stripe", "direct")
 _API_KEY: Final = "sk_test_simulation"
-_FORM: Final = "application/x-www-form-urlencoded"
 
 
 class EmulatorRequester:
     """The gateway's :class:`~sim.billing.stripe_transport.StripeRequester` straight into one
-    emulator: the body stripe-python would send (``form_encode``), Stripe's headers that the
-    emulator reads (key, idempotency key, content type), the JSON answer parsed. A dropped
+    emulator: the parameters as the emulator reads them from the body stripe-python would send
+    (``form_values``, proven equal to reading ``form_encode``'s text), the headers it reads
+    (key, idempotency key), the JSON answer parsed. A dropped
     connection (the emulator's lost-answer fault) is a ``TransientGatewayError``, as the
     library's connection error is through ``LibraryRequester``."""
 
@@ -75,14 +75,9 @@ class EmulatorRequester:
     ) -> StripeAnswer:
         """One request, answered by the emulator in process."""
         headers = {"Authorization": self._auth}
-        body = form_encode(params)
-        if method == "post":
-            headers["Content-Type"] = _FORM
-            if idempotency_key is not None:
-                headers["Idempotency-Key"] = idempotency_key
-            answer = self._emulator.handle(method, path, headers, body)
-        else:
-            answer = self._emulator.handle(method, f"{path}?{body}" if body else path, headers)
+        if method == "post" and idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        answer = self._emulator.handle(method, path, headers, form=form_values(params))
         if answer.dropped:
             raise TransientGatewayError(f"no answer from Stripe to {method.upper()} (dropped)")
         return StripeAnswer(answer.status, json.loads(answer.body))

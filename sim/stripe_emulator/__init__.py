@@ -13,7 +13,8 @@ Two ways in to one state machine:
   ``stripe.StripeClient("sk_test_x", base_addresses={"api": "http://127.0.0.1:12111"})``.
 
 A client without the library calls :meth:`StripeEmulator.handle` with the form body
-:func:`form_encode` writes, as stripe-python would (the simulation's sweeps do).
+:func:`form_encode` writes, as stripe-python would, or in process with ``form=``
+:func:`form_values` (the same parameters, already read: the simulation's sweeps do).
 
 Each API key is its own account (objects, lists, events and webhook endpoints of one key are
 invisible to another). Webhook deliveries are queued on the emulator clock; the owner of time pulls
@@ -28,6 +29,7 @@ from ._clock import Clock, ManualClock, SystemClock
 from ._emulator import EmulatorResponse, Snapshot, StripeEmulator
 from ._faults import Fault, Faults
 from ._form import encode as form_encode
+from ._form import form_values
 from ._server import EmulatorServer, serve
 from ._transport import EmulatorHTTPClient, LatencyCallback
 from ._webhooks import Delivery, signature_header
@@ -47,6 +49,7 @@ __all__ = [
     "StripeEmulator",
     "SystemClock",
     "form_encode",
+    "form_values",
     "serve",
     "signature_header",
 ]

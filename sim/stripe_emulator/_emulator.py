@@ -181,8 +181,17 @@ class StripeEmulator:
         url: str,
         headers: Mapping[str, str] | None = None,
         body: str | bytes | None = None,
+        *,
+        form: dict[str, Any] | None = None,
     ) -> EmulatorResponse:
-        """Answer one Stripe API request (``url`` may be a full URL or a path with a query)."""
+        """Answer one Stripe API request (``url`` may be a full URL or a path with a query).
+
+        ``form``, for a client in this process, is the request's parameters already read (what
+        :func:`~sim.stripe_emulator._form.decode` makes of a body or query, e.g. from
+        :func:`~sim.stripe_emulator._form.form_values`), given instead of ``body`` or a query:
+        the request is then answered exactly as its text would be, without writing and parsing
+        that text.
+        """
         with self._lock:
             st = self._state
             fault, latency = st.injector.next_request()
@@ -194,7 +203,7 @@ class StripeEmulator:
                 return EmulatorResponse(500, _SERVER_ERROR, _headers(request_id), latency)
             if fault is Fault.RATE_LIMIT:
                 return EmulatorResponse(429, _RATE_LIMITED, _headers(request_id), latency)
-            response = self._answer(method.lower(), url, headers or {}, body, request_id)
+            response = self._answer(method.lower(), url, headers or {}, body, request_id, form)
             if fault is Fault.DROP_RESPONSE:
                 return EmulatorResponse(0, b"", {}, latency, True)
             return response._replace(latency=latency) if latency else response
@@ -206,6 +215,7 @@ class StripeEmulator:
         headers: Mapping[str, str],
         body: str | bytes | None,
         request_id: str,
+        form: dict[str, Any] | None = None,
     ) -> EmulatorResponse:
         st = self._state
         out = _headers(request_id)
@@ -217,7 +227,10 @@ class StripeEmulator:
         try:
             api_key = _api_key(_header(headers, "Authorization"))
             st.enter(api_key)
-            raw = decode(_form_text(headers, body) if method == "post" else parts.query)
+            if form is not None:
+                raw = form
+            else:
+                raw = decode(_form_text(headers, body) if method == "post" else parts.query)
             key = _header(headers, "Idempotency-Key") if method == "post" else None
             if key is not None:
                 out["Idempotency-Key"] = key

@@ -41,6 +41,34 @@ def encode(params: Mapping[str, Any]) -> str:
     return urlencode(pairs).replace("%5B", "[").replace("%5D", "]")
 
 
+def form_values(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What :func:`decode` reads from :func:`encode`'s text of ``params``, built directly: every
+    value a string (booleans ``true``/``false``), ``None`` left out, empty hashes and lists gone
+    (they write no pair). For a client in this process that skips the text."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        read = _value(value)
+        if read is not None:
+            out[key] = read
+    return out
+
+
+def _value(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        read = form_values(value)
+        if read and all(whole_number(key) is not None for key in read):
+            return [read[key] for key in sorted(read, key=int)]  # as decode lists a[0], a[1]
+        return read or None
+    if isinstance(value, list | tuple):
+        items = [item for item in map(_value, value) if item is not None]
+        return items or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _flatten(pairs: list[tuple[str, str]], key: str, value: Any) -> None:
     if value is None:
         return

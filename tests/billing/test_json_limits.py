@@ -36,3 +36,14 @@ def test_depth_bound_is_inclusive() -> None:
     assert load_json(b"[[1]]", max_bytes=100, max_depth=2) == [[1]]
     with pytest.raises(MalformedJson, match="deeper than 2 levels"):
         load_json(b"[[[1]]]", max_bytes=100, max_depth=2)
+
+
+def test_brackets_in_strings_never_refuse_a_shallow_body() -> None:
+    """More brackets than ``max_depth`` inside strings, two levels of real nesting: read (the
+    bracket count only decides whether the depth needs counting); the same count of real
+    brackets, and mixed ``{``/``[`` nesting one past the bound, are refused."""
+    shallow = b'[{"k": "' + b"[{" * 40 + b'"}]'
+    assert load_json(shallow, max_bytes=1_000, max_depth=2) == [{"k": "[{" * 40}]
+    with pytest.raises(MalformedJson, match="deeper than 2 levels"):
+        load_json(b'[{"a": [1]}]', max_bytes=100, max_depth=2)
+    assert load_json(b'{"a": [1]}', max_bytes=100, max_depth=2) == {"a": [1]}

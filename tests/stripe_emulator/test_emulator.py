@@ -41,6 +41,7 @@ def test_public_api() -> None:
             "Fault",
             "Faults",
             "form_encode",
+            "form_values",
             "LatencyCallback",
             "ManualClock",
             "Snapshot",

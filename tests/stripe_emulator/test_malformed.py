@@ -355,7 +355,7 @@ def test_form_encode_writes_what_stripe_python_writes_and_decode_reads_it_back()
     from stripe._encode import _api_encode
 
     from sim.stripe_emulator import form_encode
-    from sim.stripe_emulator._form import decode
+    from sim.stripe_emulator._form import decode, form_values
 
     params = {
         "amount": 1_000,
@@ -366,6 +366,7 @@ def test_form_encode_writes_what_stripe_python_writes_and_decode_reads_it_back()
         "items": [{"price": "price_1", "quantity": 2}],
         "lookup_keys": ["a", "b"],
     }
+    assert form_values(params) == decode(form_encode(params))
     library = urlencode(list(_api_encode(params))).replace("%5B", "[").replace("%5D", "]")
     assert form_encode(params) == library
     assert decode(form_encode(params)) == {
@@ -376,3 +377,23 @@ def test_form_encode_writes_what_stripe_python_writes_and_decode_reads_it_back()
         "items": [{"price": "price_1", "quantity": "2"}],
         "lookup_keys": ["a", "b"],
     }
+
+
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
+_KEYS = st.one_of(st.text(st.characters(blacklist_characters="[]"), min_size=1, max_size=4),
+                  st.integers(0, 3).map(str))  # fmt: skip
+_PARAMS = st.recursive(
+    _LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(_KEYS, _PARAMS, max_size=4))
+def test_form_values_is_what_decode_reads_of_form_encode(params: dict[str, object]) -> None:
+    """For any parameters, the values handed to the emulator directly are exactly what it reads
+    from their text: nothing changes for a client that skips the text."""
+    from sim.stripe_emulator import form_encode
+    from sim.stripe_emulator._form import decode, form_values
+
+    assert form_values(params) == decode(form_encode(params))
