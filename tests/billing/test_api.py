@@ -13,6 +13,7 @@ from typing import Any
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 from starlette.types import Message
 
 from sim.billing import (
@@ -21,7 +22,14 @@ from sim.billing import (
     ManualClock,
     QueueRunner,
 )
-from sim.billing.api import MAX_BODY_BYTES, MAX_JSON_DEPTH, ApiError, _replay, build_app
+from sim.billing.api import (
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    ApiError,
+    _ParsedRequest,
+    _replay,
+    build_app,
+)
 from sim.billing.payments import StripeGateway
 from sim.billing.twofactor import TwoFactor
 from sim.stripe_emulator import Delivery, StripeEmulator
@@ -702,3 +710,147 @@ def test_session_tokens_are_long_and_fresh(api: Api) -> None:
     """A token carries 32 random bytes (43 URL-safe characters) and is never issued twice."""
     tokens = {api.login("u1")["Authorization"].split(" ", 1)[1] for _ in range(50)}
     assert len(tokens) == 50 and {len(t) for t in tokens} == {43}
+
+
+# ---------------------------------------------------------------------- what the overview says
+
+
+def test_overview_shows_the_balance_the_state_and_the_card(api: Api, tasks: QueueRunner) -> None:
+    """The overview carries the balance, the auto top-up state, its failure count and when it
+    last triggered, whether a card is saved, and no subscription; a top-up shows up in it."""
+    before = api.client.get("/v1/settings/billing", headers=api.auth).json()
+    assert before["balance"] == 1_500
+    assert before["auto_topup"]["state"] == "active"
+    assert before["auto_topup"]["consecutive_failures"] == 0
+    assert before["auto_topup"]["last_triggered"] is None
+    assert before["payment_method"] == {"saved": True}
+    assert before["subscription"] is None
+    triggered_at = api.clock.now()
+    assert api.save(threshold=2000).status_code == 200
+    tasks.run_pending()
+    after = api.client.get("/v1/settings/billing", headers=api.auth).json()
+    assert after["balance"] == 11_500
+    assert after["auto_topup"]["last_triggered"] == triggered_at
+
+
+def test_overview_says_when_no_card_is_saved(api: Api) -> None:
+    """A user without a card is shown ``saved: false``."""
+    api.billing.create_user("u2")
+    overview = api.client.get("/v1/settings/billing", headers=api.login("u2")).json()
+    assert overview["payment_method"] == {"saved": False}
+    assert overview["balance"] == 0
+
+
+def test_overview_shows_the_subscription_as_stored(api: Api) -> None:
+    """The subscription in the overview is the stored one: its id, tier, currency, status, period
+    end and whether it ends with the period."""
+    assert api.subscribe(21000, "usd").status_code == 201
+    [record] = api.billing.store.subscriptions("u1")
+    assert record.subscription_id and record.current_period_end
+    shown = api.client.get("/v1/settings/billing", headers=api.auth).json()["subscription"]
+    assert shown == {
+        "id": record.subscription_id,
+        "credits": 21000,
+        "currency": "usd",
+        "status": "active",
+        "current_period_end": record.current_period_end,
+        "cancel_at_period_end": False,
+    }
+
+
+def test_openapi_document_names_the_api_and_its_version(api: Api) -> None:
+    """The published OpenAPI document names this API and its version (clients generated from it
+    carry both)."""
+    response = api.client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.json()["info"] == {"title": "topup-sim billing API", "version": "1"}
+
+
+def test_build_app_returns_the_webhook_handler_it_wired(
+    make_billing: BillingFactory, stripe_gateway: StripeGateway, emulator: StripeEmulator
+) -> None:
+    """``build_app`` hands back the webhook handler behind the endpoint: a delivery it handles
+    directly credits once, and the endpoint then sees that delivery as a duplicate."""
+    billing = make_billing(payment_gateway=stripe_gateway)
+    emulator.add_webhook_endpoint("https://billing.example/v1/payments/webhook")
+    wired = build_app(billing, stripe_gateway, emulator.webhook_secret)
+    billing.create_user("u1", balance=1_500)
+    customer = stripe_gateway.ensure_customer("u1")
+    billing.save_payment_method(
+        "u1", customer, stripe_gateway.attach_card(customer, "pm_card_visa")
+    )
+    wired.subscriptions.create("u1", 10_000, "eur")
+    [paid] = [d for d in emulator.due_deliveries() if d.event_type == "invoice.paid"]
+    now = int(billing.clock.now())
+    signature = paid.signed_headers(now)["Stripe-Signature"]
+    assert wired.webhooks.handle(paid.payload, signature) == "credited"
+    assert billing.balance("u1") == 1_500 + 10_500
+    with TestClient(wired.app, raise_server_exceptions=False) as client:
+        response = client.post(
+            "/v1/payments/webhook", content=paid.payload, headers=paid.signed_headers(now)
+        )
+    assert response.json() == {"received": True, "outcome": "duplicate"}
+    assert billing.balance("u1") == 1_500 + 10_500
+
+
+def test_parsed_request_still_hears_the_connection_after_the_body() -> None:
+    """The request handed to a route after its body was read under the limits gives the same
+    body and value, and then listens to the connection: a client's disconnect reaches it."""
+    messages: list[Message] = [{"type": "http.disconnect"}]
+
+    async def connection() -> Message:
+        return messages[0]
+
+    async def read() -> tuple[bytes, Any, bool]:
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+        request = _ParsedRequest(Request(scope, connection), b'{"a": 1}', {"a": 1})
+        return await request.body(), await request.json(), await request.is_disconnected()
+
+    assert asyncio.run(read()) == (b'{"a": 1}', {"a": 1}, True)
+
+
+# ---------------------------------------------------------------------- the body limit's edges
+
+
+def _padded_settings(api: Api, size: int, threshold: int) -> bytes:
+    """A valid settings body (with the current code) padded with spaces to ``size`` bytes."""
+    body = json.dumps({**SETTINGS, "threshold": threshold, "totp_code": api.code()}).encode()
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+def test_body_of_exactly_the_limit_is_read(api: Api) -> None:
+    """The limit is inclusive: a body of exactly MAX_BODY_BYTES is read and the change saved,
+    whether its length is declared or it is streamed in chunks without one."""
+    body = _padded_settings(api, MAX_BODY_BYTES, 2000)
+    assert len(body) == MAX_BODY_BYTES
+    declared = api.client.post(
+        "/v1/settings/auto-topup/low-balance", content=body, headers={**api.auth, **JSON}
+    )
+    assert declared.status_code == 200, declared.text
+    assert api.billing.store.get_user("u1").settings.threshold == 2000
+
+    api.clock.advance(30)  # the next code
+    streamed_body = _padded_settings(api, MAX_BODY_BYTES, 5000)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(streamed_body), 1000):
+            yield streamed_body[start : start + 1000]
+
+    streamed = api.client.post(
+        "/v1/settings/auto-topup/low-balance", content=chunks(), headers={**api.auth, **JSON}
+    )
+    assert streamed.status_code == 200, streamed.text
+    assert api.billing.store.get_user("u1").settings.threshold == 5000
+
+
+def test_declared_length_past_the_limit_is_413_without_reading(api: Api) -> None:
+    """A request whose Content-Length is past the limit is refused on that figure alone: even a
+    small valid body behind it is not read, and nothing is stored."""
+    body = json.dumps({**SETTINGS, "totp_code": api.code()}).encode()
+    response = api.client.post(
+        "/v1/settings/auto-topup/low-balance",
+        content=body,
+        headers={**api.auth, **JSON, "Content-Length": str(MAX_BODY_BYTES + 1)},
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+    _unchanged(api)
