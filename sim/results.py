@@ -1,6 +1,6 @@
 """A run's results: three tidy DataFrames, built once from the world's rows at the end of a run.
 
-- ``events``: one row per thing that happened, in the order it happened (see ``sim.world``):
+- ``events``: one row per thing that happened, in the order it happened (``sim.eventlog``):
   ``request``/``refused``/``request_failed`` per request, ``charge`` per gateway call, one row per
   notification (``topup_succeeded``, ``topup_declined``, ``topup_action_required``,
   ``subscription_renewed``, ...), ``webhook`` per delivery to the handler (``event`` holds its
@@ -32,10 +32,11 @@ import pandas as pd
 from sim.billing import CURRENCIES, Store
 from sim.billing.pricing import CURRENCY_EXPONENTS
 
+from .eventlog import COLUMNS, Row
 from .gateways import Payment
 from .scenario import Scenario
 from .usage import TICKS
-from .world import COLUMNS, Profile, Row
+from .world import Profile
 
 _INT_COLUMNS = ("credits", "balance", "attempt", "amount_minor")
 _FAILED = (

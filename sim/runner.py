@@ -64,7 +64,7 @@ def run(
             )
             if violations:
                 raise InvariantViolation(violations)
-        events = events_frame(world.rows)
+        events = events_frame(world.events.rows)
         users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
         summary = summary_frame(scenario, seed, events, users, payments)
         return Results(scenario, seed, chosen.name, events, users, summary)

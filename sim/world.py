@@ -4,9 +4,10 @@ SimPy time is integer milliseconds from the scenario's start (exact arithmetic, 
 billing module reads it through :class:`SimClock` as epoch seconds. Top-ups run fire-and-forget as
 SimPy processes (:class:`ProcessRunner`) after a payment latency drawn from the scenario.
 
-Everything that happens is appended to ``World.rows`` as a plain tuple in :data:`COLUMNS` order;
-the DataFrames are built once, at the end (``sim.results``). Ports are wrapped, never patched:
-the gateway and the notifier report what they see, the fault wrappers fail on schedule.
+Everything that happens is written by name to the run's :class:`~sim.eventlog.EventLog`
+(``World.events``); the DataFrames are built once, at the end (``sim.results``). Ports are wrapped,
+never patched: the gateway and the notifier report what they see, the fault wrappers fail on
+schedule.
 
 Payments go to Stripe test mode, offline (``sim.gateways``): the billing module's Stripe gateway
 on a per-run emulator that shares the run's clock. Stripe's webhook deliveries come back through
@@ -59,6 +60,7 @@ from sim.stripe_emulator import StripeEmulator
 
 from .backends import OpenBackend
 from .crashes import Boundaries, Crash, CrashPlan
+from .eventlog import EventLog
 from .faults import FaultSchedule, FlakyGateway, FlakyStore
 from .gateways import stripe_test_mode
 from .scenario import DAY, HOUR, Group, Scenario
@@ -74,16 +76,6 @@ SETTLE_SECONDS = DAY
 # expected outcomes, already rows of the event log. A NullHandler keeps Python's last-resort
 # handler from printing them to stderr; an application that configures logging still sees them.
 logging.getLogger("sim.billing").addHandler(logging.NullHandler())
-
-#: The event log's columns, in the order every row tuple holds them. ``event`` is the Stripe
-#: event type of a ``webhook`` row; ``payment_intent`` holds the Stripe object an event is about.
-COLUMNS = (
-    "time", "user", "kind", "credits", "balance", "trigger", "attempt",
-    "outcome", "decline_code", "amount_minor", "currency", "payment_intent", "event",
-)  # fmt: skip
-Row = tuple[Any, ...]
-_WIDTH = len(COLUMNS)
-_EMPTY = (None,) * _WIDTH
 
 
 class _ServedUnanswered(Exception):
@@ -171,10 +163,11 @@ class ObservedGateway:
         self, request: ChargeRequest, outcome: str, code: str | None, intent: str | None
     ) -> None:
         meta = request.metadata
-        self._world.log(
-            meta.get("user_id", ""), "charge", int(meta.get("credits", 0)), None, None,
-            int(meta.get("attempt", 0)), outcome, code,
-            request.price.amount_minor, request.price.currency, intent, None,
+        self._world.events.add(
+            "charge", meta.get("user_id", ""), credits=int(meta.get("credits", 0)),
+            attempt=int(meta.get("attempt", 0)), outcome=outcome, decline_code=code,
+            amount_minor=request.price.amount_minor, currency=request.price.currency,
+            payment_intent=intent,
         )  # fmt: skip
 
     def __getattr__(self, name: str) -> object:
@@ -243,10 +236,9 @@ class Postman:
         if status == 200 and outcome != "duplicate":
             self.applied[event["id"]] = self.applied.get(event["id"], 0) + 1
         attempt = meta.get("attempt")
-        self._world.log(
-            meta.get("user_id"), "webhook", None, None, None,
-            None if attempt is None else int(attempt), outcome, None,
-            None, None, obj.get("id"), event["type"],
+        self._world.events.add(
+            "webhook", meta.get("user_id"), attempt=None if attempt is None else int(attempt),
+            outcome=outcome, payment_intent=obj.get("id"), event=event["type"],
         )  # fmt: skip
         return status
 
@@ -277,10 +269,10 @@ class LogNotifier:
             if notification.kind == "topup_succeeded":
                 self.successes[key] = self.successes.get(key, 0) + 1
         balance = self._world.store.get_user(notification.user_id).balance
-        self._world.log(
-            notification.user_id, notification.kind, None, balance, None,
-            None if attempt is None else int(attempt), detail.get("status"),
-            detail.get("decline_code"), None, None, None, None,
+        self._world.events.add(
+            notification.kind, notification.user_id, balance=balance,
+            attempt=None if attempt is None else int(attempt), outcome=detail.get("status"),
+            decline_code=detail.get("decline_code"),
         )  # fmt: skip
 
 
@@ -315,7 +307,8 @@ class World:
         self.scenario, self.seed, self.backend = scenario, seed, backend
         self.env = simpy.Environment()
         self.clock: Clock = SimClock(self.env, scenario.start)
-        self.rows: list[Row] = []
+        #: The event log, written as things happen.
+        self.events = EventLog(lambda: self.env.now)
         root = np.random.SeedSequence(seed)
         seqs = root.spawn(8)
         users_seq, latency_seq, gateway_seq, store_seq, cache_seq, vault_seq, stripe_seq = seqs[:7]
@@ -429,18 +422,12 @@ class World:
                 kind = "subscription_created"
             except SubscriptionError:
                 kind = "subscription_failed"
-            self.log(user_id, kind, group.subscription, None, None, None, None, None, None,
-                     s.currency)  # fmt: skip
+            self.events.add(kind, user_id, credits=group.subscription, currency=s.currency)
 
     # ------------------------------------------------------------------ logging and faults
 
-    def log(self, user: str | None, kind: str, *rest: Any) -> None:
-        """Append one row at the current instant (``rest`` = the columns after ``kind``; columns
-        left out at the end are empty)."""
-        self.rows.append((self.env.now, user, kind, *rest, *_EMPTY[: _WIDTH - 3 - len(rest)]))
-
     def _fault(self, kind: str, user_id: str) -> None:
-        self.log(user_id, kind)
+        self.events.add(kind, user_id)
 
     @contextmanager
     def operation(self, name: str, user_id: str | None = None) -> Iterator[None]:
@@ -453,8 +440,7 @@ class World:
         try:
             yield
         except Crash as crash:
-            self.log(user_id, "crash", None, None, None, None, crash.boundary, None, None, None,
-                     None, name)  # fmt: skip
+            self.events.add("crash", user_id, outcome=crash.boundary, event=name)
 
     def _latency(self) -> int:
         latency = self.scenario.payments.latency
@@ -481,7 +467,7 @@ class World:
         One process for all users: per request it costs one timeout (none when two requests share
         a millisecond), no per-user process, no Resource.
         """
-        env, rows, deduct = self.env, self.rows, self.billing.deduct_credits
+        env, events, deduct = self.env, self.events, self.billing.deduct_credits
         if self.crash is not None:
             deduct = self._crashable(deduct)
         ids = [p.user_id for p in self.profiles]
@@ -497,17 +483,13 @@ class World:
                 try:
                     done = deduct(user, cost)
                 except InsufficientCredits as exc:
-                    rows.append((t, user, "refused", cost, exc.balance, None, exc.attempt,
-                                 None, None, None, None, None, None))  # fmt: skip
+                    events.refused(t, user, cost, exc.balance, exc.attempt)
                 except StoreUnavailable:
-                    rows.append((t, user, "request_failed", cost, None, None, None,
-                                 None, None, None, None, None, None))  # fmt: skip
+                    events.failed(t, user, cost)
                 except _ServedUnanswered as lost:  # its worker died after the deduction
-                    rows.append((t, user, "request", cost, lost.balance, None, None,
-                                 None, None, None, None, None, None))  # fmt: skip
+                    events.served(t, user, cost, lost.balance, None, None)
                 else:
-                    rows.append((t, user, "request", cost, done.balance, done.trigger.value,
-                                 done.attempt, None, None, None, None, None, None))  # fmt: skip
+                    events.served(t, user, cost, done.balance, done.trigger.value, done.attempt)
             day = end
             if on_day is not None:
                 on_day(end / DAY)
@@ -542,17 +524,17 @@ class World:
             self.crash.armed = False
         yield self.env.timeout(round((SETTLE_SECONDS - HOUR) * TICKS))
         for found in reconcile_all(self.billing):
+            user, add = found.user_id, self.events.add
             if found.cache_repaired:
-                self.log(found.user_id, "reconciled", None, None, None, None, "cache_repaired")
+                add("reconciled", user, outcome="cache_repaired")
             if found.attempt_recovered is not None:
-                self.log(found.user_id, "reconciled", None, None, None, found.attempt_recovered,
-                         "attempt_recovered")  # fmt: skip
+                add(
+                    "reconciled", user, attempt=found.attempt_recovered, outcome="attempt_recovered"
+                )
             if found.notices_sent:
-                self.log(found.user_id, "reconciled", found.notices_sent, None, None, None,
-                         "notices_sent")  # fmt: skip
+                add("reconciled", user, credits=found.notices_sent, outcome="notices_sent")
             for intent in found.uncredited_charges:
-                self.log(found.user_id, "reconciled", None, None, None, None, "credited", None,
-                         None, None, intent)  # fmt: skip
+                add("reconciled", user, outcome="credited", payment_intent=intent)
 
     def _batch(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All users' requests in ``[start, end)``: times, user indices, costs, in time order
@@ -579,4 +561,4 @@ class World:
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
             self.backend.flush()
-            self.log(None, "cache_flush")
+            self.events.add("cache_flush")

@@ -10,9 +10,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from sim import Results, analysis, run
+from sim.eventlog import COLUMNS
 from sim.results import events_frame
 from sim.usage import TICKS
-from sim.world import COLUMNS
 
 from .conftest import shipped
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sim import Results, run
-from sim.world import COLUMNS
+from sim.eventlog import COLUMNS
 
 from .conftest import constant, one_group, shipped
 
