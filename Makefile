@@ -53,6 +53,7 @@ mutation: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/billing.py
 	$(BIN)/python bench/stripe_emulator.py
+	$(BIN)/python bench/topup.py
 	$(BIN)/python bench/simulation.py --repeat 1
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/faults.py
