@@ -79,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         "--gateway",
         choices=GATEWAYS,
         help="how payments reach the offline Stripe: stripe (through the stripe library, as a"
-        " server does; the default of run) or direct (straight into the emulator, several times"
-        " faster per top-up; the default of sweep); both give the same events",
+        " server does; the default of run) or direct (straight into the emulator, a third"
+        " cheaper per top-up; the default of sweep); both give the same events",
     )
     common.add_argument("--users", type=int, help="override the number of users")
     common.add_argument("--days", type=float, help="override the simulated days")

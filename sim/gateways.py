@@ -6,9 +6,10 @@ gateway's requests reach the emulator is the run's ``gateway`` (:data:`GATEWAYS`
 
 - ``stripe`` (the default of ``run``): through the real ``stripe`` library over the emulator's
   in-process transport, the code path a server uses against Stripe minus the network;
-- ``direct`` (the default of ``sweep``): the same form bodies handed straight to the emulator by
-  :class:`EmulatorRequester`, without the library's request building, about five times cheaper
-  per call. A test runs every shipped scenario both ways and compares the event logs.
+- ``direct`` (the default of ``sweep``): the same requests handed straight to the emulator by
+  :class:`EmulatorRequester`, without the library's request building, about a third cheaper per
+  top-up (``docs/performance.md``). A test runs every shipped scenario both ways and compares
+  the event logs.
 
 Cards are Stripe's test payment methods (``pm_card_visa``,
 ``pm_card_chargeDeclinedInsufficientFunds``, ...), declined or challenged at charge time exactly

@@ -56,7 +56,7 @@ def sweep(
     ``scheduler`` (``tcp://host:port``) runs the points on a dask.distributed cluster instead.
     ``points`` is a folder that keeps each finished point (see the module doc). ``gateway``
     defaults to ``direct``: a sweep runs many points, and the direct path gives the same events
-    as the ``stripe`` library's at a fifth of the cost per Stripe call (``sim.gateways``).
+    as the ``stripe`` library's at two thirds of the cost per top-up (``sim.gateways``).
     """
     folder = points
     if not isinstance(scenario, Scenario):
