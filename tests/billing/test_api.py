@@ -26,6 +26,7 @@ from sim.billing.api import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
     ApiError,
+    BillingApp,
     _ParsedRequest,
     _replay,
     build_app,
@@ -102,6 +103,21 @@ class Api:
         ]
 
 
+def _wired_with_u1(
+    make_billing: BillingFactory, stripe_gateway: StripeGateway, emulator: StripeEmulator
+) -> tuple[BillingService, BillingApp]:
+    """The app wired to the emulator's webhook endpoint; u1 has a Visa card and 1,500 credits."""
+    billing = make_billing(payment_gateway=stripe_gateway)
+    emulator.add_webhook_endpoint("https://billing.example/v1/payments/webhook")
+    wired = build_app(billing, stripe_gateway, emulator.webhook_secret)
+    billing.create_user("u1", balance=1_500)
+    customer = stripe_gateway.ensure_customer("u1")
+    billing.save_payment_method(
+        "u1", customer, stripe_gateway.attach_card(customer, "pm_card_visa")
+    )
+    return billing, wired
+
+
 @pytest.fixture
 def api(
     make_billing: BillingFactory,
@@ -111,14 +127,7 @@ def api(
     clock: ManualClock,
 ) -> Iterator[Api]:
     """The app wired to the emulator; u1 has a card, 2FA and 1,500 credits."""
-    billing = make_billing(payment_gateway=stripe_gateway)
-    emulator.add_webhook_endpoint("https://billing.example/v1/payments/webhook")
-    wired = build_app(billing, stripe_gateway, emulator.webhook_secret)
-    billing.create_user("u1", balance=1_500)
-    customer = stripe_gateway.ensure_customer("u1")
-    billing.save_payment_method(
-        "u1", customer, stripe_gateway.attach_card(customer, "pm_card_visa")
-    )
+    billing, wired = _wired_with_u1(make_billing, stripe_gateway, emulator)
     wired.twofactor.enable("u1", SECRET)
     with TestClient(wired.app, raise_server_exceptions=False) as client:
         yield Api(client, wired.sessions.issue("u1"), billing, clock, emulator)
@@ -771,14 +780,7 @@ def test_build_app_returns_the_webhook_handler_it_wired(
 ) -> None:
     """``build_app`` hands back the webhook handler behind the endpoint: a delivery it handles
     directly credits once, and the endpoint then sees that delivery as a duplicate."""
-    billing = make_billing(payment_gateway=stripe_gateway)
-    emulator.add_webhook_endpoint("https://billing.example/v1/payments/webhook")
-    wired = build_app(billing, stripe_gateway, emulator.webhook_secret)
-    billing.create_user("u1", balance=1_500)
-    customer = stripe_gateway.ensure_customer("u1")
-    billing.save_payment_method(
-        "u1", customer, stripe_gateway.attach_card(customer, "pm_card_visa")
-    )
+    billing, wired = _wired_with_u1(make_billing, stripe_gateway, emulator)
     wired.subscriptions.create("u1", 10_000, "eur")
     [paid] = [d for d in emulator.due_deliveries() if d.event_type == "invoice.paid"]
     now = int(billing.clock.now())
