@@ -10,7 +10,6 @@ object to answer with; they read and write the objects of the *current* account
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from ._errors import invalid_request
 from ._faults import FaultInjector
 from ._ids import IdGenerator, sequence_of
 from ._params import Params
+from ._pretty import pretty_json
 from ._store import Store, StripeObject
 from ._webhooks import Delivery, DeliveryQueue
 
@@ -157,7 +157,7 @@ class State:
         for index in self.account.event_indexes(type):
             index.add(event_id, seq)
         if endpoints:
-            payload = json.dumps(event, indent=2).encode()
+            payload = pretty_json(event).encode()
             now = self.clock.now() if self.at is None else self.at
             for endpoint in endpoints:
                 for delay in self.injector.delivery_delays():
