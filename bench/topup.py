@@ -7,11 +7,11 @@ and the ``payment_intent.succeeded`` webhook signed by the emulator, verified an
 real handler, which credits the user. Everything runs on the ``memory`` backend, as sweeps do.
 
 Printed: the median cost of one top-up on each path (over ``--rounds`` rounds of ``--users``
-top-ups, one per user) and their ratio, next to the floor measured in the same run (the same
-deduction with auto top-up off: what a request costs without any top-up). Target: at most 0.5 ms
-a top-up on the direct path.
+users who each top up four times, an hour apart) and their ratio, next to the floor measured in
+the same run (a deduction with auto top-up off: what a request costs without any top-up).
+Target: at most 0.5 ms a top-up on the direct path.
 
-    python bench/topup.py [--users 2000] [--rounds 5]
+    python bench/topup.py [--users 500] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ from sim.gateways import HANDLED_EVENTS, WEBHOOK_URL, stripe_test_mode
 from sim.stripe_emulator import Faults
 
 SETTINGS = AutoTopupSettings(True, 1_000, 10_000, "eur")
+#: Each user crosses the threshold this many times, the cooldown apart (first top-ups build
+#: per-card state that later ones reuse, as in a sweep).
+TOPUPS_PER_USER = 4
+#: The balance each crossing deduction leaves (under the threshold).
+LEFT = 900
+COOLDOWN = 3_600.0
 
 
 def top_ups(gateway: str, users: int, enabled: bool = True) -> float:
@@ -55,33 +61,35 @@ def top_ups(gateway: str, users: int, enabled: bool = True) -> float:
     )
     ids = [f"u{n:05d}" for n in range(users)]
     for user in ids:
-        billing.create_user(user, balance=1_500)
+        billing.create_user(user, balance=1_500 if enabled else 10**12)
         customer = stripe.gateway.ensure_customer(user)
         billing.save_payment_method(
             user, customer, stripe.gateway.attach_card(customer, "pm_card_visa")
         )
         billing.update_settings(user, SETTINGS if enabled else AutoTopupSettings())
-    clock.advance(1.0)
     emulator = stripe.emulator
-    started = time.perf_counter()
-    for user in ids:
-        billing.deduct_credits(user, 600)  # 900 left: crosses the 1,000 threshold, claims
-        tasks.run_pending()  # card check, create + confirm
-        for delivery in emulator.due_deliveries(clock.now()):
-            handler.handle(
-                delivery.payload, delivery.signed_headers(int(clock.now()))["Stripe-Signature"]
-            )
-            emulator.report_delivery(delivery, 200)
-    elapsed = time.perf_counter() - started
+    elapsed = 0.0
+    for _ in range(TOPUPS_PER_USER):  # a sweep's users top up again and again
+        clock.advance(COOLDOWN + 1.0)
+        started = time.perf_counter()
+        for user in ids:
+            # Down to 900: below the 1,000 threshold, so it claims (the floor just deducts).
+            billing.deduct_credits(user, billing.balance(user) - LEFT if enabled else 600)
+            tasks.run_pending()  # card check, create + confirm
+            for delivery in emulator.due_deliveries(clock.now()):
+                signature = delivery.signed_headers(int(clock.now()))["Stripe-Signature"]
+                handler.handle(delivery.payload, signature)
+                emulator.report_delivery(delivery, 200)
+        elapsed += time.perf_counter() - started
     if enabled:
-        credited = sum(billing.balance(user) == 10_900 for user in ids)
-        assert credited == users, f"{users - credited} top-ups not credited"
-    return elapsed / users
+        credited = sum(billing.balance(user) == LEFT + 10_000 for user in ids)
+        assert credited == users, f"{users - credited} users not credited every time"
+    return elapsed / (users * TOPUPS_PER_USER)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     assert WEBHOOK_URL and HANDLED_EVENTS  # the endpoint a run registers, as here
@@ -91,9 +99,8 @@ def main() -> None:
         figures["stripe"].append(top_ups("stripe", args.users))
         figures["direct"].append(top_ups("direct", args.users))
     median = {name: statistics.median(values) * 1e6 for name, values in figures.items()}
-    print(
-        f"one auto top-up, claim to credit ({args.users:,} users x {args.rounds} rounds, medians)"
-    )
+    print(f"one auto top-up, claim to credit ({args.users:,} users x {TOPUPS_PER_USER} top-ups"
+          f" x {args.rounds} rounds, medians)")  # fmt: skip
     print(f"  floor (a deduction, no top-up)   {median['floor']:8.1f} µs")
     print(f"  through the stripe library       {median['stripe']:8.1f} µs")
     print(f"  direct (sweeps)                  {median['direct']:8.1f} µs"

@@ -97,8 +97,22 @@ def credits_for_payment(amount_minor: int, currency: str) -> int:
 
     Used when settling a payment, so that the credits granted follow from the money received.
     """
-    currency = check_currency(currency)
+    credits = _BY_PRICE.get((amount_minor, check_currency(currency)))
+    if credits is None:
+        raise UnknownTier(f"{amount_minor} minor units of {currency}", TIER_CREDITS)
+    return credits
+
+
+def _prices() -> dict[tuple[int, str], int]:
+    """Each tier's price in minor units and currency -> its credits (the cheapest tier first,
+    should two tiers ever share a price)."""
+    table: dict[tuple[int, str], int] = {}
     for tier in TIERS:
-        if to_minor(tier.prices[currency], currency) == amount_minor:
-            return tier.credits
-    raise UnknownTier(f"{amount_minor} minor units of {currency}", TIER_CREDITS)
+        for currency in CURRENCIES:
+            table.setdefault((to_minor(tier.prices[currency], currency), currency), tier.credits)
+    return table
+
+
+#: Read on every settled payment (a sweep settles tens of thousands): one lookup, not a Decimal
+#: conversion per tier.
+_BY_PRICE: Final = MappingProxyType(_prices())
