@@ -30,7 +30,7 @@ from typing import Any
 import fakeredis
 
 from sim import Backend, OpenBackend, load_scenario, run
-from sim.billing import RedisCache, SQLiteStore
+from sim.billing import MemoryStore, RedisCache
 from sim.billing.store import CachedUser
 
 BASELINE = Path(__file__).resolve().parents[1] / "scenarios" / "baseline.toml"
@@ -66,7 +66,7 @@ class TimedRedisCache(RedisCache):
 def _timed_fakeredis() -> OpenBackend:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     cache = TimedRedisCache(client)
-    return OpenBackend(cache, SQLiteStore(":memory:"), cache.clear, client.close)
+    return OpenBackend(cache, MemoryStore(), cache.clear, client.close)
 
 
 def floors() -> dict[str, float]:

@@ -1,11 +1,19 @@
-"""Cache and store backends a run can use: memory (the default), fakeredis, or a real Redis.
+"""Cache and store backends a run can use: memory (the default), sqlite, fakeredis, or a real Redis.
 
-Every backend must give the same event log for the same scenario and seed (a test proves it), so
-the choice only trades fidelity for speed, and the fastest is the default: ``memory`` runs
-``MemoryCache`` over ``MemoryStore``, both in process memory (a differential test proves the
-stores equal), at a tenth of the cost per deduction; ``fakeredis`` runs the billing module's
-real Lua scripts over the real store (SQLite in memory); ``redis`` does the same on the server at
-``REDIS_URL``.
+Every backend must give the same event log for the same scenario and seed (a test runs every
+shipped scenario on each), so the choice only decides which real component is in the loop, and
+the fastest is the default:
+
+=============  =====================================  ==========================================
+backend        cache, store                           what it puts in the loop
+=============  =====================================  ==========================================
+``memory``     ``MemoryCache``, ``MemoryStore``       nothing slow: the sweeps' and runs' default
+``sqlite``     ``MemoryCache``, ``SQLiteStore``       the SQL store's transactions (in memory)
+``fakeredis``  ``RedisCache`` on fakeredis,           the cache's real Lua script, on every write
+               ``MemoryStore``
+``redis``      ``RedisCache`` on ``REDIS_URL``,       both, as a deployment runs them
+               ``SQLiteStore``
+=============  =====================================  ==========================================
 
 Opening ``redis`` pings the server first: a missing ``REDIS_URL`` or a server that does not answer
 is a :class:`BackendUnavailable` before the run starts, rather than a cache error from deep inside
@@ -24,7 +32,7 @@ import redis
 
 from sim.billing import BalanceCache, MemoryCache, MemoryStore, RedisCache, SQLiteStore, Store
 
-BACKENDS = ("fakeredis", "redis", "memory")
+BACKENDS = ("memory", "sqlite", "fakeredis", "redis")
 _run_ids = itertools.count(1)
 #: Seconds the up-front ping may wait: a firewalled host would otherwise hang for the OS's TCP
 #: timeout (minutes) before saying anything.
@@ -62,7 +70,7 @@ def _fakeredis() -> OpenBackend:
     # A server of its own per run, so parallel runs in one process never share keys.
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     cache = RedisCache(client)
-    return OpenBackend(cache, SQLiteStore(":memory:"), cache.clear, client.close)
+    return OpenBackend(cache, MemoryStore(), cache.clear, client.close)
 
 
 def _redis() -> OpenBackend:
@@ -112,15 +120,21 @@ def _memory() -> OpenBackend:
     return OpenBackend(cache, MemoryStore(), cache.clear, lambda: None)
 
 
+def _sqlite() -> OpenBackend:
+    cache, store = MemoryCache(), SQLiteStore(":memory:")
+    return OpenBackend(cache, store, cache.clear, store.close)
+
+
 _RECIPES: dict[str, Callable[[], OpenBackend]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
     "fakeredis": _fakeredis,
     "redis": _redis,
-    "memory": _memory,
 }
 
 
 def get_backend(backend: str | Backend) -> Backend:
-    """Resolve a backend name (``fakeredis``, ``redis``, ``memory``); a Backend passes through."""
+    """Resolve a backend name (:data:`BACKENDS`); a Backend passes through."""
     if isinstance(backend, Backend):
         return backend
     if backend not in _RECIPES:

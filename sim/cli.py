@@ -72,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         "--backend",
         choices=BACKENDS,
         default="memory",
-        help="backend: memory (default, fastest), fakeredis (the real Lua scripts over SQLite)"
-        " or redis (a real Redis at $REDIS_URL); all give the same events",
+        help="backend: memory (default, fastest), sqlite (the SQL store in the loop), fakeredis"
+        " (the cache's real Lua script) or redis (a real Redis at $REDIS_URL over SQLite); all"
+        " give the same events",
     )
     common.add_argument(
         "--gateway",

@@ -20,7 +20,7 @@ REDUCED = {"users": 20, "days": 1}
 
 def backends() -> list[str]:
     """Every backend this machine can run: a real Redis too when REDIS_URL is set."""
-    return ["fakeredis", "memory", *(["redis"] if os.environ.get("REDIS_URL") else [])]
+    return ["fakeredis", "memory", "sqlite", *(["redis"] if os.environ.get("REDIS_URL") else [])]
 
 
 def shipped(name: str, **overrides: Any) -> Scenario:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from sim import BACKENDS, Backend, get_backend
-from sim.billing import BillingService, InlineRunner, ManualClock, RecordingNotifier, Vault
+from sim.billing import (
+    BillingService,
+    InlineRunner,
+    ManualClock,
+    MemoryCache,
+    MemoryStore,
+    RecordingNotifier,
+    RedisCache,
+    SQLiteStore,
+    Vault,
+)
 from sim.billing.testing import ScriptedGateway
 
 
@@ -18,7 +28,7 @@ def test_names_resolve_and_backends_pass_through() -> None:
 
 def test_unknown_backend_lists_the_allowed_ones() -> None:
     """A wrong name is refused with the allowed names."""
-    with pytest.raises(ValueError, match="allowed: fakeredis, redis, memory"):
+    with pytest.raises(ValueError, match="allowed: memory, sqlite, fakeredis, redis"):
         get_backend("memcached")
 
 
@@ -29,7 +39,25 @@ def test_redis_backend_needs_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
         get_backend("redis").open()
 
 
-@pytest.mark.parametrize("name", ["fakeredis", "memory"])
+@pytest.mark.parametrize(
+    ("name", "cache", "store"),
+    [
+        ("memory", MemoryCache, MemoryStore),
+        ("sqlite", MemoryCache, SQLiteStore),
+        ("fakeredis", RedisCache, MemoryStore),
+    ],
+)
+def test_each_backend_puts_its_component_in_the_loop(name: str, cache: type, store: type) -> None:
+    """``sqlite`` runs the SQL store, ``fakeredis`` the cache's Lua script, ``memory`` neither:
+    each real component is in the loop of one backend, and the equality test covers them all."""
+    opened = get_backend(name).open()
+    try:
+        assert type(opened.cache) is cache and type(opened.store) is store
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize("name", ["memory", "sqlite", "fakeredis"])
 def test_flush_drops_cached_users_only(name: str) -> None:
     """A flush empties the cache; the store keeps every balance."""
     opened = get_backend(name).open()

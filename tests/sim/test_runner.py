@@ -23,7 +23,8 @@ def test_same_seed_same_events_other_seed_other_events(name: str) -> None:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_backend_gives_the_fakeredis_events(name: str) -> None:
-    """Memory (and real Redis when REDIS_URL is set) log exactly what fakeredis logs."""
+    """Memory, SQLite (and real Redis when REDIS_URL is set) log exactly what fakeredis logs:
+    the SQL store and the cache's Lua script each give the in-memory ports' events."""
     scenario = shipped(name)
     reference = run(scenario, backend="fakeredis").events
     for backend in backends()[1:]:
