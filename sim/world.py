@@ -47,6 +47,7 @@ from sim.billing import (
     SubscriptionError,
     Subscriptions,
     TransientGatewayError,
+    Trigger,
     Vault,
     WebhookHandler,
     WebhookPayloadError,
@@ -68,6 +69,9 @@ from .usage import TICKS, request_costs, request_times
 
 #: The notices that end an attempt (one per attempt, matching its final status).
 _FINAL_KINDS = frozenset(kind for kind in FINAL_NOTICES.values() if kind is not None)
+
+#: Each trigger's logged value, looked up once (``Enum.value`` is a slow property on the hot path).
+_TRIGGER_VALUES = {trigger: trigger.value for trigger in Trigger}
 
 #: After the traffic: time for in-flight top-ups and webhook retries (60 s .. 12 h back-off).
 SETTLE_SECONDS = DAY
@@ -473,12 +477,14 @@ class World:
         ids = [p.user_id for p in self.profiles]
         horizon = self.scenario.horizon
         day = 0.0
+        now = env.now  # only this process's timeouts move time while it runs
         while day < horizon:
             end = min(day + DAY, horizon)
             times, users, costs = self._batch(day, end)
             for t, u, cost in zip(times.tolist(), users.tolist(), costs.tolist(), strict=True):
-                if t > env.now:
-                    yield env.timeout(t - env.now)
+                if t > now:
+                    yield env.timeout(t - now)
+                    now = t
                 user = ids[u]
                 try:
                     done = deduct(user, cost)
@@ -489,7 +495,8 @@ class World:
                 except _ServedUnanswered as lost:  # its worker died after the deduction
                     events.served(t, user, cost, lost.balance, None, None)
                 else:
-                    events.served(t, user, cost, done.balance, done.trigger.value, done.attempt)
+                    trigger = _TRIGGER_VALUES[done.trigger]
+                    events.served(t, user, cost, done.balance, trigger, done.attempt)
             day = end
             if on_day is not None:
                 on_day(end / DAY)
