@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
@@ -50,7 +53,8 @@ def run(
             def on_day(days: float) -> None:
                 bar.update(round(days - bar.n, 3))
 
-            world.run(on_day)
+            with _fewer_collections():
+                world.run(on_day)
         payments = payments_made(world.stripe)
         if check:
             violations = check_invariants(
@@ -70,3 +74,23 @@ def run(
         return Results(scenario, seed, chosen.name, events, users, summary)
     finally:
         opened.close()
+
+
+#: The cyclic garbage collector's generation-0 threshold while a world runs (Python's is 700).
+#: A run allocates millions of small acyclic records (log rows, ledger entries, snapshots) that
+#: reference counting frees or that live to the end; at Python's thresholds the collector
+#: traversed them over and over: 2.05 s of a 19 s baseline month (2,550 young and 7 full
+#: collections), 0.49 s at this threshold (19 collections).
+RUN_GC_THRESHOLD = 100_000
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect rarely while a world runs; Python's thresholds are back afterwards, whatever
+    happened (a sweep's worker runs many worlds, and the caller's process goes on)."""
+    before = gc.get_threshold()
+    gc.set_threshold(RUN_GC_THRESHOLD, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

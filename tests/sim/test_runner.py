@@ -74,3 +74,39 @@ def test_gateway_defaults_stripe_for_run_direct_for_sweep() -> None:
         run(shipped("baseline", users=2, days=0.1), gateway="paypal")
     with pytest.raises(SystemExit):
         main(["run", "x.toml", "--gateway", "paypal"])
+
+
+def test_a_run_collects_rarely_and_gives_the_thresholds_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the world runs the collector's first threshold is ``RUN_GC_THRESHOLD``; after the
+    run, and after a run that raised, the caller's thresholds are back."""
+    import gc
+
+    from sim import runner
+    from sim.world import World
+
+    seen: list[tuple[int, int, int]] = []
+    real = World.run
+
+    def watched(self: World, *args: object) -> None:
+        seen.append(gc.get_threshold())
+        real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(World, "run", watched)
+    before = gc.get_threshold()
+    gc.set_threshold(123, 4, 5)
+    try:
+        run(shipped("baseline", users=2, days=0.1))
+        assert seen == [(runner.RUN_GC_THRESHOLD, 50, 100)]
+        assert gc.get_threshold() == (123, 4, 5)
+
+        def broken(self: World, *args: object) -> None:
+            raise RuntimeError("the world broke")
+
+        monkeypatch.setattr(World, "run", broken)
+        with pytest.raises(RuntimeError, match="the world broke"):
+            run(shipped("baseline", users=2, days=0.1))
+        assert gc.get_threshold() == (123, 4, 5)
+    finally:
+        gc.set_threshold(*before)
