@@ -1329,3 +1329,228 @@ def test_recovery_waits_for_the_lease_unless_forced(
     assert billing.recover("u1") is None and len(tasks) == 1
     clock.advance(1)
     assert billing.recover("u1") == 1 and len(tasks) == 2
+
+
+# ------------------------------------------------------------------------- what is logged
+
+
+def test_stopped_top_up_is_logged_with_its_attempt_and_user(
+    billing: BillingService,
+    add_user: AddUser,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store outage mid-flight stops the worker: the log names the attempt and the user (with
+    the error's traceback), and the attempt stays open for a recovery."""
+    add_user("alice", balance=1_200)
+    billing.deduct_credits("alice", 300)  # claims attempt 1
+    store.failing.add("attempt")
+    with caplog.at_level(logging.ERROR, logger="sim.billing.service"):
+        tasks.run_pending()
+    [record] = [r for r in caplog.records if r.name == "sim.billing.service"]
+    assert record.args == (1, "alice")
+    assert record.exc_info is not None and record.exc_info[0] is StoreUnavailable
+    store.failing.clear()
+    assert store.get_user("alice").open_attempt == 1
+
+
+def test_card_check_timeout_is_logged_with_the_user_and_the_error(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A card check that times out is logged as a warning naming the user and the error."""
+    add_user("alice", balance=1_200)
+    billing.deduct_credits("alice", 300)
+
+    def unreachable(customer_id: str, payment_method_id: str) -> bool:
+        raise TransientGatewayError("connection reset")
+
+    gateway.payment_method_usable = unreachable  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="sim.billing.service"):
+        tasks.run_next()
+    [record] = [r for r in caplog.records if r.name == "sim.billing.service"]
+    assert record.levelno == logging.WARNING
+    assert "alice" in record.getMessage() and "connection reset" in record.getMessage()
+
+
+def test_charge_timeout_is_logged_with_its_idempotency_key_and_the_error(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A charge that times out is logged as a warning naming the attempt's idempotency key and
+    the error."""
+    gateway.queue("transient")
+    add_user(balance=1_200)
+    billing.deduct_credits("u1", 300)
+    with caplog.at_level(logging.WARNING, logger="sim.billing.service"):
+        tasks.run_next()
+    [record] = [r for r in caplog.records if r.name == "sim.billing.service"]
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING and idempotency_key("u1", 1) in message
+    assert "scripted transient failure" in message  # the gateway's error
+
+
+# ------------------------------------------------------------------------- the charge's lease
+
+
+def test_charge_in_flight_holds_a_full_lease_from_its_start(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    clock: ManualClock,
+) -> None:
+    """Marking the attempt ``charging`` renews its lease for a full lease from then: while the
+    charge is in flight nobody may take the attempt over, and it is charged once."""
+    mid = MidChargeGateway(gateway)
+    billing = make_billing(payment_gateway=mid)  # type: ignore[arg-type]
+    add_user(balance=1_200, service=billing)
+    billing.deduct_credits("u1", 300)  # claimed at T0
+    clock.advance(200)  # the worker starts late, within the claim's lease
+    seen: list[tuple[float | None, int | None]] = []
+    mid.during = lambda: seen.append((store.get_user("u1").lease_until, billing.recover("u1")))
+    tasks.run_next()
+    assert seen == [(clock.now() + billing.config.attempt_lease_seconds, None)]
+    assert len(tasks) == 0 and len(gateway.calls) == 1
+    assert [a.status for a in store.attempts("u1")] == ["succeeded"]
+
+
+def test_saved_settings_are_put_in_the_cache_under_the_user(
+    billing: BillingService, add_user: AddUser, store: FlakyStore, cache_backend: CacheBackend
+) -> None:
+    """Saving settings puts the user's new snapshot (threshold, amount, switched off) in the
+    cache under that user, at once."""
+    add_user(balance=5_000)
+    billing.update_settings("u1", AutoTopupSettings(False, 2_000, 21_000, "eur"))
+    held = cache_backend.cache.get("u1")
+    assert held == store.snapshot("u1")
+    assert held is not None and (held.enabled, held.threshold, held.amount) == (
+        False,
+        2_000,
+        21_000,
+    )
+
+
+# ------------------------------------------------------------------------- payment metadata
+
+
+@pytest.mark.parametrize("attempt", ["x", "1.5", "-1", "\u0661"])
+def test_payment_naming_a_malformed_attempt_is_a_price_mismatch(
+    billing: BillingService, add_user: AddUser, store: FlakyStore, attempt: str
+) -> None:
+    """A payment whose metadata ``attempt`` is not a plain ASCII number (a word, a decimal, a
+    sign, an Arabic-Indic digit) is refused as a ``PriceMismatch`` naming the payment, before
+    anything is credited."""
+    add_user(balance=5_000)
+    meta = {"user_id": "u1", "credits": "10000", "attempt": attempt}
+    with pytest.raises(PriceMismatch) as caught:
+        billing.settle_payment("u1", "pi_odd_attempt", Money(1_000, "eur"), meta)
+    assert "pi_odd_attempt" in str(caught.value)
+    assert _books_balance(billing, store, "u1") == 5_000
+    assert store.attempts("u1") == []
+
+
+# ------------------------------------------------------------------------- users and refusals
+
+
+def test_email_is_stored_sealed_to_the_user(
+    billing: BillingService, store: FlakyStore, vault: Vault
+) -> None:
+    """A user created with an e-mail holds it encrypted for that user's ``email`` field (it
+    opens to the address, and is not the address); without one, nothing is stored."""
+    billing.create_user("u1", email="u1@example.com")
+    billing.create_user("u2")
+    user = store.get_user("u1")
+    assert user.encrypted_email is not None and b"u1@example.com" not in user.encrypted_email
+    assert vault.decrypt("u1", user.wrapped_key, "email", user.encrypted_email) == (
+        "u1@example.com"
+    )
+    assert store.get_user("u2").encrypted_email is None
+
+
+def test_enabling_without_a_card_names_the_user(billing: BillingService) -> None:
+    """The refusal to enable auto top-up without a card says whose settings were refused."""
+    billing.create_user("u1", balance=100)
+    with pytest.raises(PaymentMethodMissing) as caught:
+        billing.update_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    assert caught.value.user_id == "u1"
+
+
+@pytest.mark.parametrize(("credits", "shown"), [(-5, "-5"), (0, "0"), ("10", "'10'")])
+def test_refused_amount_is_shown_in_the_error(
+    billing: BillingService, add_user: AddUser, credits: object, shown: str
+) -> None:
+    """An invalid amount is refused with an error that shows the amount given."""
+    add_user()
+    with pytest.raises(InvalidAmount) as caught:
+        billing.deduct_credits("u1", credits)  # type: ignore[arg-type]
+    assert str(caught.value).endswith(f"got {shown}")
+
+
+def test_unreachable_cache_is_logged_naming_the_user(
+    vault: Vault, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write the cache could not take is logged as a warning that says the cache was
+    unreachable and for which user."""
+    server = fakeredis.FakeServer()
+    billing = BillingService(
+        clock=clock, cache=fakeredis.FakeRedis(server=server), store=SQLiteStore(":memory:"),
+        gateway=ScriptedGateway(), notifier=RecordingNotifier(), tasks=QueueRunner(), vault=vault,
+    )  # fmt: skip
+    billing.create_user("alice", balance=500)
+    server.connected = False
+    with caplog.at_level(logging.WARNING, logger="sim.billing.service"):
+        billing.deduct_credits("alice", 100)
+    [record] = [r for r in caplog.records if r.name == "sim.billing.service"]
+    assert record.levelno == logging.WARNING
+    assert "cache unreachable" in record.getMessage() and "alice" in record.getMessage()
+
+
+# ------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    ("field", "lowest", "refused"),
+    [
+        ("cooldown_seconds", 0.0, -0.001),
+        ("charge_tries", 1, 0),
+        ("failures_before_suspension", 1, 0),
+        ("attempt_lease_seconds", 0.001, 0.0),
+        ("retry_backoff_seconds", 0.0, -0.001),
+        ("idempotency_window_seconds", 0.001, 0.0),
+    ],
+)
+def test_config_accepts_its_lowest_values_and_names_the_field_it_refuses(
+    field: str, lowest: float, refused: float
+) -> None:
+    """Each rule's lowest allowed value is accepted (a zero cooldown, one try, suspension at the
+    first failure, no back-off); one step below is refused with an error naming the rule."""
+    assert getattr(BillingConfig(**{field: lowest}), field) == lowest
+    with pytest.raises(ValueError, match=field):
+        BillingConfig(**{field: refused})
+
+
+def test_redis_client_is_cached_under_the_services_key_prefix(
+    vault: Vault, clock: ManualClock
+) -> None:
+    """Given a redis client, the service keeps each user's snapshot under ``topup:{user}`` by
+    default, or under the prefix it is given, so two services can share one Redis."""
+    client = fakeredis.FakeRedis()
+    ports: dict[str, Any] = {
+        "clock": clock, "cache": client, "gateway": ScriptedGateway(),
+        "notifier": RecordingNotifier(), "tasks": QueueRunner(), "vault": vault,
+    }  # fmt: skip
+    default = BillingService(store=SQLiteStore(":memory:"), **ports)
+    tenant = BillingService(store=SQLiteStore(":memory:"), cache_prefix="tenant-b", **ports)
+    default.create_user("u1", balance=500)
+    tenant.create_user("u1", balance=700)
+    assert sorted(client.keys()) == [b"tenant-b:{u1}", b"topup:{u1}"]
+    assert (default.balance("u1"), tenant.balance("u1")) == (500, 700)
