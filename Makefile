@@ -50,6 +50,7 @@ mutation: $(STAMP)
 	$(BIN)/python bench/mutation_summary.py $(MUTATE)
 
 ## bench: every benchmark; figures and ratios are recorded in docs/performance.md
+##   (long: the decision grid alone, bench/sweep.py, runs 36 points x 1,000 users on 2 workers)
 bench: $(STAMP)
 	$(BIN)/python bench/billing.py
 	$(BIN)/python bench/stripe_emulator.py
