@@ -25,6 +25,7 @@ status ``requires_action``
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -72,7 +73,7 @@ class StripeRefused(GatewayRequestError):
     ``error`` object, as sent."""
 
     def __init__(self, path: str, status: int, error: Mapping[str, Any]) -> None:
-        message = error.get("message") or "no message"
+        message = _redacted(str(error.get("message") or "no message"))
         code = error.get("code") or error.get("type") or "refused"
         super().__init__(f"Stripe refused {_route(path)} ({status} {code}): {message}")
         self.status, self.error = status, error
@@ -295,7 +296,7 @@ class StripeGateway:
             raise StripeRefused(path, answer.status, error)
         raise TransientGatewayError(
             f"Stripe answered {answer.status} to {_route(path)}:"
-            f" {error.get('message') or 'no message'}"
+            f" {_redacted(str(error.get('message') or 'no message'))}"
         )
 
 
@@ -330,6 +331,15 @@ def _route(path: str) -> str:
     logged, and a card's id is a secret of its user."""
     parts = path.split("/")
     return "/".join("{id}" if i >= 3 and i % 2 else part for i, part in enumerate(parts))
+
+
+#: A Stripe object id or key inside a message (``pm_1Nv...``, ``cus_...``, ``sk_test_...``).
+_STRIPE_ID = re.compile(r"\b[a-z]{2,6}_(?:test_|live_)?[A-Za-z0-9]{8,}\b")
+
+
+def _redacted(message: str) -> str:
+    """Stripe's message with its ids left out: "No such PaymentMethod: '{id}'"."""
+    return _STRIPE_ID.sub("{id}", message)
 
 
 def _received(intent: Mapping[str, Any]) -> Money:

@@ -307,3 +307,23 @@ def test_lists_are_read_past_their_first_page(stripe_gateway: StripeGateway) -> 
     last = ChargeRequest(customer, card, Money(1_000, "eur"), "k0", {**META, "attempt": "0"})
     found = stripe_gateway.find_charge(last)  # the oldest, on the second page
     assert found is not None and found.payment_intent_id == made[0]
+
+
+def test_ids_in_stripes_messages_are_left_out_of_errors() -> None:
+    """Stripe's own message names the object it could not find; the error (which is logged)
+    keeps the words and leaves out the ids and keys, whatever their prefix."""
+    missing = {
+        "error": {
+            "message": "No such PaymentMethod: 'pm_1NvSECRETcard42'; key"
+            " sk_test_51SECRETkey, customer cus_SECRET123",
+            "code": "resource_missing",
+        }
+    }
+    gateway = StripeGateway("sk_test_x", requester=CannedRequester(404, missing))
+    with pytest.raises(StripeRefused) as refused:
+        gateway.attach_card("cus_1", "pm_1")
+    assert str(refused.value).endswith("No such PaymentMethod: '{id}'; key {id}, customer {id}")
+    gateway = StripeGateway("sk_test_x", requester=CannedRequester(500, missing))
+    with pytest.raises(TransientGatewayError) as transient:
+        gateway.attach_card("cus_1", "pm_1")
+    assert "SECRET" not in str(transient.value) and "No such PaymentMethod" in str(transient.value)
