@@ -17,6 +17,7 @@ from sim.billing import (
     GatewayConfigurationError,
     ManualClock,
     Money,
+    SubscriptionError,
     TransientGatewayError,
     WebhookSignatureError,
 )
@@ -327,3 +328,92 @@ def test_ids_in_stripes_messages_are_left_out_of_errors() -> None:
     with pytest.raises(TransientGatewayError) as transient:
         gateway.attach_card("cus_1", "pm_1")
     assert "SECRET" not in str(transient.value) and "No such PaymentMethod" in str(transient.value)
+
+
+def _canned_charge(status: int, body: dict[str, Any]) -> ChargeResult:
+    gateway = StripeGateway("sk_test_x", requester=CannedRequester(status, body))
+    return gateway.charge(ChargeRequest("cus_1", "pm_1", Money(1_000, "eur"), "k", META))
+
+
+def test_an_intent_neither_paid_nor_waiting_for_the_customer_is_transient() -> None:
+    """A confirmed intent still ``processing`` (or declined without a card error) is not an
+    answer yet: retry the same key, which replays it."""
+    for status in ("processing", "requires_payment_method"):
+        with pytest.raises(TransientGatewayError, match=f"payment intent pi_1 is {status}"):
+            _canned_charge(200, {"id": "pi_1", "status": status, "last_payment_error": None})
+
+
+def test_a_paid_intent_is_read_with_its_amount_received_and_metadata() -> None:
+    """The money is the amount received (the amount when Stripe leaves that out), in the
+    intent's currency, with its metadata as sent back."""
+    paid = {"id": "pi_1", "status": "succeeded", "amount": 1_000, "currency": "eur",
+            "metadata": {"user_id": "u1"}}  # fmt: skip
+    assert _canned_charge(200, paid) == ChargeSucceeded(
+        "pi_1", Money(1_000, "eur"), {"user_id": "u1"}
+    )
+    assert _canned_charge(200, {**paid, "amount_received": 900, "metadata": None}) == (
+        ChargeSucceeded("pi_1", Money(900, "eur"), {})
+    )
+
+
+def test_card_errors_read_the_intent_whether_expanded_or_not() -> None:
+    """A 402 names its PaymentIntent by id or as an object; the decline keeps Stripe's code,
+    decline code and message (``card_declined`` and an empty message when left out)."""
+    bare = {"error": {"type": "card_error", "payment_intent": {"id": "pi_9"}}}
+    assert _canned_charge(402, bare) == ChargeDeclined("pi_9", "card_declined", None, "")
+    full = {"error": {"code": "expired_card", "decline_code": "expired", "message": "Expired.",
+                      "payment_intent": "pi_8"}}  # fmt: skip
+    assert _canned_charge(402, full) == ChargeDeclined(
+        "pi_8", "expired_card", "expired", "Expired."
+    )
+    sca = {"error": {"code": "authentication_required", "message": "Confirm it."}}
+    assert _canned_charge(402, sca) == ChargeNeedsAuthentication(None, "Confirm it.")
+
+
+@pytest.mark.parametrize("status", [199, 300, 302])
+def test_only_a_2xx_is_an_answer(status: int) -> None:
+    """A status outside 200-299 is never read as an object, whatever its body holds."""
+    body = {"id": "pi_1", "status": "succeeded", "amount": 1_000, "currency": "eur"}
+    with pytest.raises(TransientGatewayError, match=f"Stripe answered {status}"):
+        _canned_charge(status, body)
+
+
+def test_an_error_body_of_the_wrong_shape_still_gives_one_clear_error() -> None:
+    """``error`` as a string (an OAuth-style body) is read as no details, not a crash."""
+    with pytest.raises(StripeRefused, match=r"\(404 refused\): no message"):
+        StripeGateway("sk_test_x", requester=CannedRequester(404, {"error": "gone"})).attach_card(
+            "cus_1", "pm_1"
+        )
+
+
+def test_a_first_month_refused_by_the_card_is_a_subscription_error() -> None:
+    """A 402 on the subscription's first invoice names the decline code (or the code); any
+    other refusal is raised as Stripe's refusal."""
+    price = {"data": [{"id": "price_1"}]}
+    for error, reason in (
+        ({"code": "card_declined", "decline_code": "insufficient_funds"}, "insufficient_funds"),
+        ({"code": "expired_card"}, "expired_card"),
+        ({}, "declined"),
+    ):
+        gateway = StripeGateway("sk_test_x", requester=SequenceRequester(
+            StripeAnswer(200, price), StripeAnswer(402, {"error": error})
+        ))  # fmt: skip
+        with pytest.raises(SubscriptionError, match=f"refused for the first month: {reason}$"):
+            gateway.create_subscription("cus_1", "pm_1", Money(1_000, "eur"), "k", META)
+    gateway = StripeGateway("sk_test_x", requester=SequenceRequester(
+        StripeAnswer(200, price), StripeAnswer(400, {"error": {"message": "bad"}})
+    ))  # fmt: skip
+    with pytest.raises(StripeRefused):
+        gateway.create_subscription("cus_1", "pm_1", Money(1_000, "eur"), "k", META)
+
+
+class SequenceRequester:
+    """Answers the requests in turn with the answers given."""
+
+    def __init__(self, *answers: StripeAnswer) -> None:
+        self.answers = list(answers)
+
+    def request(
+        self, method: str, path: str, params: Mapping[str, Any], idempotency_key: str | None = None
+    ) -> StripeAnswer:
+        return self.answers.pop(0)
