@@ -17,7 +17,7 @@ import pytest
 from sim.billing import DuplicateUser, SQLiteStore, Store, StoreUnavailable, Trigger, UnknownUser
 from sim.billing.claims import ClaimPolicy
 from sim.billing.settings import AutoTopupSettings
-from sim.billing.store import AttemptOutcome, ChargeTerms, PendingNotice
+from sim.billing.store import AttemptOutcome, ChargeTerms, DeadLetter, PendingNotice
 from sim.billing.twofactor import Guess, TfaPolicy, TfaVerdict
 
 from .conftest import STORES
@@ -487,3 +487,43 @@ def test_tfa_guesses_from_two_connections_are_judged_one_at_a_time(tmp_path: Pat
     for store in stores:
         store.close()
     assert Counter(verdicts) == Counter({Guess.LOCKED: 18, Guess.WRONG: 2})
+
+
+# ---------------------------------------------------------------------- zero credits, outbox
+
+
+def test_zero_credit_deduction_only_decides(db: Store) -> None:
+    """A deduction of 0 credits (settings just changed) takes nothing, is not refused and writes
+    no ledger entry or version; it claims a top-up if one is due under the new settings."""
+    before = db.snapshot("u1")
+    done = db.deduct("u1", 0, T0, POLICY, _seal)
+    assert (done.refused, done.balance, done.trigger, done.attempt, done.lease) == (
+        False, 1_000, Trigger.NONE, None, None,
+    )  # fmt: skip
+    assert done.snapshot == before == db.snapshot("u1")
+    db.save_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
+    done = db.deduct("u1", 0, T0, POLICY, _seal)
+    assert (done.refused, done.balance, done.trigger, done.attempt) == (
+        False, 1_000, Trigger.CLAIMED, 1,
+    )  # fmt: skip
+    assert [e.delta for e in db.ledger("u1")] == [1_000]
+
+
+def test_settlement_that_credits_nothing_queues_no_notice(db: Store) -> None:
+    """Only the settlement that credits queues its notice: a repeat of a credited payment,
+    carrying a notice of its own, leaves the outbox as it was."""
+    first = PendingNotice("topup_succeeded:u1:pi_1", "u1", "topup_succeeded", {"n": "1"})
+    again = PendingNotice("topup_succeeded:u1:again", "u1", "topup_succeeded", {"n": "2"})
+    assert db.settle_topup("u1", None, _paid(), T0, first).credited
+    assert not db.settle_topup("u1", None, _paid(), T0 + 1, again).credited
+    assert db.pending_notices("u1") == [first]
+
+
+def test_dead_letters_lists_the_newest_hundred_by_default(db: Store) -> None:
+    """Without a limit, the dead letters listed are the newest 100, newest first: the oldest
+    of 101 is left out."""
+    for n in range(101):
+        letter = DeadLetter(f"evt_{n:03}", "invoice.paid", "unknown user", b"{}", T0 + n)
+        assert db.dead_letter(letter)
+    listed = db.dead_letters()
+    assert [letter.event_id for letter in listed] == [f"evt_{n:03}" for n in range(100, 0, -1)]
