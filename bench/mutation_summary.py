@@ -11,6 +11,12 @@ of the percentage. It is recognised by comparing the mutated function with mutmu
 original (both are in ``mutants/<source path>``) once every message string is blanked out; see
 ``_MessageMask`` for what counts as a message.
 
+In the modules that talk to SQLite (``sqlite_*.py``), a survivor that only changes the case of a
+string literal is listed in a ``case-only`` column and left out too: SQLite matches keywords, table,
+column and PRAGMA names without regard to case, and so does a ``sqlite3.Row`` looked up by column
+name, so no test can tell such a mutant from the original. Elsewhere a case change is behaviour
+(a dict key, a header value) and stays a survivor.
+
     python bench/mutation_summary.py                            # every mutated file
     python bench/mutation_summary.py sim/billing/pricing.py     # only these files
 """
@@ -34,7 +40,20 @@ LOG_METHODS = frozenset(
 )
 # Verdicts that mean the tests noticed the mutant (a timeout is a mutant that made them hang).
 DETECTED = frozenset({"killed", "timeout", "caught by type check"})
-COLUMNS = ("file", "killed", "survived", "msg-only", "no tests", "other", "total", "killed %")
+COLUMNS = (
+    "file",
+    "killed",
+    "survived",
+    "msg-only",
+    "case-only",
+    "no tests",
+    "other",
+    "total",
+    "killed %",
+)
+# Modules whose string literals are SQL text or sqlite3.Row column names, both matched without
+# regard to case (see the module docstring).
+CASE_BLIND_PREFIX = "sqlite_"
 
 
 class _MessageMask(ast.NodeTransformer):
@@ -86,10 +105,23 @@ def _blank(arg: ast.expr) -> ast.expr:
     return arg
 
 
-def _masked_functions(mutated_file: Path) -> dict[str, str]:
+class _CaseFold(ast.NodeTransformer):
+    """Lower-cases every string literal, so that two functions that differ only in the case of
+    their strings compare equal."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        if isinstance(node.value, str):
+            return ast.Constant(value=node.value.lower())
+        return node
+
+
+def _masked_functions(mutated_file: Path, *, fold_case: bool = False) -> dict[str, str]:
     """Every function of mutmut's generated file (originals and mutants), by name, as a dump of
-    its AST with messages blanked out and its name removed, ready to compare."""
+    its AST with messages blanked out (and, with ``fold_case``, every string lower-cased) and its
+    name removed, ready to compare."""
     tree = _MessageMask().visit(ast.parse(mutated_file.read_text(encoding="utf-8")))
+    if fold_case:
+        tree = _CaseFold().visit(tree)
     dumps: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "__mutmut_" in node.name:
@@ -98,11 +130,14 @@ def _masked_functions(mutated_file: Path) -> dict[str, str]:
     return dumps
 
 
-def _message_only(survivors: list[str], module: str, mutated_file: Path) -> set[str]:
-    """The surviving mutants of one file that change nothing but message text."""
+def _message_only(
+    survivors: list[str], module: str, mutated_file: Path, *, fold_case: bool = False
+) -> set[str]:
+    """The surviving mutants of one file that change nothing but message text (with
+    ``fold_case``: nothing but message text and the case of strings)."""
     if not survivors or not mutated_file.exists():
         return set()
-    dumps = _masked_functions(mutated_file)
+    dumps = _masked_functions(mutated_file, fold_case=fold_case)
     found: set[str] = set()
     for key in survivors:
         function = key.removeprefix(module + ".")
@@ -130,9 +165,16 @@ def summarise(source: Path) -> Counter[str] | None:
         return None
     status = {key: status_by_exit_code[code] for key, code in verdicts.items()}
     survivors = [key for key, s in status.items() if s == "survived"]
-    message_only = _message_only(survivors, _module_name(source), MUTANTS / source)
-    counts: Counter[str] = Counter(total=len(status), survived=len(survivors) - len(message_only))
+    module, mutated = _module_name(source), MUTANTS / source
+    message_only = _message_only(survivors, module, mutated)
+    case_only: set[str] = set()
+    if source.name.startswith(CASE_BLIND_PREFIX):
+        case_only = _message_only(survivors, module, mutated, fold_case=True) - message_only
+    counts: Counter[str] = Counter(
+        total=len(status), survived=len(survivors) - len(message_only) - len(case_only)
+    )
     counts["msg-only"] = len(message_only)
+    counts["case-only"] = len(case_only)
     for s in status.values():
         if s in DETECTED:
             counts["killed"] += 1
@@ -144,8 +186,9 @@ def summarise(source: Path) -> Counter[str] | None:
 
 
 def _row(name: str, counts: Counter[str]) -> str:
-    """One line of the table; message-only survivors are left out of the percentage."""
-    counted = counts["total"] - counts["msg-only"]
+    """One line of the table; message-only and case-only survivors are left out of the
+    percentage."""
+    counted = counts["total"] - counts["msg-only"] - counts["case-only"]
     percent = f"{100 * counts['killed'] / counted:.1f}" if counted else "-"
     cells = [name, *(str(counts[c]) for c in COLUMNS[1:-1]), percent]
     return f"{cells[0]:<34}" + "".join(f"{cell:>10}" for cell in cells[1:])
@@ -174,8 +217,9 @@ def main(argv: list[str]) -> int:
     if len(sources) > 1:
         print(_row("all", total))
     print(
-        "\nkilled: killed + timeout. msg-only: survivors that change only an error or log message,"
-        "\nleft out of killed %. other: not checked yet, suspicious, segfault, skipped."
+        "\nkilled: killed + timeout. msg-only: survivors that change only an error or log message."
+        "\ncase-only: survivors in sqlite_*.py that change only the case of SQL text or Row keys."
+        "\nBoth are left out of killed %. other: not checked yet, suspicious, segfault, skipped."
         "\nSurvivors: .venv/bin/mutmut results; one diff: .venv/bin/mutmut show <name>."
     )
     return 0

@@ -26,9 +26,11 @@ class SQLiteConnection:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
+        # A file is shared in WAL mode and waits up to 10 s for another process's write lock. A
+        # memory database keeps its own journal (SQLite answers "memory" to WAL) and has no other
+        # process to wait for, so the two settings are harmless there and need no branch.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
 
