@@ -4,7 +4,8 @@
   ``request``/``refused``/``request_failed`` per request, ``charge`` per gateway call, one row per
   notification (``topup_succeeded``, ``topup_declined``, ``topup_action_required``,
   ``subscription_renewed``, ...), ``webhook`` per delivery to the handler (``event`` holds its
-  type, ``outcome`` the handler's answer), ``subscription_created``, and the injected faults
+  type, ``outcome`` the handler's answer, or ``unreachable`` when an injected endpoint fault
+  answered instead), ``subscription_created``, and the injected faults
   (``store_fault``, ``cache_flush``; gateway faults are ``transient`` charges).
 - ``users``: one row per user with their set-up and totals.
 - ``summary``: one row for the run, the figures product compares across settings.
@@ -87,6 +88,7 @@ REPORT_SECTIONS: tuple[tuple[str, tuple[ReportLine, ...]], ...] = (
         ReportLine("transient_errors", "charge calls that failed transiently"),
         ReportLine("webhook_duplicates", "duplicate webhook deliveries"),
         ReportLine("webhook_failures", "webhook deliveries that failed"),
+        ReportLine("webhook_unreachable", "deliveries to a down webhook endpoint"),
         ReportLine("cache_flushes", "cache flushes injected"),
         ReportLine("store_faults", "store faults injected"),
     )),
@@ -323,6 +325,7 @@ def summary_frame(
         "webhooks_delivered": len(webhooks),
         "webhook_duplicates": int((webhooks["outcome"] == "duplicate").sum()),
         "webhook_failures": int((webhooks["outcome"] == "failed").sum()),
+        "webhook_unreachable": int((webhooks["outcome"] == "unreachable").sum()),
         "cache_flushes": int((kind == "cache_flush").sum()),
         "store_faults": int((kind == "store_fault").sum()),
     }

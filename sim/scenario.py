@@ -389,6 +389,18 @@ class CrashFaults:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookFaults:
+    """The billing module's webhook endpoint failing as Stripe sees it: a delivery fails with
+    probability ``rate`` (answered 500 before the handler runs), and every delivery fails inside
+    the ``outages`` windows (the endpoint is down: 503). Stripe redelivers each failed one on its
+    own retry schedule (``sim.stripe_emulator``'s ``RETRY_DELAYS``), so the events come late, not
+    never. Separate from store faults, which fail the handler's writes."""
+
+    rate: float = 0.0
+    outages: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Faults:
     """Every fault a scenario can inject."""
 
@@ -396,6 +408,7 @@ class Faults:
     store: StoreFaults
     cache: CacheFaults
     crashes: CrashFaults = CrashFaults(0.0)
+    webhooks: WebhookFaults = WebhookFaults()
 
 
 def _webhooks(t: _Table) -> Webhooks:
@@ -437,8 +450,11 @@ def _faults(t: _Table) -> Faults:
     k = t.table("crashes")
     crashes = CrashFaults(k.take("rate", float, 0.0, low=0, high=1))
     k.done()
+    w = t.table("webhooks")
+    webhooks = WebhookFaults(w.take("rate", float, 0.0, low=0, high=1), w.windows("outages"))
+    w.done()
     t.done()
-    return Faults(gateway, store, cache, crashes)
+    return Faults(gateway, store, cache, crashes, webhooks)
 
 
 @dataclass(frozen=True)

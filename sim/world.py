@@ -183,7 +183,9 @@ class Postman:
 
     One wake-up per due time (stored, so asking twice schedules once); each wake-up delivers
     everything due, reports each answer to the emulator (a non-2xx is redelivered later, as by
-    Stripe) and schedules the next. Nothing is scheduled past ``limit`` (epoch seconds).
+    Stripe) and schedules the next. Nothing is scheduled past ``limit`` (epoch seconds). While
+    ``endpoint_faults`` fails, a delivery never reaches the handler: the endpoint answers 503
+    (``unreachable`` in the event log), as a down or overloaded web server would.
     """
 
     def __init__(
@@ -192,8 +194,10 @@ class Postman:
         emulator: StripeEmulator,
         handler: WebhookHandler | None,
         limit: float,
+        endpoint_faults: FaultSchedule | None = None,
     ) -> None:
         self._world, self._emulator, self._handler, self._limit = world, emulator, handler, limit
+        self._endpoint_faults = endpoint_faults
         self._wakes: set[int] = set()
         #: Event id -> how many deliveries of it the handler applied (not ``duplicate``).
         self.applied: dict[str, int] = {}
@@ -220,14 +224,9 @@ class Postman:
             self._emulator.report_delivery(delivery, status)
         self.wake()
 
-    def _deliver(self, payload: bytes, headers: dict[str, str]) -> int:
+    def _handle(self, payload: bytes, headers: dict[str, str]) -> tuple[str, int]:
+        """The handler's outcome for one delivery, and the HTTP status it answers."""
         assert self._handler is not None
-        event = json.loads(payload)
-        obj = event["data"]["object"]
-        meta = obj.get("metadata") or {}
-        if event["type"].startswith("invoice."):
-            details = (obj.get("parent") or {}).get("subscription_details") or {}
-            meta = details.get("metadata") or {}
         outcome, status = "crashed", 500  # a worker that dies never answers: Stripe retries
         with self._world.operation("webhook"):
             try:
@@ -237,6 +236,20 @@ class Postman:
                 outcome, status = "rejected", 400
             except BillingError:  # a processing failure: answered 500, so Stripe delivers again
                 outcome, status = "failed", 500
+        return outcome, status
+
+    def _deliver(self, payload: bytes, headers: dict[str, str]) -> int:
+        assert self._handler is not None
+        event = json.loads(payload)
+        obj = event["data"]["object"]
+        meta = obj.get("metadata") or {}
+        if event["type"].startswith("invoice."):
+            details = (obj.get("parent") or {}).get("subscription_details") or {}
+            meta = details.get("metadata") or {}
+        if self._endpoint_faults is not None and self._endpoint_faults.fails():
+            outcome, status = "unreachable", 503  # the handler never sees it: Stripe retries
+        else:
+            outcome, status = self._handle(payload, headers)
         if status == 200 and outcome != "duplicate":
             self.applied[event["id"]] = self.applied.get(event["id"], 0) + 1
         attempt = meta.get("attempt")
@@ -314,8 +327,11 @@ class World:
         #: The event log, written as things happen.
         self.events = EventLog(lambda: self.env.now)
         root = np.random.SeedSequence(seed)
-        seqs = root.spawn(8)
+        # One stream per source of randomness; a new source takes the next child (spawning more
+        # children leaves the first ones as they were, so older scenarios keep their events).
+        seqs = root.spawn(9)
         users_seq, latency_seq, gateway_seq, store_seq, cache_seq, vault_seq, stripe_seq = seqs[:7]
+        webhook_seq = seqs[8]
         if crash is None and scenario.faults.crashes.rate:
             crash = CrashPlan(rate=scenario.faults.crashes.rate, rng=np.random.default_rng(seqs[7]))
         #: Where workers die, if anywhere (a scenario's crash rate, or a test's named boundary).
@@ -383,7 +399,10 @@ class World:
             handler = WebhookHandler(
                 billing=self.billing, subscriptions=self.subscriptions, verifier=verifier
             )
-        self.postman = Postman(self, self.emulator, handler, self._until + SETTLE_SECONDS)
+        self.postman = Postman(
+            self, self.emulator, handler, self._until + SETTLE_SECONDS,
+            self._schedule(webhook_seq, faults.webhooks.rate, faults.webhooks.outages),
+        )  # fmt: skip
         self.profiles: list[Profile] = []
         self._user_rngs = [np.random.default_rng(s) for s in users_seq.spawn(scenario.users)]
         self._usage = []

@@ -91,8 +91,8 @@ GOLDEN_SUMMARY = {
     "suspensions": 1, "charge_calls": 2_400, "transient_errors": 38, "credits_used": 98_765_432,
     "credits_bought": 23_450_000, "subscription_invoices": 3, "subscription_credits": 33_000,
     "webhooks_delivered": 2_400, "webhook_duplicates": 4, "webhook_failures": 0,
-    "cache_flushes": 0, "store_faults": 1, "revenue_eur": 23_450.5, "revenue_usd": 12.0,
-    "revenue_jpy": 4_000.0, "user_days": 3_085.0,
+    "webhook_unreachable": 6, "cache_flushes": 0, "store_faults": 1, "revenue_eur": 23_450.5,
+    "revenue_usd": 12.0, "revenue_jpy": 4_000.0, "user_days": 3_085.0,
 }  # fmt: skip
 
 GOLDEN_REPORT = """\
@@ -124,6 +124,7 @@ Failures
   charge calls that failed transiently              38
   duplicate webhook deliveries                       4
   webhook deliveries that failed                     0
+  deliveries to a down webhook endpoint              6
   cache flushes injected                             0
   store faults injected                              1
 
