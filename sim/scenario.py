@@ -29,6 +29,7 @@ from sim.billing import (
     tier_for,
 )
 from sim.gateways import TEST_CARDS
+from sim.stripe_emulator import DECLINE_CODES
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -271,6 +272,9 @@ class Group:
     settings: AutoTopupSettings
     usage: Usage
     subscription: int = 0
+    #: Per-charge declines of the group's cards (decline code, chance per charge), drawn by the
+    #: card's issuer in the emulator on top of what the test card itself does.
+    declines: tuple[tuple[str, float], ...] = ()
 
 
 def _settings(t: _Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
@@ -590,11 +594,24 @@ def _groups(t: _Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
             settings=_settings(g.table("auto_topup"), defaults),
             usage=_usage(g.table("usage")),
             subscription=_subscription(g),
+            declines=_declines(g.table("declines")),
         )
         g.done()
         yield group
     if not math.isclose(total, 1.0):
         raise ScenarioError(t.source, "groups", f"shares must sum to 1, got {total:g}")
+
+
+def _declines(t: _Table) -> tuple[tuple[str, float], ...]:
+    """A per-charge decline law: decline code -> chance, the chances adding up to at most 1."""
+    for code in t.data:
+        if code not in DECLINE_CODES:
+            raise t.error(code, f"unknown decline code; allowed: {', '.join(DECLINE_CODES)}")
+    law = tuple((code, float(t.take(code, float, low=0, high=1))) for code in list(t.data))
+    if sum(rate for _, rate in law) > 1.0 + 1e-9:
+        raise ScenarioError(t.source, t.key, "the chances of declines must add up to at most 1")
+    t.done()
+    return law
 
 
 def _subscription(t: _Table) -> int:

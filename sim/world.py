@@ -437,7 +437,10 @@ class World:
         )  # fmt: skip
         self.billing.create_user(user_id, balance=group.balance)
         customer = self.stripe.ensure_customer(user_id)
-        self.billing.save_payment_method(user_id, customer, self.stripe.attach_card(customer, card))
+        payment_method = self.stripe.attach_card(customer, card)
+        if group.declines:  # the issuer declines this card now and then, per charge
+            self.emulator.set_decline_law(payment_method, dict(group.declines))
+        self.billing.save_payment_method(user_id, customer, payment_method)
         self.billing.update_settings(user_id, s)
         if group.subscription:
             try:

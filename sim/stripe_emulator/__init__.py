@@ -25,6 +25,7 @@ protocol (``now() -> float``), which any clock with that method fits. See
 """
 
 from ._cards import ALIASES as TEST_CARD_ALIASES
+from ._cards import DECLINES
 from ._clock import Clock, ManualClock, SystemClock
 from ._emulator import EmulatorResponse, Snapshot, StripeEmulator
 from ._faults import Fault, Faults
@@ -34,7 +35,11 @@ from ._server import EmulatorServer, serve
 from ._transport import EmulatorHTTPClient, LatencyCallback
 from ._webhooks import Delivery, signature_header
 
+#: The decline codes a per-charge law (``StripeEmulator.set_decline_law``) may draw, sorted.
+DECLINE_CODES: tuple[str, ...] = tuple(sorted(DECLINES))
+
 __all__ = [
+    "DECLINE_CODES",
     "TEST_CARD_ALIASES",
     "Clock",
     "Delivery",

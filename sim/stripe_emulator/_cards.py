@@ -103,6 +103,43 @@ _CARDS = (
 
 CARDS: dict[str, TestCard] = {card.number: card for card in _CARDS}
 
+#: Every decline a test card can give, by its ``decline_code``: what an issuer's per-charge law
+#: (:func:`issuer_decline`) may draw.
+DECLINES: dict[str, Decline] = {
+    card.decline.decline_code: card.decline for card in _CARDS if card.decline is not None
+}
+
+#: A per-charge law: each decline with its chance; the card is charged the rest of the time.
+DeclineLaw = tuple[tuple[Decline, float], ...]
+
+
+def decline_law(rates: dict[str, float]) -> DeclineLaw:
+    """``rates`` (decline code -> chance per charge) checked and made a law.
+
+    Raises ``ValueError`` naming an unknown code (and the known ones), a chance outside [0, 1],
+    or chances that add up to more than 1.
+    """
+    for code, rate in rates.items():
+        if code not in DECLINES:
+            raise ValueError(f"unknown decline code {code!r}; known: {', '.join(sorted(DECLINES))}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"the chance of {code!r} must be in [0, 1], got {rate!r}")
+    if sum(rates.values()) > 1.0 + 1e-9:
+        raise ValueError(f"the chances add up to {sum(rates.values())!r}, more than 1")
+    return tuple((DECLINES[code], rate) for code, rate in rates.items())
+
+
+def issuer_decline(law: DeclineLaw, draw: float) -> Decline | None:
+    """The decline that ``draw`` (uniform in [0, 1)) picks under ``law``, or ``None`` to charge:
+    the codes take consecutive slices of [0, 1) in the law's order."""
+    edge = 0.0
+    for decline, rate in law:
+        edge += rate
+        if draw < edge:
+            return decline
+    return None
+
+
 #: Stripe's ``pm_card_*`` test PaymentMethod aliases and the card number each stands for.
 ALIASES: dict[str, str] = {
     "pm_card_visa": "4242424242424242",

@@ -27,6 +27,7 @@ from . import (
     _subscriptions,
     _test_clocks,
 )
+from ._cards import decline_law
 from ._clock import Clock, SystemClock
 from ._errors import StripeAPIError, invalid_request
 from ._faults import Fault, FaultInjector, Faults
@@ -328,6 +329,28 @@ class StripeEmulator:
         """
         with self._lock:
             return _events.add_operator_endpoint(self._state, url, list(enabled_events))["id"]
+
+    def set_decline_law(self, payment_method_id: str, rates: Mapping[str, float]) -> None:
+        """Make the issuer of card PaymentMethod ``payment_method_id`` decline each charge at
+        random: ``rates`` maps a decline code (``insufficient_funds``, ``expired_card``, ...; the
+        codes of Stripe's declining test cards) to its chance per charge, and the card is charged
+        the rest of the time. An empty ``rates`` clears the law.
+
+        Real issuers decline a good card now and then; Stripe's test cards decline always or
+        never, so consecutive-failure rules are never exercised without this. It applies to a
+        card whose own outcome is success (a declining test card still always declines, a
+        3-D Secure one still asks), draws once per such charge from a seeded stream of its own,
+        and like :meth:`add_webhook_endpoint` is not part of the API. Raises ``ValueError`` for
+        an unknown PaymentMethod or decline code, or chances outside [0, 1] or above 1 in all.
+        """
+        law = decline_law(dict(rates))
+        with self._lock:
+            if payment_method_id not in self._state.card_numbers:
+                raise ValueError(f"no card PaymentMethod {payment_method_id!r}")
+            if law:
+                self._state.issuer_laws[payment_method_id] = law
+            else:
+                self._state.issuer_laws.pop(payment_method_id, None)
 
     # -- state ------------------------------------------------------------------------------------
 

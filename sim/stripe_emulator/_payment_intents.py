@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _currencies
-from ._cards import AUTHENTICATION_REQUIRED
+from ._cards import AUTHENTICATION_REQUIRED, issuer_decline
 from ._charges import new_charge
 from ._errors import StripeAPIError, invalid_request
 from ._params import Params
@@ -262,6 +262,9 @@ def attempt(
         st.emit("payment_intent.requires_action", pi, created=now)
         return None
     decline = AUTHENTICATION_REQUIRED if card.requires_authentication else card.decline
+    law = st.issuer_laws.get(pm["id"]) if decline is None else None
+    if law is not None:  # the issuer decides this charge alone (the card's own outcome is success)
+        decline = issuer_decline(law, st.issuer_rng.random())
     if decline is None:
         charge = new_charge(st, pi, pm, card, now, None)
         pi["latest_charge"] = charge["id"]

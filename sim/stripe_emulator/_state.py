@@ -10,10 +10,12 @@ object to answer with; they read and write the objects of the *current* account
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Callable
 from typing import Any
 
 from ._accounts import Account
+from ._cards import DeclineLaw
 from ._clock import Clock
 from ._errors import invalid_request
 from ._faults import FaultInjector
@@ -54,6 +56,10 @@ class State:
         self.operator_endpoints: dict[str, StripeObject] = {}
         #: Card number behind each PaymentMethod id (never part of an answer, as in Stripe).
         self.card_numbers: dict[str, str] = {}
+        #: Per-charge decline laws set by whoever runs the emulator, by PaymentMethod id, and the
+        #: stream they draw from (one draw per charge of such a card, none for any other card).
+        self.issuer_laws: dict[str, DeclineLaw] = {}
+        self.issuer_rng = random.Random(f"stripe-emulator-issuer:{seed}")
         #: The fixed part of each card PaymentMethod's ``payment_method_details`` on charges,
         #: built once (ids are unique across accounts, so one table serves them all).
         self.charge_details: dict[str, dict[str, Any]] = {}
