@@ -258,6 +258,33 @@ def _usage(t: _Table) -> Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Reactions:
+    """What a group's users do when auto top-up stops for them (paused for 3-D Secure or for a
+    missing card, or suspended after declines): with chance ``fix_card_rate`` a user saves a
+    working card (``fix_card``) ``fix_card_after_hours`` after the notice, as someone who
+    completes authentication or replaces a failing card would. Saving a card lifts the pause or
+    suspension, so their next request tops up again. The rest never come back to their card."""
+
+    fix_card_rate: float = 0.0
+    fix_card_after_hours: Distribution = Distribution("fixed", value=1.0)
+    fix_card: str = "pm_card_visa"
+
+
+def _reactions(t: _Table) -> Reactions:
+    reactions = Reactions(
+        fix_card_rate=t.take("fix_card_rate", float, 0.0, low=0, high=1),
+        fix_card_after_hours=(
+            _distribution(t.table("fix_card_after_hours"))
+            if t.has("fix_card_after_hours")
+            else Reactions().fix_card_after_hours
+        ),
+        fix_card=t.take("fix_card", str, "pm_card_visa", allowed=tuple(TEST_CARDS)),
+    )
+    t.done()
+    return reactions
+
+
+@dataclass(frozen=True, slots=True)
 class Group:
     """A population group: a share of the users with one usage profile, settings and cards.
 
@@ -275,6 +302,7 @@ class Group:
     #: Per-charge declines of the group's cards (decline code, chance per charge), drawn by the
     #: card's issuer in the emulator on top of what the test card itself does.
     declines: tuple[tuple[str, float], ...] = ()
+    reactions: Reactions = Reactions()
 
 
 def _settings(t: _Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
@@ -595,6 +623,7 @@ def _groups(t: _Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
             usage=_usage(g.table("usage")),
             subscription=_subscription(g),
             declines=_declines(g.table("declines")),
+            reactions=_reactions(g.table("reactions")),
         )
         g.done()
         yield group

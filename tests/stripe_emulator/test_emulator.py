@@ -32,6 +32,7 @@ def test_public_api() -> None:
     """The package exports exactly its documented names."""
     assert sorted(api.__all__) == sorted(
         [
+            "DECLINE_CODES",
             "TEST_CARD_ALIASES",
             "Clock",
             "Delivery",
