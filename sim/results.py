@@ -5,8 +5,9 @@
   notification (``topup_succeeded``, ``topup_declined``, ``topup_action_required``,
   ``subscription_renewed``, ...), ``webhook`` per delivery to the handler (``event`` holds its
   type, ``outcome`` the handler's answer, or ``unreachable`` when an injected endpoint fault
-  answered instead), ``subscription_created``, ``card_saved`` (a user's reaction to a stop), and the injected faults
-  (``store_fault``, ``cache_flush``; gateway faults are ``transient`` charges).
+  answered instead), ``subscription_created``, ``card_saved`` (a user's reaction to a stop),
+  and the injected faults (``store_fault``, ``cache_flush``; gateway faults are ``transient``
+  charges).
 - ``users``: one row per user with their set-up and totals.
 - ``summary``: one row for the run, the figures product compares across settings.
 
