@@ -12,13 +12,11 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from sim.billing import (
     CURRENCIES,
@@ -29,12 +27,18 @@ from sim.billing import (
     tier_for,
 )
 from sim.gateways import TEST_CARDS
-from sim.stripe_emulator import DECLINE_CODES
 
-DAY = 86_400.0
-HOUR = 3_600.0
+from .actions import Action, read_actions
+from .tables import (
+    DAY,
+    HOUR,
+    Distribution,
+    ScenarioError,
+    Table,
+    read_declines,
+    read_distribution,
+)
 
-DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "exponential", "choice")
 ARRIVALS = ("poisson", "constant")
 #: Store writes a scenario may fail (``faults.store.operations``): the Store port's methods.
 STORE_OPERATIONS = (
@@ -45,180 +49,7 @@ STORE_OPERATIONS = (
 DEFAULT_STORE_OPERATIONS = ("deduct", "finish_attempt")
 
 
-class ScenarioError(ValueError):
-    """A scenario file or override is invalid: names the file, the key and what is allowed."""
-
-    def __init__(self, source: str, key: str, message: str) -> None:
-        super().__init__(f"{source}: {key}: {message}")
-        self.source = source
-        self.key = key
-
-
-_MISSING: Any = object()
-
-
-class _Table:
-    """A TOML table being read: typed ``take`` calls, then ``done`` refuses what was not read."""
-
-    def __init__(self, data: object, key: str, source: str) -> None:
-        if not isinstance(data, Mapping):
-            raise ScenarioError(source, key or "<top level>", "must be a table")
-        self.data, self.key, self.source = data, key, source
-        self.read: list[str] = []
-
-    def path(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def error(self, name: str, message: str) -> ScenarioError:
-        return ScenarioError(self.source, self.path(name), message)
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def table(self, name: str, default: Mapping[str, Any] | None = None) -> _Table:
-        self.read.append(name)
-        value = self.data.get(name, {} if default is None else default)
-        return _Table(value, self.path(name), self.source)
-
-    def take(
-        self,
-        name: str,
-        kind: type,
-        default: Any = _MISSING,
-        *,
-        allowed: Sequence[Any] | None = None,
-        low: float | None = None,
-        high: float | None = None,
-        below: float | None = None,
-    ) -> Any:
-        """Read one scalar, checking its type, its allowed values and its range."""
-        self.read.append(name)
-        if name not in self.data:
-            if default is _MISSING:
-                raise self.error(name, "is required")
-            return default
-        value = self.data[name]
-        value = _coerce(value, kind)
-        if value is None:
-            raise self.error(name, f"must be {_KIND_NAMES[kind]}, got {self.data[name]!r}")
-        if allowed is not None and value not in allowed:
-            listing = ", ".join(repr(a) for a in allowed)
-            raise self.error(name, f"{value!r} is not allowed; allowed: {listing}")
-        if low is not None and value < low:
-            raise self.error(name, f"must be >= {low}, got {value!r}")
-        if high is not None and value > high:
-            raise self.error(name, f"must be <= {high}, got {value!r}")
-        if below is not None and value >= below:
-            raise self.error(name, f"must be < {below}, got {value!r}")
-        return value
-
-    def numbers(self, name: str, default: Sequence[float] = ()) -> tuple[float, ...]:
-        """Read a list of non-negative numbers."""
-        self.read.append(name)
-        raw = self.data.get(name, list(default))
-        values = [_coerce(v, float) for v in raw] if isinstance(raw, list) else [None]
-        if any(v is None or v < 0 for v in values):
-            raise self.error(name, f"must be a list of numbers >= 0, got {raw!r}")
-        return tuple(float(v) for v in values if v is not None)
-
-    def windows(self, name: str) -> tuple[tuple[float, float], ...]:
-        """Read a list of ``[start_hour, end_hour]`` pairs."""
-        self.read.append(name)
-        raw = self.data.get(name, [])
-        ok = isinstance(raw, list) and all(
-            isinstance(w, list)
-            and len(w) == 2
-            and all(_coerce(x, float) is not None for x in w)
-            and 0 <= float(w[0]) < float(w[1])
-            for w in raw
-        )
-        if not ok:
-            raise self.error(name, f"must be a list of [start_hour, end_hour] pairs, got {raw!r}")
-        return tuple((float(a) * HOUR, float(b) * HOUR) for a, b in raw)
-
-    def done(self) -> None:
-        """Refuse any key that was not read."""
-        for name in self.data:
-            if name not in self.read:
-                allowed = ", ".join(sorted(set(self.read)))
-                raise self.error(name, f"unknown key; allowed here: {allowed}")
-
-
-_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _coerce(value: object, kind: type) -> Any:
-    """``value`` as ``kind`` if it is one (an int counts as a float, a bool as a bool only)."""
-    if isinstance(value, bool):
-        return value if kind is bool else None
-    if kind is float and isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return value if isinstance(value, kind) else None
-
-
 # --------------------------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True, slots=True)
-class Distribution:
-    """A random quantity: ``fixed``, ``uniform``, ``lognormal``, ``exponential`` or ``choice``."""
-
-    dist: str
-    value: float = 0.0
-    low: float = 0.0
-    high: float = 0.0
-    median: float = 0.0
-    sigma: float = 0.0
-    mean: float = 0.0
-    values: tuple[float, ...] = ()
-    weights: tuple[float, ...] = ()
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Draw ``n`` values (a fixed distribution draws nothing, so it consumes no randomness)."""
-        if self.dist == "fixed":
-            return np.full(n, self.value)
-        if self.dist == "uniform":
-            return rng.uniform(self.low, self.high, n)
-        if self.dist == "lognormal":
-            return rng.lognormal(math.log(self.median), self.sigma, n)
-        if self.dist == "exponential":
-            return rng.exponential(self.mean, n)
-        return rng.choice(np.asarray(self.values), n, p=np.asarray(self.weights))
-
-    def expected(self) -> float:
-        """The mean (before any rounding the caller applies)."""
-        if self.dist == "fixed":
-            return self.value
-        if self.dist == "uniform":
-            return (self.low + self.high) / 2
-        if self.dist == "lognormal":
-            return self.median * math.exp(self.sigma**2 / 2)
-        if self.dist == "exponential":
-            return self.mean
-        return float(np.dot(self.values, self.weights))
-
-
-def _distribution(t: _Table) -> Distribution:
-    dist = t.take("dist", str, allowed=DISTRIBUTIONS)
-    out: Distribution
-    if dist == "fixed":
-        out = Distribution(dist, value=t.take("value", float, low=0))
-    elif dist == "uniform":
-        low = t.take("low", float, low=0)
-        out = Distribution(dist, low=low, high=t.take("high", float, low=low))
-    elif dist == "lognormal":
-        out = Distribution(
-            dist, median=t.take("median", float, low=1e-9), sigma=t.take("sigma", float, low=0)
-        )
-    elif dist == "exponential":
-        out = Distribution(dist, mean=t.take("mean", float, low=0))
-    else:
-        values, weights = t.numbers("values"), t.numbers("weights")
-        if not values or len(values) != len(weights) or not math.isclose(sum(weights), 1.0):
-            raise t.error("weights", "needs one weight per value, summing to 1")
-        out = Distribution(dist, values=values, weights=weights)
-    t.done()
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +66,7 @@ class Usage:
     cost: Distribution
 
 
-def _usage(t: _Table) -> Usage:
+def _usage(t: Table) -> Usage:
     arrivals = t.take("arrivals", str, "poisson", allowed=ARRIVALS)
     usage = Usage(
         arrivals=arrivals,
@@ -245,7 +76,7 @@ def _usage(t: _Table) -> Usage:
         bursts_per_day=t.take("bursts_per_day", float, 0.0, low=0),
         burst_minutes=t.take("burst_minutes", float, 30.0, low=0),
         burst_factor=t.take("burst_factor", float, 1.0, low=1),
-        cost=_distribution(t.table("cost")),
+        cost=read_distribution(t.table("cost")),
     )
     if arrivals == "constant":
         for name in ("diurnal_amplitude", "bursts_per_day"):
@@ -270,11 +101,11 @@ class Reactions:
     fix_card: str = "pm_card_visa"
 
 
-def _reactions(t: _Table) -> Reactions:
+def _reactions(t: Table) -> Reactions:
     reactions = Reactions(
         fix_card_rate=t.take("fix_card_rate", float, 0.0, low=0, high=1),
         fix_card_after_hours=(
-            _distribution(t.table("fix_card_after_hours"))
+            read_distribution(t.table("fix_card_after_hours"))
             if t.has("fix_card_after_hours")
             else Reactions().fix_card_after_hours
         ),
@@ -305,7 +136,7 @@ class Group:
     reactions: Reactions = Reactions()
 
 
-def _settings(t: _Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
+def _settings(t: Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
     def pick(name: str, kind: type, **checks: Any) -> Any:
         return t.take(name, kind, defaults[name], **checks)
 
@@ -319,7 +150,7 @@ def _settings(t: _Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
     return settings
 
 
-def _cards(t: _Table) -> tuple[tuple[str, float], ...]:
+def _cards(t: Table) -> tuple[tuple[str, float], ...]:
     t.read += ["card", "cards"]
     if t.has("card") and t.has("cards"):
         raise t.error("cards", "give either card or cards, not both")
@@ -443,7 +274,7 @@ class Faults:
     webhooks: WebhookFaults = WebhookFaults()
 
 
-def _webhooks(t: _Table) -> Webhooks:
+def _webhooks(t: Table) -> Webhooks:
     webhooks = Webhooks(
         enabled=t.take("enabled", bool, True),
         delay_seconds=t.take("delay_seconds", float, 2.0, low=0),
@@ -456,7 +287,7 @@ def _webhooks(t: _Table) -> Webhooks:
     return webhooks
 
 
-def _faults(t: _Table) -> Faults:
+def _faults(t: Table) -> Faults:
     g = t.table("gateway")
     gateway = GatewayFaults(
         rate=g.take("rate", float, 0.0, low=0, high=1),
@@ -508,6 +339,8 @@ class Scenario:
     sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     source: str = "<scenario>"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Timed actions (``[[actions]]``): cards that expire or decline, new cards, new settings.
+    actions: tuple[Action, ...] = ()
 
     @property
     def horizon(self) -> float:
@@ -548,7 +381,7 @@ DEFAULT_SETTINGS = {"enabled": True, "threshold": 1_000, "amount": 10_000, "curr
 
 def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
     """Validate a scenario table (as read from TOML) and build the :class:`Scenario`."""
-    t = _Table(raw, "", source)
+    t = Table(raw, "", source)
     name = t.take("name", str, Path(source).stem)
     description = t.take("description", str, "")
     users = t.take("users", int, low=1)
@@ -572,7 +405,7 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
     )
     b.done()
     p = t.table("payments")
-    payments = Payments(_distribution(p.table("latency", {"dist": "fixed", "value": 2.0})))
+    payments = Payments(read_distribution(p.table("latency", {"dist": "fixed", "value": 2.0})))
     p.done()
     d = t.table("auto_topup")
     defaults = asdict(_settings(d, DEFAULT_SETTINGS))
@@ -580,10 +413,11 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
     faults = _faults(t.table("faults"))
     webhooks = _webhooks(t.table("webhooks"))
     sweep = _sweep(t.table("sweep"))
+    actions = read_actions(t, [g.name for g in groups])
     t.done()
     scenario = Scenario(
         name, description, users, days, start, seed, billing, payments, groups, faults,
-        webhooks, sweep, source, raw,
+        webhooks, sweep, source, raw, actions,
     )  # fmt: skip
     for key, values in sweep.items():
         # Each swept value must be one this scenario accepts: find out now, not mid-sweep.
@@ -592,7 +426,7 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
     return scenario
 
 
-def _start(t: _Table) -> float:
+def _start(t: Table) -> float:
     """The start epoch: an ISO 8601 time with its zone (a local time would differ per machine)."""
     t.read.append("start")
     value = t.data.get("start", "2026-01-01T00:00:00Z")
@@ -606,7 +440,7 @@ def _start(t: _Table) -> float:
     return when.timestamp()
 
 
-def _groups(t: _Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
+def _groups(t: Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
     if not t.data:
         raise ScenarioError(t.source, "groups", "needs at least one group ([groups.<name>])")
     total = 0.0
@@ -622,7 +456,7 @@ def _groups(t: _Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
             settings=_settings(g.table("auto_topup"), defaults),
             usage=_usage(g.table("usage")),
             subscription=_subscription(g),
-            declines=_declines(g.table("declines")),
+            declines=read_declines(g.table("declines")),
             reactions=_reactions(g.table("reactions")),
         )
         g.done()
@@ -631,25 +465,13 @@ def _groups(t: _Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
         raise ScenarioError(t.source, "groups", f"shares must sum to 1, got {total:g}")
 
 
-def _declines(t: _Table) -> tuple[tuple[str, float], ...]:
-    """A per-charge decline law: decline code -> chance, the chances adding up to at most 1."""
-    for code in t.data:
-        if code not in DECLINE_CODES:
-            raise t.error(code, f"unknown decline code; allowed: {', '.join(DECLINE_CODES)}")
-    law = tuple((code, float(t.take(code, float, low=0, high=1))) for code in list(t.data))
-    if sum(rate for _, rate in law) > 1.0 + 1e-9:
-        raise ScenarioError(t.source, t.key, "the chances of declines must add up to at most 1")
-    t.done()
-    return law
-
-
-def _subscription(t: _Table) -> int:
+def _subscription(t: Table) -> int:
     """A tier with a monthly bonus, or 0 for no subscription."""
     allowed = (0, *(c for c in TIER_CREDITS if tier_for(c).subscribable))
     return int(t.take("subscription", int, 0, allowed=allowed))
 
 
-def _sweep(t: _Table) -> dict[str, tuple[Any, ...]]:
+def _sweep(t: Table) -> dict[str, tuple[Any, ...]]:
     grid: dict[str, tuple[Any, ...]] = {}
     for key, values in t.data.items():
         t.read.append(key)

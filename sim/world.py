@@ -59,20 +59,17 @@ from sim.billing.store import FINAL_NOTICES
 from sim.stripe_emulator import Faults as EmulatorFaults
 from sim.stripe_emulator import StripeEmulator
 
+from .actions import Behaviour
 from .backends import OpenBackend
 from .crashes import Boundaries, Crash, CrashPlan
 from .eventlog import EventLog
 from .faults import FaultSchedule, FlakyGateway, FlakyStore
 from .gateways import stripe_test_mode
-from .scenario import DAY, HOUR, Group, Reactions, Scenario
+from .scenario import DAY, HOUR, Group, Scenario
 from .usage import TICKS, request_costs, request_times
 
 #: The notices that end an attempt (one per attempt, matching its final status).
 _FINAL_KINDS = frozenset(kind for kind in FINAL_NOTICES.values() if kind is not None)
-#: Notices after which auto top-up stops for the user until they save a card (``Reactions``).
-_STOPPED_KINDS = frozenset(
-    {"topup_action_required", "topup_payment_method_missing", "topup_suspended"}
-)
 
 #: Each trigger's logged value, looked up once (``Enum.value`` is a slow property on the hot path).
 _TRIGGER_VALUES = {trigger: trigger.value for trigger in Trigger}
@@ -295,7 +292,7 @@ class LogNotifier:
             attempt=None if attempt is None else int(attempt), outcome=detail.get("status"),
             decline_code=detail.get("decline_code"),
         )  # fmt: skip
-        self._world.react(notification.kind, notification.user_id)
+        self._world.behaviour.react(notification.kind, notification.user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,14 +331,9 @@ class World:
         root = np.random.SeedSequence(seed)
         # One stream per source of randomness; a new source takes the next child (spawning more
         # children leaves the first ones as they were, so older scenarios keep their events).
-        seqs = root.spawn(10)
+        seqs = root.spawn(11)
         users_seq, latency_seq, gateway_seq, store_seq, cache_seq, vault_seq, stripe_seq = seqs[:7]
-        webhook_seq, reaction_seq = seqs[8], seqs[9]
-        #: Users' reactions to a stop of their top-ups, drawn in the order the notices come.
-        self._reaction_rng = np.random.default_rng(reaction_seq)
-        #: Per user whose group reacts: the reactions, the Stripe customer; who is fixing now.
-        self._reactions: dict[str, tuple[Reactions, str]] = {}
-        self._fixing: set[str] = set()
+        webhook_seq, reaction_seq, action_seq = seqs[8], seqs[9], seqs[10]
         if crash is None and scenario.faults.crashes.rate:
             crash = CrashPlan(rate=scenario.faults.crashes.rate, rng=np.random.default_rng(seqs[7]))
         #: Where workers die, if anywhere (a scenario's crash rate, or a test's named boundary).
@@ -413,6 +405,11 @@ class World:
             self, self.emulator, handler, self._until + SETTLE_SECONDS,
             self._schedule(webhook_seq, faults.webhooks.rate, faults.webhooks.outages),
         )  # fmt: skip
+        #: What users do besides sending requests: timed actions, reactions to a stop.
+        self.behaviour = Behaviour(
+            self.env, HOUR * TICKS, round(scenario.horizon * TICKS), self.billing, self.store,
+            self.stripe, self.emulator, self.events, (reaction_seq, action_seq),
+        )  # fmt: skip
         self.profiles: list[Profile] = []
         self._user_rngs = [np.random.default_rng(s) for s in users_seq.spawn(scenario.users)]
         self._usage = []
@@ -420,6 +417,7 @@ class World:
             for _ in range(count):
                 self._usage.append(group.usage)
                 self._add_user(group, len(self.profiles))
+        self.behaviour.schedule(scenario.actions, [(p.user_id, p.group) for p in self.profiles])
         self._flaky_store.armed = True
         if crash is not None:
             crash.armed = True
@@ -447,11 +445,10 @@ class World:
         )  # fmt: skip
         self.billing.create_user(user_id, balance=group.balance)
         customer = self.stripe.ensure_customer(user_id)
-        if group.reactions.fix_card_rate:
-            self._reactions[user_id] = (group.reactions, customer)
         payment_method = self.stripe.attach_card(customer, card)
         if group.declines:  # the issuer declines this card now and then, per charge
             self.emulator.set_decline_law(payment_method, dict(group.declines))
+        self.behaviour.add_user(user_id, customer, payment_method, group.reactions)
         self.billing.save_payment_method(user_id, customer, payment_method)
         self.billing.update_settings(user_id, s)
         if group.subscription:
@@ -461,37 +458,6 @@ class World:
             except SubscriptionError:
                 kind = "subscription_failed"
             self.events.add(kind, user_id, credits=group.subscription, currency=s.currency)
-
-    # ------------------------------------------------------------------ users' reactions
-
-    def react(self, kind: str, user_id: str) -> None:
-        """After a notice that stops a user's top-ups, maybe schedule them saving a working card
-        (their group's ``Reactions``); at most one pending fix per user, none past the traffic."""
-        found = self._reactions.get(user_id)
-        if found is None or kind not in _STOPPED_KINDS or user_id in self._fixing:
-            return
-        reactions, customer = found
-        if self._reaction_rng.random() >= reactions.fix_card_rate:
-            return
-        hours = float(reactions.fix_card_after_hours.sample(self._reaction_rng, 1)[0])
-        delay = round(hours * HOUR * TICKS)
-        if self.env.now + delay >= round(self.scenario.horizon * TICKS):
-            return
-        self._fixing.add(user_id)
-        self.env.process(self._fix_card(user_id, customer, reactions.fix_card, delay))
-
-    def _fix_card(
-        self, user_id: str, customer: str, card: str, delay: int
-    ) -> Generator[simpy.Event]:
-        yield self.env.timeout(delay)
-        self._fixing.discard(user_id)
-        try:
-            payment_method = self.stripe.attach_card(customer, card)
-            self.billing.save_payment_method(user_id, customer, payment_method)
-        except BillingError:  # the user saw an error page; they do not try again
-            self.events.add("card_save_failed", user_id, outcome=card)
-            return
-        self.events.add("card_saved", user_id, outcome=card)
 
     # ------------------------------------------------------------------ logging and faults
 
