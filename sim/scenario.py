@@ -54,7 +54,12 @@ DEFAULT_STORE_OPERATIONS = ("deduct", "finish_attempt")
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """How one group of users sends requests and what each request costs (credits)."""
+    """How one group of users sends requests and what each request costs (credits).
+
+    A world gives each user their own copy: the group's law with the user's draws of
+    ``variation`` applied (``requests_per_day`` scaled, ``cost_scale``) and, for constant
+    arrivals with ``random_phase``, their ``phase_seconds``.
+    """
 
     arrivals: str
     requests_per_day: float
@@ -64,6 +69,33 @@ class Usage:
     burst_minutes: float
     burst_factor: float
     cost: Distribution
+    #: Constant arrivals only: each user's first request at a random point of the first
+    #: interval (not all at one interval from the start, in lock-step).
+    random_phase: bool = False
+    #: Constant arrivals: how much earlier than ``k x interval`` this user's requests come.
+    phase_seconds: float = 0.0
+    #: This user's factor on every drawn cost.
+    cost_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Variation:
+    """How a group's users differ: per-user factors, each drawn once from its law (``None``:
+    every user has the group's own value). ``rate`` scales ``requests_per_day``, ``balance``
+    the starting balance, ``cost`` every request's cost."""
+
+    rate: Distribution | None = None
+    balance: Distribution | None = None
+    cost: Distribution | None = None
+
+
+def _variation(t: Table) -> Variation:
+    factors = {
+        name: read_distribution(t.table(name)) if t.has(name) else None
+        for name in ("rate", "balance", "cost")
+    }
+    t.done()
+    return Variation(**factors)
 
 
 def _usage(t: Table) -> Usage:
@@ -77,7 +109,10 @@ def _usage(t: Table) -> Usage:
         burst_minutes=t.take("burst_minutes", float, 30.0, low=0),
         burst_factor=t.take("burst_factor", float, 1.0, low=1),
         cost=read_distribution(t.table("cost")),
+        random_phase=t.take("random_phase", bool, False),
     )
+    if usage.random_phase and arrivals != "constant":
+        raise t.error("random_phase", "applies only to arrivals = 'constant'")
     if arrivals == "constant":
         for name in ("diurnal_amplitude", "bursts_per_day"):
             if t.has(name) and getattr(usage, name):
@@ -134,6 +169,7 @@ class Group:
     #: card's issuer in the emulator on top of what the test card itself does.
     declines: tuple[tuple[str, float], ...] = ()
     reactions: Reactions = Reactions()
+    variation: Variation = Variation()
 
 
 def _settings(t: Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
@@ -176,8 +212,9 @@ class BillingRules:
     cooldown_hours: float
     charge_tries: int
     failures_before_suspension: int
-    attempt_lease_seconds: float = BillingConfig.attempt_lease_seconds
-    retry_backoff_seconds: float = BillingConfig.retry_backoff_seconds
+    attempt_lease_seconds: float
+    retry_backoff_seconds: float
+    idempotency_window_seconds: float
 
     def config(self) -> BillingConfig:
         """The billing module's configuration these rules stand for."""
@@ -187,6 +224,7 @@ class BillingRules:
             failures_before_suspension=self.failures_before_suspension,
             attempt_lease_seconds=self.attempt_lease_seconds,
             retry_backoff_seconds=self.retry_backoff_seconds,
+            idempotency_window_seconds=self.idempotency_window_seconds,
         )
 
 
@@ -402,6 +440,9 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
         retry_backoff_seconds=b.take(
             "retry_backoff_seconds", float, rules.retry_backoff_seconds, low=0
         ),
+        idempotency_window_seconds=b.take(
+            "idempotency_window_seconds", float, rules.idempotency_window_seconds, low=1
+        ),
     )
     b.done()
     p = t.table("payments")
@@ -458,6 +499,7 @@ def _groups(t: Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
             subscription=_subscription(g),
             declines=read_declines(g.table("declines")),
             reactions=_reactions(g.table("reactions")),
+            variation=_variation(g.table("variation")),
         )
         g.done()
         yield group

@@ -9,7 +9,8 @@ Poisson usage is a non-homogeneous Poisson process: a base rate shaped by a diur
 (drawn by thinning, which is exact), plus bursts that multiply the rate by ``burst_factor`` for
 ``burst_minutes``. A burst is the superposition of a second Poisson process over its window, and is
 cut at the chunk's end. Constant usage sends one request every ``86400 / requests_per_day``
-seconds, the first one interval after the start: the case with a closed-form answer.
+seconds, the first one interval after the start (the case with a closed-form answer), or, with
+``random_phase``, ``phase_seconds`` earlier: a user's own offset within the first interval.
 
 Times are whole milliseconds (the world's tick), so simulated time is exact integer arithmetic
 and the event log does not depend on the last bit a platform's ``cos`` returns.
@@ -30,10 +31,12 @@ TICKS = 1000
 def request_times(usage: Usage, rng: np.random.Generator, start: float, end: float) -> np.ndarray:
     """Sorted request times in ``[start, end)`` seconds, as int64 ticks since the start."""
     if usage.arrivals == "constant":
-        interval = DAY / usage.requests_per_day
-        first = max(1, math.ceil(start / interval))
-        k = np.arange(first, math.ceil(end / interval) + 1, dtype=np.float64)
-        times = k * interval
+        if usage.requests_per_day <= 0:  # a user whose rate factor came out 0
+            return np.empty(0, dtype=np.int64)
+        interval, shift = DAY / usage.requests_per_day, usage.phase_seconds
+        first = max(1, math.ceil((start + shift) / interval))
+        k = np.arange(first, math.ceil((end + shift) / interval) + 1, dtype=np.float64)
+        times = k * interval - shift if shift else k * interval
         return np.rint(times[(times >= start) & (times < end)] * TICKS).astype(np.int64)
     rate = usage.requests_per_day / DAY
     times = [_poisson(usage, rng, rate, start, end)]
@@ -63,5 +66,9 @@ def _poisson(
 
 
 def request_costs(usage: Usage, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Credits per request: drawn from the cost distribution, rounded, at least 1."""
-    return np.maximum(np.rint(usage.cost.sample(rng, n)), 1).astype(np.int64)
+    """Credits per request: drawn from the cost distribution, times the user's ``cost_scale``,
+    rounded, at least 1."""
+    drawn = usage.cost.sample(rng, n)
+    if usage.cost_scale != 1.0:
+        drawn = drawn * usage.cost_scale
+    return np.maximum(np.rint(drawn), 1).astype(np.int64)

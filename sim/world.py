@@ -65,7 +65,7 @@ from .crashes import Boundaries, Crash, CrashPlan
 from .eventlog import EventLog
 from .faults import FaultSchedule, FlakyGateway, FlakyStore
 from .gateways import stripe_test_mode
-from .scenario import DAY, HOUR, Group, Scenario
+from .scenario import DAY, HOUR, Group, Scenario, Usage
 from .usage import TICKS, request_costs, request_times
 
 #: The notices that end an attempt (one per attempt, matching its final status).
@@ -295,6 +295,24 @@ class LogNotifier:
         self._world.behaviour.react(notification.kind, notification.user_id)
 
 
+def _own_usage(group: Group, rng: np.random.Generator) -> tuple[Usage, int]:
+    """One user's usage and starting balance: the group's, with the user's draws of its
+    ``variation`` (rate, balance, cost factors, in that order) and of a random phase. Nothing is
+    drawn for what the group does not vary, so other scenarios keep their random streams."""
+    usage, balance, variation = group.usage, group.balance, group.variation
+    if variation.rate is not None:
+        factor = float(variation.rate.sample(rng, 1)[0])
+        usage = replace(usage, requests_per_day=usage.requests_per_day * factor)
+    if variation.balance is not None:
+        balance = round(balance * float(variation.balance.sample(rng, 1)[0]))
+    if variation.cost is not None:
+        usage = replace(usage, cost_scale=float(variation.cost.sample(rng, 1)[0]))
+    if usage.random_phase and usage.requests_per_day > 0:
+        interval = DAY / usage.requests_per_day
+        usage = replace(usage, phase_seconds=float(rng.uniform(0, interval)))
+    return usage, balance
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """One virtual user as set up: who they are and what they were given."""
@@ -415,7 +433,6 @@ class World:
         self._usage = []
         for group, count in zip(scenario.groups, scenario.counts(), strict=True):
             for _ in range(count):
-                self._usage.append(group.usage)
                 self._add_user(group, len(self.profiles))
         self.behaviour.schedule(scenario.actions, [(p.user_id, p.group) for p in self.profiles])
         self._flaky_store.armed = True
@@ -438,12 +455,14 @@ class World:
         card = (
             names[0] if len(names) == 1 else str(rng.choice(names, p=[w for _, w in group.cards]))
         )
+        usage, balance = _own_usage(group, rng)
+        self._usage.append(usage)
         s = group.settings
         self.profiles.append(
-            Profile(user_id, group.name, card, group.balance, s.threshold, s.amount, s.currency,
+            Profile(user_id, group.name, card, balance, s.threshold, s.amount, s.currency,
                     s.enabled, group.subscription)
         )  # fmt: skip
-        self.billing.create_user(user_id, balance=group.balance)
+        self.billing.create_user(user_id, balance=balance)
         customer = self.stripe.ensure_customer(user_id)
         payment_method = self.stripe.attach_card(customer, card)
         if group.declines:  # the issuer declines this card now and then, per charge

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from sim import ScenarioError, load_scenario
+from sim.billing import BillingConfig
 
 from .conftest import SCENARIOS, SHIPPED, one_group, shipped
 
@@ -121,3 +123,24 @@ def test_start_needs_a_time_zone() -> None:
     assert scenario.with_overrides({"start": "2026-01-01T01:00:00+01:00"}).start == 1_767_225_600
     with pytest.raises(ScenarioError, match=r"start: '2026-01-01T00:00:00': allowed: an ISO"):
         scenario.with_overrides({"start": "2026-01-01T00:00:00"})
+
+
+def test_every_billing_setting_is_reachable_from_a_scenario() -> None:
+    """Each ``BillingConfig`` field can be set in ``[billing]`` and reaches the config a world
+    builds (the cooldown in hours); left out, each is ``BillingConfig``'s own default."""
+    names = {f.name for f in fields(BillingConfig)}
+    chosen = {
+        "cooldown_hours": 2.0, "charge_tries": 5, "failures_before_suspension": 4,
+        "attempt_lease_seconds": 120.0, "retry_backoff_seconds": 0.5,
+        "idempotency_window_seconds": 3_600.0,
+    }  # fmt: skip
+    scenario = one_group({"requests_per_day": 1, "cost": {"dist": "fixed", "value": 1}})
+    config = scenario.with_overrides(
+        {f"billing.{k}": v for k, v in chosen.items()}
+    ).billing.config()
+    expected = {("cooldown_seconds" if k == "cooldown_hours" else k): v for k, v in chosen.items()}
+    expected["cooldown_seconds"] = 7_200.0
+    assert set(expected) == names
+    assert {name: getattr(config, name) for name in names} == expected
+    plain = shipped("baseline").with_overrides({"billing": {}}).billing.config()
+    assert plain == BillingConfig()
