@@ -22,7 +22,8 @@ has actions or reactions, so other scenarios keep their events.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+import math
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +130,19 @@ def _settings_change(t: Table) -> tuple[tuple[str, Any], ...]:
     return change
 
 
+#: ``blocked`` for a user who left: later than any run.
+_FOREVER = 2**62
+
+
+@dataclass(slots=True)
+class _Streak:
+    """A user's refusals in a row: since when, how many, and how long they will wait."""
+
+    start: int
+    patience: float
+    refusals: int = 0
+
+
 @dataclass(slots=True)
 class _Card:
     """A user's Stripe customer and the card PaymentMethod saved now."""
@@ -160,14 +174,69 @@ class Behaviour:
         self._cards: dict[str, _Card] = {}
         self._reactions: dict[str, Reactions] = {}
         self._fixing: set[str] = set()
+        #: Users who send nothing until a tick: gave up for the day, or left for good.
+        self.blocked: dict[str, int] = {}
+        self._streaks: dict[str, _Streak] = {}
+        self._request: Callable[[int, str, int, int], None] | None = None
 
     def add_user(
         self, user_id: str, customer: str, payment_method: str, reactions: Reactions
     ) -> None:
         """Remember a user's customer and card, and how they react (if they do)."""
         self._cards[user_id] = _Card(customer, payment_method)
-        if reactions.fix_card_rate:
+        if reactions.fix_card_rate or reactions.on_refusal:
             self._reactions[user_id] = reactions
+
+    def bind(self, request: Callable[[int, str, int, int], None]) -> None:
+        """How to send a request again: ``request(tick, user, cost, tries)``, the world's own."""
+        self._request = request
+
+    # ------------------------------------------------------------------ refused requests
+
+    def refused(self, tick: int, user_id: str, cost: int, tries: int) -> None:
+        """A request of ``user_id`` was refused: they may leave for good (churn), give up for
+        the day, or send it again later, in that order of precedence."""
+        reactions = self._reactions.get(user_id)
+        if reactions is None or not reactions.on_refusal:
+            return
+        rng = self._reaction_rng
+        streak = self._streaks.get(user_id)
+        if streak is None:
+            patience = math.inf
+            if reactions.churn_per_dry_hour:
+                # Leaving at a constant chance p per dry hour: an exponential patience of mean
+                # 1 / -ln(1 - p) hours, drawn afresh per streak (memoryless, so that is exact).
+                hazard = -math.log1p(-reactions.churn_per_dry_hour)
+                patience = float(rng.exponential(1 / hazard)) * self._per_hour
+            streak = self._streaks[user_id] = _Streak(tick, patience)
+        streak.refusals += 1
+        if tick - streak.start >= streak.patience:
+            del self._streaks[user_id]
+            self.blocked[user_id] = _FOREVER
+            self._events.add("churned", user_id)
+            return
+        if reactions.give_up_after and streak.refusals >= reactions.give_up_after:
+            del self._streaks[user_id]
+            day = 24 * self._per_hour
+            self.blocked[user_id] = round((tick // day + 1) * day)
+            self._events.add("gave_up", user_id)
+            return
+        if tries < reactions.retries:
+            seconds = float(reactions.retry_after_seconds.sample(rng, 1)[0])
+            at = tick + round(seconds * self._per_hour / 3_600)
+            if at < self._horizon:
+                self._env.process(self._retry(at, user_id, cost, tries + 1))
+
+    def served(self, user_id: str) -> None:
+        """A request of ``user_id`` was served: their streak of refusals is over."""
+        self._streaks.pop(user_id, None)
+
+    def _retry(self, at: int, user_id: str, cost: int, tries: int) -> Generator[simpy.Event]:
+        yield self._env.timeout(at - self._env.now)
+        if self.blocked.get(user_id, -1) > at:
+            return
+        assert self._request is not None, "Behaviour.bind was not called"
+        self._request(at, user_id, cost, tries)
 
     # ------------------------------------------------------------------ timed actions
 

@@ -35,18 +35,21 @@ class EventLog:
 
     def served(
         self, time: int, user: str, credits: int, balance: int, trigger: str | None,
-        attempt: int | None,
+        attempt: int | None, outcome: str | None = None,
     ) -> None:  # fmt: skip
-        """A request that took its credits (``trigger``: what it did about auto top-up)."""
+        """A request that took its credits (``trigger``: what it did about auto top-up;
+        ``outcome`` is ``retry`` for a refused request sent again)."""
         self.rows.append((time, user, "request", credits, balance, trigger, attempt,
-                          None, None, None, None, None, None))  # fmt: skip
+                          outcome, None, None, None, None, None))  # fmt: skip
 
     def refused(
-        self, time: int, user: str, credits: int, balance: int, attempt: int | None
-    ) -> None:
-        """A request refused for a balance below its cost (``attempt``: the top-up it claimed)."""
+        self, time: int, user: str, credits: int, balance: int, attempt: int | None,
+        outcome: str | None = None,
+    ) -> None:  # fmt: skip
+        """A request refused for a balance below its cost (``attempt``: the top-up it claimed;
+        ``outcome`` as for :meth:`served`)."""
         self.rows.append((time, user, "refused", credits, balance, None, attempt,
-                          None, None, None, None, None, None))  # fmt: skip
+                          outcome, None, None, None, None, None))  # fmt: skip
 
     def failed(self, time: int, user: str, credits: int) -> None:
         """A request that failed (the store was unavailable, or its worker died): nothing taken."""

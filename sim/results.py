@@ -71,6 +71,7 @@ REPORT_SECTIONS: tuple[tuple[str, tuple[ReportLine, ...]], ...] = (
         ReportLine("users_ran_dry", "users who ran dry"),
         ReportLine("dry_per_1000_users", "users who ran dry, per 1,000 users"),
         ReportLine("dry_hours_per_user", "time dry, mean per user", "hours"),
+        ReportLine("users_churned", "users who left after running dry"),
         ReportLine("credits_used", "used by requests", "credits"),
     )),
     ("Top-ups", (
@@ -310,6 +311,7 @@ def summary_frame(
         "users_ran_dry": int((users["refused"] > 0).sum()),
         "dry_per_1000_users": 1000 * float((users["refused"] > 0).mean()),
         "dry_hours_per_user": float(users["dry_seconds"].mean()) / 3600,
+        "users_churned": int((kind == "churned").sum()),
         "topups": int(users["topups"].sum()),
         "topups_per_user_month": float(users["topups"].sum()) / n / (days / 30),
         "failed_topups": int(users["failed_topups"].sum()),

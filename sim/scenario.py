@@ -125,26 +125,49 @@ def _usage(t: Table) -> Usage:
 
 @dataclass(frozen=True, slots=True)
 class Reactions:
-    """What a group's users do when auto top-up stops for them (paused for 3-D Secure or for a
-    missing card, or suspended after declines): with chance ``fix_card_rate`` a user saves a
-    working card (``fix_card``) ``fix_card_after_hours`` after the notice, as someone who
-    completes authentication or replaces a failing card would. Saving a card lifts the pause or
-    suspension, so their next request tops up again. The rest never come back to their card."""
+    """What a group's users do when things go wrong for them.
+
+    When auto top-up stops (paused for 3-D Secure or a missing card, or suspended after
+    declines): with chance ``fix_card_rate`` a user saves a working card (``fix_card``)
+    ``fix_card_after_hours`` after the notice, as someone who completes authentication or
+    replaces a failing card would. Saving a card lifts the pause or suspension.
+
+    When a request is refused (balance too low): it is sent again up to ``retries`` times, each
+    ``retry_after_seconds`` later; after ``give_up_after`` refusals in a row (0: never) the user
+    sends nothing more that day; and while refused, the user leaves for good with chance
+    ``churn_per_dry_hour`` per hour since the first refusal of the streak (a served request
+    ends a streak). Without these a refused request simply vanishes and running dry costs
+    nothing.
+    """
 
     fix_card_rate: float = 0.0
     fix_card_after_hours: Distribution = Distribution("fixed", value=1.0)
     fix_card: str = "pm_card_visa"
+    retries: int = 0
+    retry_after_seconds: Distribution = Distribution("fixed", value=60.0)
+    give_up_after: int = 0
+    churn_per_dry_hour: float = 0.0
+
+    @property
+    def on_refusal(self) -> bool:
+        """Whether a refusal makes these users do anything."""
+        return bool(self.retries or self.give_up_after or self.churn_per_dry_hour)
 
 
 def _reactions(t: Table) -> Reactions:
+    defaults = Reactions()
+
+    def law(name: str) -> Distribution:
+        return read_distribution(t.table(name)) if t.has(name) else getattr(defaults, name)
+
     reactions = Reactions(
         fix_card_rate=t.take("fix_card_rate", float, 0.0, low=0, high=1),
-        fix_card_after_hours=(
-            read_distribution(t.table("fix_card_after_hours"))
-            if t.has("fix_card_after_hours")
-            else Reactions().fix_card_after_hours
-        ),
+        fix_card_after_hours=law("fix_card_after_hours"),
         fix_card=t.take("fix_card", str, "pm_card_visa", allowed=tuple(TEST_CARDS)),
+        retries=t.take("retries", int, 0, low=0),
+        retry_after_seconds=law("retry_after_seconds"),
+        give_up_after=t.take("give_up_after", int, 0, low=0),
+        churn_per_dry_hour=t.take("churn_per_dry_hour", float, 0.0, low=0, below=1),
     )
     t.done()
     return reactions

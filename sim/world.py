@@ -435,6 +435,11 @@ class World:
             for _ in range(count):
                 self._add_user(group, len(self.profiles))
         self.behaviour.schedule(scenario.actions, [(p.user_id, p.group) for p in self.profiles])
+        self._deduct: Callable[[str, int], Any] = self.billing.deduct_credits
+        if crash is not None:
+            self._deduct = self._crashable(self._deduct)
+        self._request = self._requester()
+        self.behaviour.bind(self._request)
         self._flaky_store.armed = True
         if crash is not None:
             crash.armed = True
@@ -519,11 +524,10 @@ class World:
         """Every user's requests, a day at a time, merged into one time-ordered stream.
 
         One process for all users: per request it costs one timeout (none when two requests share
-        a millisecond), no per-user process, no Resource.
+        a millisecond), no per-user process, no Resource. A user whose reactions stopped them
+        (gave up for the day, or left) sends nothing until ``behaviour.blocked`` says so.
         """
-        env, events, deduct = self.env, self.events, self.billing.deduct_credits
-        if self.crash is not None:
-            deduct = self._crashable(deduct)
+        env, request, blocked = self.env, self._request, self.behaviour.blocked
         ids = [p.user_id for p in self.profiles]
         horizon = self.scenario.horizon
         day = 0.0
@@ -532,24 +536,45 @@ class World:
             end = min(day + DAY, horizon)
             times, users, costs = self._batch(day, end)
             for t, u, cost in zip(times.tolist(), users.tolist(), costs.tolist(), strict=True):
+                user = ids[u]
+                if blocked and blocked.get(user, -1) > t:
+                    continue
                 if t > now:
                     yield env.timeout(t - now)
                     now = t
-                user = ids[u]
-                try:
-                    done = deduct(user, cost)
-                except InsufficientCredits as exc:
-                    events.refused(t, user, cost, exc.balance, exc.attempt)
-                except StoreUnavailable:
-                    events.failed(t, user, cost)
-                except _ServedUnanswered as lost:  # its worker died after the deduction
-                    events.served(t, user, cost, lost.balance, None, None)
-                else:
-                    trigger = _TRIGGER_VALUES[done.trigger]
-                    events.served(t, user, cost, done.balance, trigger, done.attempt)
+                request(t, user, cost)
             day = end
             if on_day is not None:
                 on_day(end / DAY)
+
+    def _requester(self) -> Callable[[int, str, int, int], None]:
+        """``request(t, user, cost, tries=0)``: one request of ``user`` at tick ``t``
+        (``tries``: how many times it was refused and sent again), logged; a refusal goes to the
+        user's reactions when a group has any. A closure over what it uses, as it runs once per
+        request."""
+        deduct, events, behaviour = self._deduct, self.events, self.behaviour
+        served, refused, failed = events.served, events.refused, events.failed
+        reacting = any(g.reactions.on_refusal for g in self.scenario.groups)
+
+        def request(t: int, user: str, cost: int, tries: int = 0) -> None:
+            retried = "retry" if tries else None
+            try:
+                done = deduct(user, cost)
+            except InsufficientCredits as exc:
+                refused(t, user, cost, exc.balance, exc.attempt, retried)
+                if reacting:
+                    behaviour.refused(t, user, cost, tries)
+            except StoreUnavailable:
+                failed(t, user, cost)
+            except _ServedUnanswered as lost:  # its worker died after the deduction
+                served(t, user, cost, lost.balance, None, None, retried)
+            else:
+                served(t, user, cost, done.balance, _TRIGGER_VALUES[done.trigger], done.attempt,
+                       retried)  # fmt: skip
+                if reacting:
+                    behaviour.served(user)
+
+        return request
 
     def _crashable(self, deduct: Callable[[str, int], Any]) -> Callable[[str, int], Any]:
         """``deduct`` as a worker that may die: a crash is logged and the request has no answer

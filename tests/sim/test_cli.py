@@ -86,7 +86,7 @@ def test_summary_shows_the_description_when_the_file_sets_the_size(
 GOLDEN_SUMMARY = {
     "scenario": "golden", "seed": 7, "users": 1_234, "days": 2.5, "requests": 1_234_567,
     "refused": 8_901, "request_failures": 1, "users_ran_dry": 12, "dry_per_1000_users": 9.724,
-    "dry_hours_per_user": 1.0, "topups": 2_345, "topups_per_user_month": 22.796,
+    "dry_hours_per_user": 1.0, "users_churned": 3, "topups": 2_345, "topups_per_user_month": 22.796,
     "failed_topups": 17, "declines": 10, "action_required": 5, "topup_errors": 2,
     "suspensions": 1, "charge_calls": 2_400, "transient_errors": 38, "credits_used": 98_765_432,
     "credits_bought": 23_450_000, "subscription_invoices": 3, "subscription_credits": 33_000,
@@ -106,6 +106,7 @@ Requests
   users who ran dry                                 12
   users who ran dry, per 1,000 users             9.724
   time dry, mean per user                            1 hour
+  users who left after running dry                   3
   used by requests                          98,765,432 credits
 
 Top-ups
