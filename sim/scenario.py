@@ -348,11 +348,11 @@ def _webhooks(t: Table) -> Webhooks:
     return webhooks
 
 
-def _faults(t: Table) -> Faults:
+def _faults(t: Table, days: float) -> Faults:
     g = t.table("gateway")
     gateway = GatewayFaults(
         rate=g.take("rate", float, 0.0, low=0, high=1),
-        outages=g.windows("outages"),
+        outages=g.outages(days),
         slow_rate=g.take("slow_rate", float, 0.0, low=0, high=1),
         slow_seconds=g.take("slow_seconds", float, 30.0, low=0),
         lost_response_rate=g.take("lost_response_rate", float, 0.0, low=0, high=1),
@@ -363,22 +363,33 @@ def _faults(t: Table) -> Faults:
     s.read.append("operations")
     if not isinstance(ops, list) or any(op not in STORE_OPERATIONS for op in ops):
         raise s.error("operations", f"{ops!r}; allowed: a list of {', '.join(STORE_OPERATIONS)}")
-    store = StoreFaults(s.take("rate", float, 0.0, low=0, high=1), s.windows("outages"), tuple(ops))
+    store = StoreFaults(s.take("rate", float, 0.0, low=0, high=1), s.outages(days), tuple(ops))
     s.done()
     c = t.table("cache")
     cache = CacheFaults(
         flushes_per_day=c.take("flushes_per_day", float, 0.0, low=0),
-        flush_at=tuple(h * HOUR for h in c.numbers("flush_at_hours")),
+        flush_at=_flush_times(c, days),
     )
     c.done()
     k = t.table("crashes")
     crashes = CrashFaults(k.take("rate", float, 0.0, low=0, high=1))
     k.done()
     w = t.table("webhooks")
-    webhooks = WebhookFaults(w.take("rate", float, 0.0, low=0, high=1), w.windows("outages"))
+    webhooks = WebhookFaults(w.take("rate", float, 0.0, low=0, high=1), w.outages(days))
     w.done()
     t.done()
     return Faults(gateway, store, cache, crashes, webhooks)
+
+
+def _flush_times(t: Table, days: float) -> tuple[float, ...]:
+    """Cache flushes in seconds from the start: ``flush_at_hours`` (from the start) and
+    ``flush_daily_at_hours`` (hours of the day, every day)."""
+    once = t.numbers("flush_at_hours")
+    daily = t.numbers("flush_daily_at_hours")
+    if any(h >= 24 for h in daily):
+        raise t.error("flush_daily_at_hours", f"hours of the day are below 24, got {list(daily)}")
+    every_day = [day * 24 + h for day in range(math.ceil(days)) for h in daily]
+    return tuple(sorted(h * HOUR for h in [*once, *every_day]))
 
 
 @dataclass(frozen=True)
@@ -474,7 +485,7 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
     d = t.table("auto_topup")
     defaults = asdict(_settings(d, DEFAULT_SETTINGS))
     groups = tuple(_groups(t.table("groups"), defaults))
-    faults = _faults(t.table("faults"))
+    faults = _faults(t.table("faults"), days)
     webhooks = _webhooks(t.table("webhooks"))
     sweep = _sweep(t.table("sweep"))
     actions = read_actions(t, [g.name for g in groups])

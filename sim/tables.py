@@ -115,6 +115,19 @@ class Table:
             raise self.error(name, f"must be a list of [start_hour, end_hour] pairs, got {raw!r}")
         return tuple((float(a) * HOUR, float(b) * HOUR) for a, b in raw)
 
+    def outages(self, days: float) -> tuple[tuple[float, float], ...]:
+        """Outage windows in seconds from the start, sorted: ``outages`` (``[start_hour,
+        end_hour]`` pairs from the start) and ``daily_outages`` (pairs of hours of the day, 0 to
+        24, repeated every day of a ``days``-long run: "every night from 03:00 to 04:00")."""
+        once = self.windows("outages")
+        daily = self.windows("daily_outages")
+        if any(end > DAY for _, end in daily):
+            raise self.error("daily_outages", "hours of the day end by 24")
+        repeated = [
+            (day * DAY + a, day * DAY + b) for day in range(math.ceil(days)) for a, b in daily
+        ]
+        return tuple(sorted([*once, *repeated]))
+
     def done(self) -> None:
         """Refuse any key that was not read."""
         for name in self.data:
