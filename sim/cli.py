@@ -1,4 +1,5 @@
-"""The command line: ``python -m sim run <scenario.toml>`` and ``python -m sim sweep <...>``.
+"""The command line: ``python -m sim run <scenario.toml>``, ``python -m sim sweep <...>`` and
+``python -m sim fit-trace <trace>`` (a usage profile fitted to a usage trace, as a scenario table).
 
 ``run`` prints the summary for a reader (``Results.report``: the run's real size, then requests,
 top-ups, failures and money) and writes the frames to ``--out`` (Parquet, and CSV with ``--csv``);
@@ -22,6 +23,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +34,7 @@ from .invariants import InvariantViolation
 from .runner import run
 from .scenario import Scenario, ScenarioError, load_scenario
 from .sweeps import sweep
+from .traces import fit_usage, load_trace
 
 _SWEEP_COLUMNS = (
     "dry_per_1000_users", "topups_per_user_month", "failed_topups", "refused",
@@ -111,13 +114,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="a dask.distributed scheduler (tcp://host:8786) to run the points on instead",
     )
+    fit_cmd = commands.add_parser(
+        "fit-trace", help="fit a usage profile to a usage trace and print it as a scenario table",
+        epilog=EXIT_STATUSES,
+    )  # fmt: skip
+    fit_cmd.add_argument(
+        "trace", type=Path, help="a trace file (CSV or Parquet: user, timestamp, credits)"
+    )
+    fit_cmd.add_argument(
+        "--start", default="2026-01-01T00:00:00Z",
+        help="the run's start, against which timestamps with a zone are placed",
+    )  # fmt: skip
+    fit_cmd.add_argument("--group", default="traced", help="the group name in the printed table")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, return the exit status (see the module doc)."""
     args = _parser().parse_args(argv)
-    if args.verbose:
+    if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     try:
         status = _command(args)
@@ -130,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     """Run the command; turn each error a user can make into one line on stderr and a status."""
     try:
+        if args.command == "fit-trace":
+            return _fit_trace(args)
         scenario = _scenario(args)
         if args.command == "run":
             return _run(scenario, args)
@@ -145,6 +162,27 @@ def _command(args: argparse.Namespace) -> int:
         )
         print(f"Invariants: {len(broken)} did not hold: {rules}", file=sys.stderr)
         return 1
+
+
+def _fit_trace(args: argparse.Namespace) -> int:
+    """Print the usage table :func:`~sim.traces.fit_usage` fits to the trace, ready to paste."""
+    try:
+        start = datetime.fromisoformat(args.start)
+    except ValueError:
+        start = None
+    if start is None or start.tzinfo is None:
+        raise UsageError(
+            f"--start {args.start!r}: give a time with its zone, e.g. 2026-01-01T00:00:00Z"
+        )
+    trace = load_trace(args.trace, start.timestamp())
+    usage = fit_usage(trace)
+    cost = usage.pop("cost")
+    print(f"# fitted to {args.trace}: {len(trace.users):,} users, {trace.requests:,} requests")
+    print(f"[groups.{args.group}.usage]")
+    for key, value in usage.items():
+        print(f"{key} = {value!r}".replace("'", '"'))
+    print(f'cost = {{ dist = "lognormal", median = {cost["median"]}, sigma = {cost["sigma"]} }}')
+    return 0
 
 
 def _stdout_closed() -> int:

@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sim.billing import (
     CURRENCIES,
     THRESHOLDS,
@@ -38,8 +40,9 @@ from .tables import (
     read_declines,
     read_distribution,
 )
+from .traces import load_trace
 
-ARRIVALS = ("poisson", "constant")
+ARRIVALS = ("poisson", "constant", "trace")
 #: Store writes a scenario may fail (``faults.store.operations``): the Store port's methods.
 STORE_OPERATIONS = (
     "deduct", "finish_attempt", "start_charge", "hold_lease", "take_over", "settle_topup", "credit",
@@ -76,6 +79,10 @@ class Usage:
     phase_seconds: float = 0.0
     #: This user's factor on every drawn cost.
     cost_scale: float = 1.0
+    #: ``arrivals = "trace"``: the trace file (resolved), and which of its users this one
+    #: replays (set per user by the world; ``sim.traces``).
+    trace: str = ""
+    trace_user: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +105,27 @@ def _variation(t: Table) -> Variation:
     return Variation(**factors)
 
 
-def _usage(t: Table) -> Usage:
+def _trace_usage(t: Table, start: float) -> Usage:
+    """A usage replayed from a trace file (``sim.traces``), checked now: its mean rate and cost
+    stand in for the profile's (the replay uses the trace itself)."""
+    name = t.take("trace", str)
+    path = Path(t.source).parent / name
+    if not path.is_file():
+        raise t.error("trace", f"no such file: {path}")
+    trace = load_trace(path, start)
+    costs = np.concatenate(trace.credits)
+    span = max(float(np.ptp(np.concatenate(trace.times))) / DAY, 1 / 24)
+    t.done()
+    return Usage(
+        "trace", trace.requests / len(trace.users) / span, 0.0, 14.0, 0.0, 30.0, 1.0,
+        Distribution("fixed", value=float(costs.mean())), trace=trace.path,
+    )  # fmt: skip
+
+
+def _usage(t: Table, start: float) -> Usage:
     arrivals = t.take("arrivals", str, "poisson", allowed=ARRIVALS)
+    if arrivals == "trace":
+        return _trace_usage(t, start)
     usage = Usage(
         arrivals=arrivals,
         requests_per_day=t.take("requests_per_day", float, low=0),
@@ -484,7 +510,7 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
     p.done()
     d = t.table("auto_topup")
     defaults = asdict(_settings(d, DEFAULT_SETTINGS))
-    groups = tuple(_groups(t.table("groups"), defaults))
+    groups = tuple(_groups(t.table("groups"), defaults, start))
     faults = _faults(t.table("faults"), days)
     webhooks = _webhooks(t.table("webhooks"))
     sweep = _sweep(t.table("sweep"))
@@ -515,7 +541,7 @@ def _start(t: Table) -> float:
     return when.timestamp()
 
 
-def _groups(t: Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
+def _groups(t: Table, defaults: Mapping[str, Any], start: float) -> Iterator[Group]:
     if not t.data:
         raise ScenarioError(t.source, "groups", "needs at least one group ([groups.<name>])")
     total = 0.0
@@ -529,12 +555,14 @@ def _groups(t: Table, defaults: Mapping[str, Any]) -> Iterator[Group]:
             balance=g.take("balance", int, low=0),
             cards=_cards(g),
             settings=_settings(g.table("auto_topup"), defaults),
-            usage=_usage(g.table("usage")),
+            usage=_usage(g.table("usage"), start),
             subscription=_subscription(g),
             declines=read_declines(g.table("declines")),
             reactions=_reactions(g.table("reactions")),
             variation=_variation(g.table("variation")),
         )
+        if group.usage.arrivals == "trace" and (group.variation.rate or group.variation.cost):
+            raise g.error("variation", "rate and cost vary drawn usage, not a replayed trace")
         g.done()
         yield group
     if not math.isclose(total, 1.0):

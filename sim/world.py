@@ -66,6 +66,7 @@ from .eventlog import EventLog
 from .faults import FaultSchedule, FlakyGateway, FlakyStore
 from .gateways import stripe_test_mode
 from .scenario import DAY, HOUR, Group, Scenario, Usage
+from .traces import load_trace
 from .usage import TICKS, request_costs, request_times
 
 #: The notices that end an attempt (one per attempt, matching its final status).
@@ -429,6 +430,10 @@ class World:
             self.stripe, self.emulator, self.events, (reaction_seq, action_seq),
         )  # fmt: skip
         self.profiles: list[Profile] = []
+        #: Users who replay a trace: their requests inside the run (ticks, credits); and how
+        #: many users of each group replay one so far (``_replay``).
+        self._replays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._replayed: dict[str, int] = {}
         self._user_rngs = [np.random.default_rng(s) for s in users_seq.spawn(scenario.users)]
         self._usage = []
         for group, count in zip(scenario.groups, scenario.counts(), strict=True):
@@ -461,6 +466,8 @@ class World:
             names[0] if len(names) == 1 else str(rng.choice(names, p=[w for _, w in group.cards]))
         )
         usage, balance = _own_usage(group, rng)
+        if usage.arrivals == "trace":
+            usage = self._replay(usage, index, group.name)
         self._usage.append(usage)
         s = group.settings
         self.profiles.append(
@@ -618,15 +625,34 @@ class World:
             for intent in found.uncredited_charges:
                 add("reconciled", user, outcome="credited", payment_intent=intent)
 
+    def _replay(self, usage: Usage, index: int, group: str) -> Usage:
+        """User ``index`` replays the next user of its group's trace (in turn, ids sorted): its
+        requests inside the run, as ticks and costs, kept for :meth:`_batch`."""
+        trace = load_trace(usage.trace, self.scenario.start)
+        seen = self._replayed.get(group, 0)
+        self._replayed[group] = seen + 1
+        k = seen % len(trace.users)
+        ticks = np.rint(trace.times[k] * TICKS).astype(np.int64)
+        inside = (ticks >= 0) & (ticks < round(self.scenario.horizon * TICKS))
+        self._replays[index] = (ticks[inside], trace.credits[k][inside])
+        return replace(usage, trace_user=k)
+
     def _batch(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All users' requests in ``[start, end)``: times, user indices, costs, in time order
         (ties broken by user index, so the order never depends on anything but the seed)."""
         times, users, costs = [], [], []
         for index, (rng, usage) in enumerate(zip(self._user_rngs, self._usage, strict=True)):
-            t = request_times(usage, rng, start, end)
+            replay = self._replays.get(index) if self._replays else None
+            if replay is not None:
+                ticks, credits = replay
+                lo, hi = np.searchsorted(ticks, [round(start * TICKS), round(end * TICKS)])
+                t, c = ticks[lo:hi], credits[lo:hi]
+            else:
+                t = request_times(usage, rng, start, end)
+                c = request_costs(usage, rng, len(t))
             times.append(t)
             users.append(np.full(len(t), index, dtype=np.int64))
-            costs.append(request_costs(usage, rng, len(t)))
+            costs.append(c)
         all_times = np.concatenate(times)
         order = np.lexsort((np.concatenate(users), all_times))
         return all_times[order], np.concatenate(users)[order], np.concatenate(costs)[order]
