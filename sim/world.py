@@ -11,7 +11,7 @@ schedule.
 
 Payments go to Stripe test mode, offline (``sim.gateways``): the billing module's Stripe gateway
 on a per-run emulator that shares the run's clock. Stripe's webhook deliveries come back through
-:class:`Postman`: it wakes when the emulator says the next delivery (or subscription renewal) is
+:class:`~sim.postman.Postman`: it wakes when the emulator says the next delivery (or subscription renewal) is
 due, hands each delivery to the billing module's real webhook handler, and reports the answer, so
 a failed delivery is retried with Stripe's back-off. Delays, duplicates and reordering are the
 emulator's webhook faults, set from the scenario.
@@ -22,9 +22,7 @@ When the traffic ends every injected fault stops, in-flight top-ups finish and p
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
@@ -34,30 +32,19 @@ import numpy as np
 import simpy
 
 from sim.billing import (
-    BillingError,
     BillingService,
-    ChargeNeedsAuthentication,
-    ChargeRequest,
-    ChargeResult,
-    ChargeSucceeded,
     Clock,
     InsufficientCredits,
-    Notification,
     StoreUnavailable,
     SubscriptionError,
     Subscriptions,
-    TransientGatewayError,
     Trigger,
     Vault,
     WebhookHandler,
-    WebhookPayloadError,
-    WebhookSignatureError,
 )
 from sim.billing.payments import WebhookVerifier
 from sim.billing.reconcile import reconcile_all
-from sim.billing.store import FINAL_NOTICES
 from sim.stripe_emulator import Faults as EmulatorFaults
-from sim.stripe_emulator import StripeEmulator
 
 from .actions import Behaviour
 from .backends import OpenBackend
@@ -65,12 +52,11 @@ from .crashes import Boundaries, Crash, CrashPlan
 from .eventlog import EventLog
 from .faults import FaultSchedule, FlakyGateway, FlakyStore
 from .gateways import stripe_test_mode
+from .observers import LogNotifier, ObservedGateway
+from .postman import Postman
 from .scenario import DAY, HOUR, Group, Scenario, Usage
 from .traces import load_trace
 from .usage import TICKS, request_costs, request_times
-
-#: The notices that end an attempt (one per attempt, matching its final status).
-_FINAL_KINDS = frozenset(kind for kind in FINAL_NOTICES.values() if kind is not None)
 
 #: Each trigger's logged value, looked up once (``Enum.value`` is a slow property on the hot path).
 _TRIGGER_VALUES = {trigger: trigger.value for trigger in Trigger}
@@ -129,171 +115,6 @@ class ProcessRunner:
             return
         with self._operation("topup"):
             task()
-
-
-class ObservedGateway:
-    """Logs every charge call (replays and transient failures too) and wakes the postman, since a
-    charge queues webhook events."""
-
-    def __init__(self, inner: FlakyGateway, world: World) -> None:
-        self._inner, self._world = inner, world
-        #: Idempotency key -> user, for every key ever charged.
-        self.keys: dict[str, str] = {}
-
-    def payment_method_usable(self, customer_id: str, payment_method_id: str) -> bool:
-        """Delegated."""
-        return self._inner.payment_method_usable(customer_id, payment_method_id)
-
-    def charge(self, request: ChargeRequest) -> ChargeResult:
-        """Charge through the inner gateway and log what came back."""
-        user = request.metadata.get("user_id", "")
-        self.keys[request.idempotency_key] = user
-        try:
-            result = self._inner.charge(request)
-        except TransientGatewayError:
-            self._log(request, "transient", None, None)
-            raise
-        finally:
-            self._world.postman.wake()
-        code = None
-        if isinstance(result, ChargeSucceeded):
-            outcome = "succeeded"
-        elif isinstance(result, ChargeNeedsAuthentication):
-            outcome = "requires_action"
-        else:
-            outcome, code = "declined", result.decline_code or result.code
-        self._log(request, outcome, code, result.payment_intent_id)
-        return result
-
-    def _log(
-        self, request: ChargeRequest, outcome: str, code: str | None, intent: str | None
-    ) -> None:
-        meta = request.metadata
-        self._world.events.add(
-            "charge", meta.get("user_id", ""), credits=int(meta.get("credits", 0)),
-            attempt=int(meta.get("attempt", 0)), outcome=outcome, decline_code=code,
-            amount_minor=request.price.amount_minor, currency=request.price.currency,
-            payment_intent=intent,
-        )  # fmt: skip
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-
-class Postman:
-    """Delivers the emulator's webhook events to the billing module's handler when they are due.
-
-    One wake-up per due time (stored, so asking twice schedules once); each wake-up delivers
-    everything due, reports each answer to the emulator (a non-2xx is redelivered later, as by
-    Stripe) and schedules the next. Nothing is scheduled past ``limit`` (epoch seconds). While
-    ``endpoint_faults`` fails, a delivery never reaches the handler: the endpoint answers 503
-    (``unreachable`` in the event log), as a down or overloaded web server would.
-    """
-
-    def __init__(
-        self,
-        world: World,
-        emulator: StripeEmulator,
-        handler: WebhookHandler | None,
-        limit: float,
-        endpoint_faults: FaultSchedule | None = None,
-    ) -> None:
-        self._world, self._emulator, self._handler, self._limit = world, emulator, handler, limit
-        self._endpoint_faults = endpoint_faults
-        self._wakes: set[int] = set()
-        #: Event id -> how many deliveries of it the handler applied (not ``duplicate``).
-        self.applied: dict[str, int] = {}
-
-    def wake(self) -> None:
-        """Schedule a wake-up for the next due delivery or renewal, if there is one in time."""
-        if self._handler is None:
-            return
-        due = self._emulator.next_due()
-        if due is None or due > self._limit:
-            return
-        env, start = self._world.env, self._world.scenario.start
-        tick = max(env.now, math.ceil(round((due - start) * TICKS, 6)))
-        if tick not in self._wakes:
-            self._wakes.add(tick)
-            env.process(self._deliver_at(tick))
-
-    def _deliver_at(self, tick: int) -> Generator[simpy.Event]:
-        yield self._world.env.timeout(tick - self._world.env.now)
-        self._wakes.discard(tick)
-        now = self._world.clock.now()
-        for delivery in self._emulator.due_deliveries(now):
-            status = self._deliver(delivery.payload, delivery.signed_headers(int(now)))
-            self._emulator.report_delivery(delivery, status)
-        self.wake()
-
-    def _handle(self, payload: bytes, headers: dict[str, str]) -> tuple[str, int]:
-        """The handler's outcome for one delivery, and the HTTP status it answers."""
-        assert self._handler is not None
-        outcome, status = "crashed", 500  # a worker that dies never answers: Stripe retries
-        with self._world.operation("webhook"):
-            try:
-                outcome = self._handler.handle(payload, headers["Stripe-Signature"])
-                status = 200
-            except (WebhookSignatureError, WebhookPayloadError):
-                outcome, status = "rejected", 400
-            except BillingError:  # a processing failure: answered 500, so Stripe delivers again
-                outcome, status = "failed", 500
-        return outcome, status
-
-    def _deliver(self, payload: bytes, headers: dict[str, str]) -> int:
-        assert self._handler is not None
-        event = json.loads(payload)
-        obj = event["data"]["object"]
-        meta = obj.get("metadata") or {}
-        if event["type"].startswith("invoice."):
-            details = (obj.get("parent") or {}).get("subscription_details") or {}
-            meta = details.get("metadata") or {}
-        if self._endpoint_faults is not None and self._endpoint_faults.fails():
-            outcome, status = "unreachable", 503  # the handler never sees it: Stripe retries
-        else:
-            outcome, status = self._handle(payload, headers)
-        if status == 200 and outcome != "duplicate":
-            self.applied[event["id"]] = self.applied.get(event["id"], 0) + 1
-        attempt = meta.get("attempt")
-        self._world.events.add(
-            "webhook", meta.get("user_id"), attempt=None if attempt is None else int(attempt),
-            outcome=outcome, payment_intent=obj.get("id"), event=event["type"],
-        )  # fmt: skip
-        return status
-
-
-class LogNotifier:
-    """Logs every notification with the user's balance in the store at that instant."""
-
-    def __init__(self, world: World) -> None:
-        self._world = world
-        #: (user, attempt) -> how many success notifications that top-up produced.
-        self.successes: dict[tuple[str, int], int] = {}
-        #: (user, attempt) -> the final notices that attempt sent, in order.
-        self.finals: dict[tuple[str, int], list[str]] = {}
-        self._seen: set[str] = set()
-
-    def notify(self, notification: Notification) -> None:
-        """Append a row named after the notification's kind."""
-        if notification.notice_id is not None:
-            # A receiver that drops re-sent copies, as the outbox's contract asks.
-            if notification.notice_id in self._seen:
-                return
-            self._seen.add(notification.notice_id)
-        detail = notification.detail
-        attempt = detail.get("attempt")
-        if attempt is not None and notification.kind in _FINAL_KINDS:
-            key = (notification.user_id, int(attempt))
-            self.finals.setdefault(key, []).append(notification.kind)
-            if notification.kind == "topup_succeeded":
-                self.successes[key] = self.successes.get(key, 0) + 1
-        balance = self._world.store.get_user(notification.user_id).balance
-        self._world.events.add(
-            notification.kind, notification.user_id, balance=balance,
-            attempt=None if attempt is None else int(attempt), outcome=detail.get("status"),
-            decline_code=detail.get("decline_code"),
-        )  # fmt: skip
-        self._world.behaviour.react(notification.kind, notification.user_id)
 
 
 def _own_usage(group: Group, rng: np.random.Generator) -> tuple[Usage, int]:
