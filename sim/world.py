@@ -13,8 +13,8 @@ Payments go to Stripe test mode, offline (``sim.gateways``): the billing module'
 on a per-run emulator that shares the run's clock. Stripe's webhook deliveries come back through
 :class:`~sim.postman.Postman`: it wakes when the emulator says the next delivery (or
 subscription renewal) is due, hands each delivery to the billing module's real webhook handler,
-and reports the answer, so a failed delivery is retried with Stripe's back-off. Delays, duplicates and reordering are the
-emulator's webhook faults, set from the scenario.
+and reports the answer, so a failed delivery is retried with Stripe's back-off. Delays,
+duplicates and reordering are the emulator's webhook faults, set from the scenario.
 
 When the traffic ends every injected fault stops, in-flight top-ups finish and pending deliveries
 (retries included) have :data:`SETTLE_SECONDS` to land before the books are checked.
