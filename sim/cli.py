@@ -110,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=-1, help="parallel processes (default -1: one per core)"
     )
     sweep_cmd.add_argument(
+        "--by-group", action="store_true",
+        help="one row per point and group of users too (group 'all': the run-wide row)",
+    )  # fmt: skip
+    sweep_cmd.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         help="a dask.distributed scheduler (tcp://host:8786) to run the points on instead",
@@ -259,6 +263,7 @@ def _sweep(scenario: Scenario, args: argparse.Namespace) -> int:
             progress=True,
             points=points,
             gateway=args.gateway or "direct",
+            by_group=args.by_group,
         )
     except KeyboardInterrupt:
         kept = "nothing is kept (give --out to keep finished points)"
@@ -266,7 +271,7 @@ def _sweep(scenario: Scenario, args: argparse.Namespace) -> int:
             kept = f"finished points are kept in {points}; the same command resumes"
         print(f"python -m sim sweep: interrupted; {kept}", file=sys.stderr)
         return 130
-    columns = [*scenario.sweep, *_SWEEP_COLUMNS]
+    columns = [*scenario.sweep, *(["group"] if args.by_group else []), *_SWEEP_COLUMNS]
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(frame[columns].round(3).to_string(index=False))
     if args.out is not None:

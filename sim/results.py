@@ -10,6 +10,7 @@
   charges).
 - ``users``: one row per user with their set-up and totals.
 - ``summary``: one row for the run, the figures product compares across settings.
+- ``groups``: the same figures per group of users, one row each (``group`` first).
 
 ``Results.report()`` is the summary for a person (what ``python -m sim run`` prints): the run's
 real size in a header, then the figures in sections with plain labels, units and thousands
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -117,13 +118,16 @@ class Results:
     events: pd.DataFrame
     users: pd.DataFrame
     summary: pd.DataFrame
+    #: The summary's figures per group of users: one row per group, ``group`` first.
+    groups: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def write(self, out_dir: str | Path, *, csv: bool = False) -> list[Path]:
-        """Write ``events``, ``users`` and ``summary`` as Parquet (and CSV); return the paths."""
+        """Write ``events``, ``users``, ``summary`` and ``groups`` as Parquet (and CSV); return
+        the paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for name in ("events", "users", "summary"):
+        for name in ("events", "users", "summary", "groups"):
             frame: pd.DataFrame = getattr(self, name)
             path = out / f"{name}.parquet"
             frame.to_parquet(path, index=False)
@@ -287,6 +291,28 @@ def _dry_seconds(events: pd.DataFrame, horizon: float) -> pd.Series:
     return total.add(open_ * horizon, fill_value=0.0)
 
 
+def groups_frame(
+    scenario: Scenario,
+    seed: int,
+    events: pd.DataFrame,
+    users: pd.DataFrame,
+    payments: Sequence[Payment],
+) -> pd.DataFrame:
+    """The summary's figures for each group of users on its own (``group`` first, groups in the
+    scenario's order): the group's users, their events and their payments. Run-wide rows with
+    no user (a cache flush) belong to no group."""
+    rows = []
+    for group in scenario.groups:
+        members = users[users["group"] == group.name]
+        ids = set(members["user"])
+        mine = events[events["user"].isin(ids).fillna(False)]
+        paid = [p for p in payments if p.user_id in ids]
+        row = summary_frame(scenario, seed, mine, members.reset_index(drop=True), paid)
+        row.insert(0, "group", group.name)
+        rows.append(row)
+    return pd.concat(rows, ignore_index=True)
+
+
 def summary_frame(
     scenario: Scenario,
     seed: int,
@@ -313,7 +339,10 @@ def summary_frame(
         "dry_hours_per_user": float(users["dry_seconds"].mean()) / 3600,
         "users_churned": int((kind == "churned").sum()),
         "topups": int(users["topups"].sum()),
-        "topups_per_user_month": float(users["topups"].sum()) / n / (days / 30),
+        # A group with no users (a small run's rounding) has no rate: NaN, not an error.
+        "topups_per_user_month": (
+            float(users["topups"].sum()) / n / (days / 30) if n else float("nan")
+        ),
         "failed_topups": int(users["failed_topups"].sum()),
         "declines": int((kind == "topup_declined").sum()),
         "action_required": int((kind == "topup_action_required").sum()),

@@ -13,7 +13,7 @@ from .backends import Backend, get_backend
 from .crashes import CrashPlan
 from .gateways import payments_made
 from .invariants import InvariantViolation, check_invariants
-from .results import Results, events_frame, summary_frame, users_frame
+from .results import Results, events_frame, groups_frame, summary_frame, users_frame
 from .scenario import Scenario, load_scenario
 from .world import World
 
@@ -71,7 +71,8 @@ def run(
         events = events_frame(world.events.rows)
         users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
         summary = summary_frame(scenario, seed, events, users, payments)
-        return Results(scenario, seed, chosen.name, events, users, summary)
+        groups = groups_frame(scenario, seed, events, users, payments)
+        return Results(scenario, seed, chosen.name, events, users, summary, groups)
     finally:
         opened.close()
 

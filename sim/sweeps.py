@@ -30,6 +30,9 @@ from .backends import Backend
 from .runner import run
 from .scenario import Scenario, load_scenario
 
+#: The ``group`` of a point's run-wide row in a sweep by group.
+ALL_GROUPS = "all"
+
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination of the grid's values, the first key varying slowest."""
@@ -48,6 +51,7 @@ def sweep(
     progress: bool = False,
     points: Path | None = None,
     gateway: str = "direct",
+    by_group: bool = False,
 ) -> pd.DataFrame:
     """Run ``scenario`` at every point of ``grid`` (default: its ``[sweep]`` table).
 
@@ -57,6 +61,8 @@ def sweep(
     ``points`` is a folder that keeps each finished point (see the module doc). ``gateway``
     defaults to ``direct``: a sweep runs many points, and the direct path gives the same events
     as the ``stripe`` library's at two thirds of the cost per top-up (``sim.gateways``).
+    ``by_group`` gives each point one row per group of users too (a ``group`` column: ``all``
+    for the run-wide row, then each group's own figures, as ``Results.groups``).
     """
     folder = points
     if not isinstance(scenario, Scenario):
@@ -89,10 +95,12 @@ def sweep(
                 path.with_suffix(".partial").replace(path)
             summaries[index] = summary
             bar.update()
-    frames = [
-        pd.concat([pd.DataFrame([point]), summary], axis=1)
-        for point, summary in zip(points, summaries, strict=True)
-    ]
+    frames = []
+    for point, summary in zip(points, summaries, strict=True):
+        if not by_group:
+            summary = summary[summary["group"] == ALL_GROUPS].drop(columns="group")
+        rows = pd.DataFrame([point] * len(summary))
+        frames.append(pd.concat([rows, summary.reset_index(drop=True)], axis=1))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -127,8 +135,11 @@ def _indexed_summary(
 
 
 def _summary(scenario: Scenario, seed: int, backend: str | Backend, gateway: str) -> pd.DataFrame:
-    """One point's summary."""
-    return run(scenario, seed=seed, backend=backend, gateway=gateway).summary
+    """One point's summary rows: the run-wide one (``group`` = ``all``), then one per group."""
+    results = run(scenario, seed=seed, backend=backend, gateway=gateway)
+    whole = results.summary.copy()
+    whole.insert(0, "group", ALL_GROUPS)
+    return pd.concat([whole, results.groups], ignore_index=True)
 
 
 @contextmanager

@@ -57,9 +57,10 @@ def test_write_saves_parquet_and_csv(results: Results, tmp_path: Path) -> None:
     """write() stores each frame as Parquet (and CSV on request) that reads back equal."""
     paths = results.write(tmp_path, csv=True)
     assert sorted(p.name for p in paths) == sorted(
-        f"{n}.{ext}" for n in ("events", "users", "summary") for ext in ("parquet", "csv")
+        f"{n}.{ext}" for n in ("events", "users", "summary", "groups") for ext in ("parquet", "csv")
     )
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "users.parquet"), results.users)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "groups.parquet"), results.groups)
 
 
 def test_table_is_one_aligned_line_per_figure(results: Results) -> None:
