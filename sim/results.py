@@ -38,6 +38,7 @@ from sim.billing.pricing import CURRENCY_EXPONENTS
 from .eventlog import COLUMNS, Row
 from .gateways import Payment
 from .scenario import Scenario
+from .stats import INTERVALS, mean_interval, wilson
 from .usage import TICKS
 from .world import Profile
 
@@ -63,7 +64,8 @@ class ReportLine(NamedTuple):
 
 
 #: The printed summary's sections, in order. Every summary column is on one line here or in the
-#: header (``REPORT_HEADER``); a test checks that, so no new figure is silently left out.
+#: header (``REPORT_HEADER``), an interval (``<figure>_ci_low``/``_ci_high``) on its figure's
+#: line; a test checks that, so no new figure is silently left out.
 REPORT_SECTIONS: tuple[tuple[str, tuple[ReportLine, ...]], ...] = (
     ("Requests", (
         ReportLine("requests", "served"),
@@ -177,7 +179,10 @@ class Results:
             for line in group:
                 text = f"  {line.label:<{label_width}}  {shown[line.column]:>{value_width}}"
                 unit = _unit(line.unit, row[line.column])
-                lines.append(f"{text} {unit}" if unit else text)
+                text = f"{text} {unit}" if unit else text
+                if f"{line.column}_ci_low" in row.index:
+                    text += _interval(row[f"{line.column}_ci_low"], row[f"{line.column}_ci_high"])
+                lines.append(text)
         return "\n".join(lines)
 
 
@@ -190,6 +195,13 @@ def _number(value: float, decimals: int | None = None) -> str:
     if isinstance(value, numbers.Integral):  # numpy's integers too
         return f"{int(value):,}"
     return f"{float(value):,.3f}".rstrip("0").rstrip(".")
+
+
+def _interval(low: float, high: float) -> str:
+    """`` (95% CI 1.2 to 3.4)``, or nothing when there is no interval (fewer than 2 users)."""
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    return f"  (95% CI {_number(float(low))} to {_number(float(high))})"
 
 
 def _unit(unit: str, value: float) -> str:
@@ -365,4 +377,23 @@ def summary_frame(
         minor = money.loc[money["currency"] == currency, "amount_minor"].sum()
         row[f"revenue_{currency}"] = float(minor) / 10 ** CURRENCY_EXPONENTS[currency]
     row["user_days"] = n * days
-    return pd.DataFrame([row])
+    return pd.DataFrame([_with_intervals(row, users, days)])
+
+
+def _with_intervals(row: dict[str, object], users: pd.DataFrame, days: float) -> dict[str, object]:
+    """``row`` with each headline figure followed by its 95% interval across users
+    (``<figure>_ci_low``, ``<figure>_ci_high``; ``sim.stats``)."""
+    n = len(users)
+    dry_low, dry_high = wilson(int((users["refused"] > 0).sum()), n)
+    bounds = {
+        "dry_per_1000_users": (1000 * dry_low, 1000 * dry_high),
+        "dry_hours_per_user": mean_interval(users["dry_seconds"].to_numpy(float) / 3600),
+        "topups_per_user_month": mean_interval(users["topups"].to_numpy(float) * 30 / days),
+    }
+    assert bounds.keys() == INTERVALS.keys()
+    out: dict[str, object] = {}
+    for column, value in row.items():
+        out[column] = value
+        if column in bounds:
+            out[f"{column}_ci_low"], out[f"{column}_ci_high"] = bounds[column]
+    return out

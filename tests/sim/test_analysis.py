@@ -174,6 +174,10 @@ def test_timing_summary_gives_percentiles_per_stage() -> None:
     summary = analysis.timing_summary(crossed)
     assert summary.loc["claim", "median_s"] == 0 and summary.loc["charge", "max_s"] == 12
     assert summary.loc["credits land", "crossings"] == 2
+    # Linear interpolation at ranks 0.9 x 2 and 0.95 x 2: 4 + 0.8 x 8 and 4 + 0.9 x 8.
+    assert summary.loc["charge", "p90_s"] == pytest.approx(10.4)
+    assert summary.loc["charge", "p95_s"] == pytest.approx(11.2)
+    assert list(summary.columns) == ["crossings", "median_s", "p90_s", "p95_s", "p99_s", "max_s"]
 
 
 def test_timing_by_bins_crossings_and_counts_refusals() -> None:

@@ -17,6 +17,7 @@ from sim.backends import BackendUnavailable, get_backend
 from sim.cli import main
 from sim.invariants import InvariantViolation
 from sim.results import REPORT_HEADER, REPORT_SECTIONS
+from sim.stats import INTERVALS
 
 from .conftest import SCENARIOS, constant, one_group
 
@@ -163,7 +164,9 @@ def test_report_places_every_summary_column(tmp_path: Path) -> None:
     columns = set(run(one_group(constant(3_600, 10)), backend="memory").summary.columns)
     placed = [line.column for _, lines in REPORT_SECTIONS for line in lines]
     assert len(placed) == len(set(placed))
-    assert columns == {*placed, *REPORT_HEADER}
+    intervals = {f"{c}_{end}" for c in INTERVALS for end in ("ci_low", "ci_high")}
+    assert set(INTERVALS) <= set(placed)
+    assert columns == {*placed, *REPORT_HEADER, *intervals}
 
 
 def test_seed_option_changes_the_run(capsys: pytest.CaptureFixture[str]) -> None:
