@@ -214,10 +214,15 @@ def _quantity(value: float, unit: str) -> str:
     return f"{_number(value)} {_unit(unit, value)}"
 
 
-def events_frame(rows: list[Row]) -> pd.DataFrame:
-    """The event log, with time in seconds from the scenario's start."""
+def events_frame(rows: list[Row], start: float | None = None) -> pd.DataFrame:
+    """The event log, with ``time`` in seconds from the scenario's start and, given the start
+    (epoch seconds), ``timestamp`` beside it: the same instant in UTC, to the millisecond."""
     frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
-    frame["time"] = frame["time"].astype("int64") / TICKS
+    ticks = frame["time"].astype("int64")
+    frame["time"] = ticks / TICKS
+    if start is not None:
+        epoch_ms = round(start * TICKS) + ticks
+        frame.insert(1, "timestamp", pd.to_datetime(epoch_ms, unit="ms", utc=True))
     for column in _INT_COLUMNS:
         frame[column] = frame[column].astype("Int64")
     for column in ("user", "kind", "trigger", "outcome", "decline_code", "currency", "event"):

@@ -68,7 +68,7 @@ def run(
             )
             if violations:
                 raise InvariantViolation(violations)
-        events = events_frame(world.events.rows)
+        events = events_frame(world.events.rows, scenario.start)
         users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
         summary = summary_frame(scenario, seed, events, users, payments)
         groups = groups_frame(scenario, seed, events, users, payments)

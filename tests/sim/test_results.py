@@ -22,8 +22,12 @@ def results() -> Results:
 def test_events_have_the_documented_columns(results: Results) -> None:
     """The event log has one column per field, with nullable integer and string types."""
     events = results.events
-    assert list(events.columns) == list(COLUMNS)
+    assert list(events.columns) == [COLUMNS[0], "timestamp", *COLUMNS[1:]]
     assert events["time"].dtype == "float64" and events["balance"].dtype == "Int64"
+    # The timestamp is the scenario's start plus the time, in UTC.
+    start = pd.Timestamp(results.scenario.start, unit="s", tz="UTC")
+    offsets = (events["timestamp"] - start).dt.total_seconds()
+    assert (offsets - events["time"]).abs().max() < 1e-6
     assert set(events["kind"]) >= {"request", "charge", "topup_succeeded", "topup_declined"}
 
 
