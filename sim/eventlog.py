@@ -43,12 +43,12 @@ class EventLog:
                           outcome, None, None, None, None, None))  # fmt: skip
 
     def refused(
-        self, time: int, user: str, credits: int, balance: int, attempt: int | None,
-        outcome: str | None = None,
+        self, time: int, user: str, credits: int, balance: int, trigger: str | None,
+        attempt: int | None, outcome: str | None = None,
     ) -> None:  # fmt: skip
-        """A request refused for a balance below its cost (``attempt``: the top-up it claimed;
-        ``outcome`` as for :meth:`served`)."""
-        self.rows.append((time, user, "refused", credits, balance, None, attempt,
+        """A request refused for a balance below its cost (``trigger`` and ``attempt``: what it
+        did about auto top-up, as for :meth:`served`; ``outcome`` too)."""
+        self.rows.append((time, user, "refused", credits, balance, trigger, attempt,
                           outcome, None, None, None, None, None))  # fmt: skip
 
     def failed(self, time: int, user: str, credits: int) -> None:

@@ -24,8 +24,8 @@ from sim.billing import (
 
 from .scenario import Scenario
 
-#: ``on_fault(kind, user_id)``: called once per injected failure.
-FaultHook = Callable[[str, str], None]
+#: ``on_fault(kind, user_id, operation)``: called once per injected failure.
+FaultHook = Callable[[str, str, str], None]
 
 
 class FaultSchedule:
@@ -120,7 +120,7 @@ class FlakyStore:
     def _flaky(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def flaky(user_id: str, *args: Any, **kwargs: Any) -> Any:
             if self.armed and self._schedule.fails():
-                self._on_fault("store_fault", user_id)
+                self._on_fault("store_fault", user_id, name)
                 raise StoreUnavailable(f"injected fault: {name} failed")
             return method(user_id, *args, **kwargs)
 

@@ -106,6 +106,6 @@ class LogNotifier:
         self._world.events.add(
             notification.kind, notification.user_id, balance=balance,
             attempt=None if attempt is None else int(attempt), outcome=detail.get("status"),
-            decline_code=detail.get("decline_code"),
+            decline_code=detail.get("decline_code"), payment_intent=detail.get("payment_intent"),
         )  # fmt: skip
         self._world.behaviour.react(notification.kind, notification.user_id)

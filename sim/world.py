@@ -313,8 +313,8 @@ class World:
 
     # ------------------------------------------------------------------ logging and faults
 
-    def _fault(self, kind: str, user_id: str) -> None:
-        self.events.add(kind, user_id)
+    def _fault(self, kind: str, user_id: str, operation: str) -> None:
+        self.events.add(kind, user_id, event=operation)
 
     @contextmanager
     def operation(self, name: str, user_id: str | None = None) -> Iterator[None]:
@@ -389,7 +389,7 @@ class World:
             try:
                 done = deduct(user, cost)
             except InsufficientCredits as exc:
-                refused(t, user, cost, exc.balance, exc.attempt, retried)
+                refused(t, user, cost, exc.balance, exc.trigger, exc.attempt, retried)
                 if reacting:
                     behaviour.refused(t, user, cost, tries)
             except StoreUnavailable:

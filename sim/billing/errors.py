@@ -31,14 +31,22 @@ class InsufficientCredits(BillingError):
     """The request costs more than the balance holds; no credits were taken."""
 
     def __init__(
-        self, user_id: str, requested: int, balance: int, attempt: int | None = None
+        self,
+        user_id: str,
+        requested: int,
+        balance: int,
+        attempt: int | None = None,
+        trigger: str | None = None,
     ) -> None:
         super().__init__(f"user {user_id!r} cannot afford {requested} credits (balance {balance})")
         self.user_id = user_id
         self.requested = requested
         self.balance = balance
-        #: The auto top-up attempt this refused request claimed, if it claimed one.
+        #: The auto top-up attempt this refused request claimed (or took over), if any.
         self.attempt = attempt
+        #: What the refused request did about auto top-up (a ``Trigger`` value: ``claimed``,
+        #: ``cooling``, ...), as a served request's ``Deduction.trigger`` says.
+        self.trigger = trigger
 
 
 class InvalidAmount(BillingError, ValueError):

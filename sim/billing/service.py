@@ -279,7 +279,9 @@ class BillingService:
         _check_credits(credits)
         done = self._take(user_id, credits)
         if done.refused:
-            raise InsufficientCredits(user_id, credits, done.balance, attempt=done.attempt)
+            raise InsufficientCredits(
+                user_id, credits, done.balance, attempt=done.attempt, trigger=done.trigger.value
+            )
         return Deduction(user_id, credits, done.balance, done.trigger, done.attempt)
 
     def _take(self, user_id: str, credits: int) -> Deducted:
@@ -553,7 +555,9 @@ class BillingService:
         )  # fmt: skip
         # The credit is the fact the user is told about: the settlement that credits queues the
         # notice in the same transaction.
-        detail = {"status": "succeeded"} | ({} if attempt is None else {"attempt": attempt})
+        detail = {"status": "succeeded", "payment_intent": payment_intent_id} | (
+            {} if attempt is None else {"attempt": attempt}
+        )
         notice = _notice(user_id, "topup_succeeded", payment_intent_id, detail)
         settled = self.store.settle_topup(user_id, seq, outcome, self.clock.now(), notice)
         self._publish(user_id, settled.snapshot)

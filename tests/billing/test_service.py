@@ -200,15 +200,19 @@ def test_refused_request_claims_when_cooldown_ends(
     tasks: QueueRunner,
     clock: ManualClock,
 ) -> None:
-    """After a declined top-up, the first request past the cooldown claims, even if refused."""
+    """After a declined top-up, a refused request inside the cooldown says ``cooling``; the
+    first one past it claims, even if refused, and says ``claimed``."""
     gateway.queue("declined:insufficient_funds")
     add_user(balance=1_200)
     billing.deduct_credits("u1", 1_000)  # 200: claim 1, declined
     tasks.run_pending()
+    with pytest.raises(InsufficientCredits) as cooling:
+        billing.deduct_credits("u1", 500)
+    assert (cooling.value.attempt, cooling.value.trigger) == (None, "cooling")
     clock.advance(HOUR)
     with pytest.raises(InsufficientCredits) as caught:
         billing.deduct_credits("u1", 500)
-    assert caught.value.attempt == 2
+    assert (caught.value.attempt, caught.value.trigger) == (2, "claimed")
     tasks.run_pending()
     assert billing.balance("u1") == 10_200
 
@@ -995,16 +999,23 @@ def test_finished_attempt_is_stamped_cached_and_its_notice_outboxed(
 def test_settlement_notice_names_status_and_attempt(
     billing: BillingService, add_user: AddUser, tasks: QueueRunner, notifier: RecordingNotifier
 ) -> None:
-    """The success notice says succeeded and which attempt; a payment outside any attempt
-    (no ``attempt`` in its metadata) says only succeeded."""
+    """The success notice says succeeded, which PaymentIntent and which attempt; a payment
+    outside any attempt (no ``attempt`` in its metadata) says no attempt."""
     add_user(balance=1_200)
     billing.deduct_credits("u1", 300)
     tasks.run_pending()
     paid = {"user_id": "u1", "credits": "10000", "purpose": "auto_topup"}
     assert billing.settle_payment("u1", "pi_by_hand", Money(1_000, "eur"), paid)
     assert [(n.notice_id, dict(n.detail)) for n in notifier.sent] == [
-        (notifier.sent[0].notice_id, {"status": "succeeded", "attempt": "1"}),
-        ("topup_succeeded:u1:pi_by_hand", {"status": "succeeded"}),
+        (
+            notifier.sent[0].notice_id,
+            {
+                "status": "succeeded",
+                "payment_intent": notifier.sent[0].notice_id.split(":")[2],
+                "attempt": "1",
+            },
+        ),
+        ("topup_succeeded:u1:pi_by_hand", {"status": "succeeded", "payment_intent": "pi_by_hand"}),
     ]
 
 

@@ -13,7 +13,7 @@ def test_rows_hold_each_named_column_in_its_place() -> None:
     clock = [5]
     log = EventLog(lambda: clock[0])
     log.served(1, "u1", 30, 970, "claimed", 1)
-    log.refused(2, "u2", 50, 40, None)
+    log.refused(2, "u2", 50, 40, "claimed", 2)
     log.failed(3, "u3", 7)
     clock[0] = 9
     log.add("charge", "u1", credits=10_000, attempt=1, outcome="succeeded", amount_minor=1_000,
@@ -24,7 +24,8 @@ def test_rows_hold_each_named_column_in_its_place() -> None:
     assert filled == [
         {"time": 1, "user": "u1", "kind": "request", "credits": 30, "balance": 970,
          "trigger": "claimed", "attempt": 1},
-        {"time": 2, "user": "u2", "kind": "refused", "credits": 50, "balance": 40},
+        {"time": 2, "user": "u2", "kind": "refused", "credits": 50, "balance": 40,
+         "trigger": "claimed", "attempt": 2},
         {"time": 3, "user": "u3", "kind": "request_failed", "credits": 7},
         {"time": 9, "user": "u1", "kind": "charge", "credits": 10_000, "attempt": 1,
          "outcome": "succeeded", "amount_minor": 1_000, "currency": "eur",

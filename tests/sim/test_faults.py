@@ -62,8 +62,9 @@ def test_flaky_gateway_raises_transient_errors() -> None:
 
 
 def test_flaky_store_fails_only_armed_and_chosen_operations() -> None:
-    """Only listed writes fail, only once armed; everything else reaches the inner store."""
-    faults: list[tuple[str, str]] = []
+    """Only listed writes fail, only once armed; everything else reaches the inner store. The
+    fault is reported with the operation that failed."""
+    faults: list[tuple[str, str, str]] = []
     store = FlakyStore(SQLiteStore(), _schedule(1.0), ["credit"], lambda *f: faults.append(f))
     store.create_user("u1", b"k", None, START)
     assert store.credit("u1", 5, "grant", "opening", START)
@@ -72,4 +73,4 @@ def test_flaky_store_fails_only_armed_and_chosen_operations() -> None:
         store.credit("u1", 5, "grant", "again", START)
     store.deduct("u1", 2, START, ClaimPolicy(3_600.0, 300.0), lambda *a: b"")
     assert store.ledger_sum("u1") == 3 and store.user_ids() == ["u1"]
-    assert faults == [("store_fault", "u1")]
+    assert faults == [("store_fault", "u1", "credit")]

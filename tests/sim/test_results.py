@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim import Results, run
+from sim import Results, parse_scenario, run
 from sim.eventlog import COLUMNS
 
 from .conftest import constant, one_group, shipped
@@ -72,3 +72,29 @@ def test_table_is_one_aligned_line_per_figure(results: Results) -> None:
     lines = results.table().splitlines()
     assert len(lines) == len(results.summary.columns)
     assert lines[0].split() == ["scenario", "card_failures"]
+
+
+def test_rows_say_what_they_are_about() -> None:
+    """A refused request says what it did about auto top-up (``trigger``), a credited top-up
+    names its PaymentIntent (the one its charge row names), and a store fault names the
+    operation that failed (``event``)."""
+    raw = {
+        "name": "about", "users": 3, "days": 1, "seed": 4,
+        "billing": {"cooldown_hours": 1.0},
+        "payments": {"latency": {"dist": "fixed", "value": 1.0}},
+        "auto_topup": {"threshold": 1000, "amount": 1000},
+        "groups": {"g": {"share": 1.0, "balance": 1_500, "usage": {
+            "arrivals": "constant", "requests_per_day": 1_440,
+            "cost": {"dist": "fixed", "value": 100}}}},
+        "faults": {"store": {"outages": [[5, 6]]}},
+    }  # fmt: skip
+    events = run(parse_scenario(raw, "t.toml"), seed=4, backend="memory", gateway="direct").events
+    refused = events[events["kind"] == "refused"]
+    assert set(refused["trigger"].dropna()) == {"claimed", "cooling"}
+    assert (refused["attempt"].notna() == (refused["trigger"] == "claimed")).all()
+    credited = events[events["kind"] == "topup_succeeded"]
+    charges = events[(events["kind"] == "charge") & (events["outcome"] == "succeeded")]
+    assert credited["payment_intent"].notna().all()
+    assert set(credited["payment_intent"]) == set(charges["payment_intent"])
+    faults = events[events["kind"] == "store_fault"]
+    assert len(faults) > 0 and set(faults["event"]) == {"deduct"}
