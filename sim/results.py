@@ -82,7 +82,7 @@ REPORT_SECTIONS: tuple[tuple[str, tuple[ReportLine, ...]], ...] = (
         ReportLine("topups_per_user_month", "succeeded, per user per 30 days"),
         ReportLine("charge_calls", "charge calls to Stripe, retries included"),
         ReportLine("subscription_invoices", "subscription invoices paid"),
-        ReportLine("webhooks_delivered", "webhook deliveries"),
+        ReportLine("webhook_deliveries", "webhook deliveries, every try"),
     )),
     ("Failures", (
         ReportLine("failed_topups", "failed top-ups, every cause"),
@@ -268,7 +268,7 @@ def users_frame(
     users["request_failures"] = count("request_failed")
     users["dry_seconds"] = _dry_seconds(events, horizon).reindex(users.index, fill_value=0.0)
     first_dry = events[kind == "refused"].groupby("user")["time"].min()
-    users["first_dry_at"] = first_dry.reindex(users.index)
+    users["first_dry_at_s"] = first_dry.reindex(users.index)
     users["topups"] = count("topup_succeeded")
     users["failed_topups"] = count(*_FAILED)
     users["suspensions"] = count("topup_suspended")
@@ -371,7 +371,7 @@ def summary_frame(
         "credits_bought": int(users["credits_bought"].sum()),
         "subscription_invoices": int((money["kind"] == "subscription").sum()),
         "subscription_credits": int(users["subscription_credits"].sum()),
-        "webhooks_delivered": len(webhooks),
+        "webhook_deliveries": len(webhooks),
         "webhook_duplicates": int((webhooks["outcome"] == "duplicate").sum()),
         "webhook_failures": int((webhooks["outcome"] == "failed").sum()),
         "webhook_unreachable": int((webhooks["outcome"] == "unreachable").sum()),

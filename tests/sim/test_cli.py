@@ -91,7 +91,7 @@ GOLDEN_SUMMARY = {
     "failed_topups": 17, "declines": 10, "action_required": 5, "topup_errors": 2,
     "suspensions": 1, "charge_calls": 2_400, "transient_errors": 38, "credits_used": 98_765_432,
     "credits_bought": 23_450_000, "subscription_invoices": 3, "subscription_credits": 33_000,
-    "webhooks_delivered": 2_400, "webhook_duplicates": 4, "webhook_failures": 0,
+    "webhook_deliveries": 2_400, "webhook_duplicates": 4, "webhook_failures": 0,
     "webhook_unreachable": 6, "cache_flushes": 0, "store_faults": 1, "revenue_eur": 23_450.5,
     "revenue_usd": 12.0, "revenue_jpy": 4_000.0, "user_days": 3_085.0,
 }  # fmt: skip
@@ -115,7 +115,7 @@ Top-ups
   succeeded, per user per 30 days               22.796
   charge calls to Stripe, retries included       2,400
   subscription invoices paid                         3
-  webhook deliveries                             2,400
+  webhook deliveries, every try                  2,400
 
 Failures
   failed top-ups, every cause                       17

@@ -16,7 +16,7 @@ from .conftest import SCENARIOS, shipped
 ADDITIVE = (
     "users", "requests", "refused", "request_failures", "users_ran_dry", "topups",
     "failed_topups", "declines", "charge_calls", "credits_used", "credits_bought",
-    "webhooks_delivered", "revenue_eur",
+    "webhook_deliveries", "revenue_eur",
 )  # fmt: skip
 
 

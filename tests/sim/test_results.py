@@ -53,7 +53,7 @@ def test_dry_time_runs_from_refusal_to_the_next_top_up() -> None:
     scenario = one_group(constant(60, 100), days=1 / 24, balance=1_000,
                          card="pm_card_chargeDeclined")  # fmt: skip
     users = run(scenario, backend="memory").users
-    assert users.loc[0, "first_dry_at"] == 660
+    assert users.loc[0, "first_dry_at_s"] == 660
     assert users.loc[0, "dry_seconds"] == 3600 - 660
 
 

@@ -93,7 +93,7 @@ def test_cooldown_longer_than_a_top_up_runs_dry_as_calculated() -> None:
     assert credited == [600, 4200, 7800]
     user = results.users.iloc[0]
     assert user["dry_seconds"] == (4200 - 1860) + (7800 - 4860) + (10800 - 8460)
-    assert user["first_dry_at"] == 1860
+    assert user["first_dry_at_s"] == 1860
 
 
 def test_requests_run_in_time_order_across_users() -> None:
