@@ -22,7 +22,7 @@ Terms used throughout:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -614,82 +614,3 @@ def plot_bars(values: pd.Series, ax: Axes, *, title: str, xlabel: str, ylabel: s
 
 
 # ------------------------------------------------------------------------- threshold review
-
-
-def review_table(grid: pd.DataFrame, currency: str) -> pd.DataFrame:
-    """A sweep's summaries as product reads them: one row per grid point, rates per month.
-
-    The grid's dotted columns keep their last part (``auto_topup.threshold`` -> ``threshold``).
-    Failed charges and revenue are per 1,000 users per month, so populations and run lengths of
-    any size compare; revenue is in major units of ``currency``.
-    """
-    keys = [c for c in grid.columns if "." in c]
-    out = grid[keys].rename(columns={k: k.rsplit(".", 1)[1] for k in keys})
-    per_1000_month = 1000 / grid["users"] / (grid["days"] / 30)
-    out["dry_per_1000_users"] = grid["dry_per_1000_users"]
-    out["dry_hours_per_user"] = grid["dry_hours_per_user"]
-    out["topups_per_user_month"] = grid["topups_per_user_month"]
-    out["failed_per_1000_month"] = grid["failed_topups"] * per_1000_month
-    out["revenue_per_1000_month"] = grid[f"revenue_{currency}"] * per_1000_month
-    return out
-
-
-def pivot(table: pd.DataFrame, value: str, rows: str = "threshold", columns: str = "amount"
-          ) -> pd.DataFrame:  # fmt: skip
-    """``value`` laid out ``rows`` x ``columns`` (each pair must occur once: filter first)."""
-    return table.pivot(index=rows, columns=columns, values=value)
-
-
-def plot_heatmap(grid: pd.DataFrame, ax: Axes, *, title: str, label: str, fmt: str = "{:,.0f}"
-                 ) -> Axes:  # fmt: skip
-    """Draw a pivot as a heat map with each cell's value written in it and a labelled colour bar."""
-    values = grid.to_numpy(dtype="float64")
-    image = ax.imshow(values, cmap="viridis", aspect="auto", origin="lower")
-    ax.figure.colorbar(image, ax=ax, label=label)
-    ax.set_xticks(range(grid.shape[1]), [f"{c:,}" for c in grid.columns])
-    ax.set_yticks(range(grid.shape[0]), [f"{r:,}" for r in grid.index])
-    ax.set_xlabel(f"{grid.columns.name} (credits)")
-    ax.set_ylabel(f"{grid.index.name} (credits)")
-    ax.set_title(title)
-    middle = np.nanmean(values) if np.isfinite(values).any() else 0.0
-    for (i, j), v in np.ndenumerate(values):
-        _ = ax.text(j, i, fmt.format(v), ha="center", va="center",
-                    color="black" if v > middle else "white")  # fmt: skip
-    return ax
-
-
-def recommend(
-    table: pd.DataFrame,
-    by: str,
-    settings: Sequence[str] = ("threshold", "amount"),
-    max_topups_per_month: float = 4.0,
-) -> pd.DataFrame:
-    """The best settings per value of ``by`` (a user segment), with the reason in plain words.
-
-    The rule, in order: fewest users running dry; then fewest failed charges; then at most
-    ``max_topups_per_month`` top-ups (about one a week: each is a card fee and an email) and,
-    among those, the smallest amount (the least money asked at once), then the lowest threshold.
-    Settings that top up more often rank after those, fewest top-ups first.
-    """
-    topups = table["topups_per_user_month"]
-    ranked = table.assign(_too_often=topups.where(topups > max_topups_per_month, 0.0))
-    ties = ["amount", *(s for s in settings if s != "amount")]
-    order = ["dry_per_1000_users", "failed_per_1000_month", "_too_often", *ties]
-    best = ranked.sort_values([by, *order], kind="stable").groupby(by, sort=False).head(1)
-    described = [_describe(row, settings) for _, row in best.iterrows()]
-    columns = [*settings, "dry_per_1000_users", "failed_per_1000_month", "topups_per_user_month",
-               "revenue_per_1000_month"]  # fmt: skip
-    return best.set_index(by)[columns].assign(recommendation=described)
-
-
-def _describe(row: pd.Series, settings: Sequence[str]) -> str:
-    names: Mapping[str, str] = {
-        "threshold": "top up below {:,.0f} credits",
-        "amount": "buy {:,.0f} credits",
-        "cooldown_hours": "wait {:g} h between charges",
-    }
-    chosen = ", ".join(names[s].format(row[s]) for s in settings if s in names)
-    return (
-        f"{chosen}: {row['dry_per_1000_users']:.0f} in 1,000 users ran dry, "
-        f"{row['topups_per_user_month']:.1f} top-ups a month each"
-    )

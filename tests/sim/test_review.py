@@ -1,0 +1,141 @@
+"""The threshold review (``sim.review``): the review table, its heat maps, and a recommendation
+that states its rule, says when its constraints were not met and which choices are tied."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from sim.review import Rule, pivot, plot_heatmap, recommend, review_table
+
+GRID = pd.DataFrame(
+    {"auto_topup.threshold": [500, 500, 2000, 2000], "auto_topup.amount": [1000, 10000] * 2,
+     "users": 100, "days": 15.0, "dry_per_1000_users": [200.0, 50.0, 50.0, 50.0],
+     "dry_per_1000_users_ci_low": [150.0, 30.0, 30.0, 30.0],
+     "dry_per_1000_users_ci_high": [250.0, 70.0, 70.0, 70.0],
+     "dry_hours_per_user": 0.5, "topups_per_user_month": [9.0, 1.0, 1.0, 1.0],
+     "failed_topups": [4, 2, 1, 1], "revenue_eur": [30.0, 40.0, 40.0, 40.0]}
+)  # fmt: skip
+
+
+def _options(**columns: list[float]) -> pd.DataFrame:
+    """A segment's review table: four settings, threshold x amount."""
+    base = {
+        "segment": "all", "threshold": [500, 500, 2000, 2000], "amount": [1000, 10000] * 2,
+        "topups_per_user_month": [2.0] * 4, "failed_per_1000_month": [0.0] * 4,
+        "revenue_per_1000_month": [100.0] * 4, "users": 400,
+    }  # fmt: skip
+    return pd.DataFrame(base | columns)
+
+
+def test_review_table_renames_grid_keys_and_rates_per_thousand_per_month() -> None:
+    """Half a month of 100 users: 4 failures are 80 per 1,000 users per month; the intervals
+    and the number of users come along."""
+    table = review_table(GRID, currency="eur")
+    assert list(table.columns[:2]) == ["threshold", "amount"]
+    assert table["failed_per_1000_month"].tolist() == [80, 40, 20, 20]
+    assert table.loc[0, "revenue_per_1000_month"] == 600
+    assert table["dry_per_1000_users_ci_high"].tolist() == [250, 70, 70, 70]
+    assert table["users"].tolist() == [100] * 4
+
+
+def test_pivot_lays_a_value_out_threshold_by_amount() -> None:
+    """Rows are thresholds, columns amounts."""
+    grid = pivot(review_table(GRID, "eur"), "dry_per_1000_users")
+    assert grid.loc[500, 1000] == 200 and grid.shape == (2, 2)
+
+
+def test_plot_heatmap_writes_each_value_in_its_cell() -> None:
+    """One text per cell, axis labels in credits, a colour bar with its label."""
+    fig = Figure()
+    ax = fig.subplots()
+    grid = pivot(review_table(GRID, "eur"), "dry_per_1000_users")
+    plot_heatmap(grid, ax, title="Runs dry", label="per 1,000 users")
+    assert sorted(t.get_text() for t in ax.texts) == ["200", "50", "50", "50"]
+    assert ax.get_xlabel() == "amount (credits)" and len(fig.axes) == 2
+
+
+def test_a_clear_winner_is_chosen_with_its_margin() -> None:
+    """Intervals apart: the lowest objective wins, tied with nothing, and beats the next
+    setting by the difference."""
+    options = _options(
+        dry_per_1000_users=[10.0, 100.0, 120.0, 200.0],
+        dry_per_1000_users_ci_low=[5.0, 80.0, 100.0, 170.0],
+        dry_per_1000_users_ci_high=[15.0, 120.0, 140.0, 230.0],
+    )
+    best = recommend(options, by="segment").loc["all"]
+    assert (best["threshold"], best["amount"], best["tied"], best["margin"]) == (500, 1000, 0, 90)
+    assert best["constraints_met"]
+    assert best["recommendation"] == (
+        "top up below 500 credits, buy 1,000 credits: 10 dry per 1000 users (95% CI 5 to 15), "
+        "2.0 top-ups a month each, from 400 users. Beats the next setting by 90."
+    )
+
+
+def test_settings_within_the_intervals_are_tied_and_the_smallest_amount_wins() -> None:
+    """The best (30 at 2,000/10,000) overlaps 35 at 500/10,000 and 40 at 2,000/1,000: three tied
+    settings; the rule takes the smallest amount among them, then the lowest threshold."""
+    options = _options(
+        dry_per_1000_users=[90.0, 35.0, 40.0, 30.0],
+        dry_per_1000_users_ci_low=[80.0, 25.0, 28.0, 20.0],
+        dry_per_1000_users_ci_high=[100.0, 45.0, 52.0, 40.0],
+    )
+    best = recommend(options, by="segment").loc["all"]
+    assert (best["threshold"], best["amount"]) == (2000, 1000)
+    assert best["tied"] == 2
+    assert best["tied_with"] == (
+        "top up below 500 credits, buy 10,000 credits; "
+        "top up below 2,000 credits, buy 10,000 credits"
+    )
+    assert best["margin"] == 50  # 90 at 500/1,000 is the best outside the tie
+    assert "Tied within the 95% intervals with 2 other setting(s)" in best["recommendation"]
+
+
+def test_when_no_setting_meets_the_limits_the_closest_is_shown_and_says_so() -> None:
+    """Every setting tops up more than 4 times a month: none is feasible; the one that
+    exceeds the limit least (5 a month) is shown, marked as not meeting the limits."""
+    options = _options(
+        dry_per_1000_users=[0.0, 10.0, 5.0, 20.0], topups_per_user_month=[9.0, 5.0, 6.0, 5.0]
+    )
+    best = recommend(options, by="segment").loc["all"]
+    assert not best["constraints_met"]
+    assert (best["threshold"], best["amount"]) == (500, 10000)  # 5 a month, then fewer dry
+    assert math.isnan(best["margin"])
+    assert (
+        "No setting meets the limits (at most 4 top-ups per user per month)"
+        in (best["recommendation"])
+    )
+
+
+def test_a_failed_charge_limit_is_a_constraint_too() -> None:
+    """With at most 10 failed charges per 1,000 users a month, the otherwise best setting
+    (20 failures) is passed over."""
+    options = _options(
+        dry_per_1000_users=[10.0, 50.0, 60.0, 70.0], failed_per_1000_month=[20.0, 5.0, 5.0, 5.0]
+    )
+    rule = Rule(max_failed_per_1000_month=10)
+    best = recommend(options, by="segment", rule=rule).loc["all"]
+    assert (best["threshold"], best["amount"], best["constraints_met"]) == (500, 10000, True)
+    assert "at most 10 failed charges per 1,000 users a month" in rule.text()
+
+
+def test_the_rule_states_itself() -> None:
+    """The rule in words names its objective, its limits and how ties are broken."""
+    text = Rule().text()
+    assert text.startswith("Minimise dry per 1000 users, subject to at most 4 top-ups")
+    assert "95% intervals overlap" in text and "smallest amount wins" in text
+
+
+def test_one_row_per_segment_in_their_order() -> None:
+    """Segments keep the table's order."""
+    table = pd.concat([
+        _options(dry_per_1000_users=[1.0, 2.0, 3.0, 4.0]).assign(segment="light"),
+        _options(dry_per_1000_users=[4.0, 3.0, 2.0, 1.0]).assign(segment="heavy"),
+    ])  # fmt: skip
+    best = recommend(table, by="segment")
+    assert best.index.tolist() == ["light", "heavy"]
+    assert best.loc["heavy", "threshold"] == 2000 and best.loc["light", "threshold"] == 500
+    assert best.loc["light", "users"] == pytest.approx(400)
