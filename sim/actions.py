@@ -256,21 +256,34 @@ class Behaviour:
 
     def _act(self, action: Action, user_id: str, tick: int) -> Generator[simpy.Event]:
         yield self._env.timeout(tick - self._env.now)
+        self._logged(("action", "action_failed"), user_id, action.do,
+                     lambda: self._do(action, user_id))  # fmt: skip
+
+    def _do(self, action: Action, user_id: str) -> None:
         card = self._cards[user_id]
+        if action.do == "card_expires":
+            self._emulator.set_decline_law(card.payment_method, {"expired_card": 1.0})
+        elif action.do == "card_declines":
+            self._emulator.set_decline_law(card.payment_method, dict(action.declines))
+        elif action.do == "replace_card":
+            self._save_card(user_id, action.card)
+        else:
+            settings = self._store.get_user(user_id).settings
+            self._billing.update_settings(user_id, replace(settings, **dict(action.settings)))
+
+    def _logged(
+        self, kinds: tuple[str, str], user_id: str, outcome: str, do: Callable[[], None]
+    ) -> None:
+        """Do what a user does through the product and log it as ``kinds[0]``, or as
+        ``kinds[1]`` when the billing refused it (the user saw an error page and does not try
+        again)."""
+        done, failed = kinds
         try:
-            if action.do == "card_expires":
-                self._emulator.set_decline_law(card.payment_method, {"expired_card": 1.0})
-            elif action.do == "card_declines":
-                self._emulator.set_decline_law(card.payment_method, dict(action.declines))
-            elif action.do == "replace_card":
-                self._save_card(user_id, action.card)
-            else:
-                settings = self._store.get_user(user_id).settings
-                self._billing.update_settings(user_id, replace(settings, **dict(action.settings)))
+            do()
         except BillingError:
-            self._events.add("action_failed", user_id, outcome=action.do)
+            self._events.add(failed, user_id, outcome=outcome)
             return
-        self._events.add("action", user_id, outcome=action.do)
+        self._events.add(done, user_id, outcome=outcome)
 
     def _save_card(self, user_id: str, card_name: str) -> None:
         card = self._cards[user_id]
@@ -284,7 +297,9 @@ class Behaviour:
         """After a notice that stops a user's top-ups, maybe schedule them saving a working card
         (their group's ``Reactions``); at most one pending fix per user, none past the traffic."""
         reactions = self._reactions.get(user_id)
-        if reactions is None or kind not in STOPPED_KINDS or user_id in self._fixing:
+        if reactions is None or not reactions.fix_card_rate:
+            return
+        if kind not in STOPPED_KINDS or user_id in self._fixing:
             return
         rng = self._reaction_rng
         if rng.random() >= reactions.fix_card_rate:
@@ -299,9 +314,5 @@ class Behaviour:
     def _fix_card(self, user_id: str, card_name: str, delay: int) -> Generator[simpy.Event]:
         yield self._env.timeout(delay)
         self._fixing.discard(user_id)
-        try:
-            self._save_card(user_id, card_name)
-        except BillingError:  # the user saw an error page; they do not try again
-            self._events.add("card_save_failed", user_id, outcome=card_name)
-            return
-        self._events.add("card_saved", user_id, outcome=card_name)
+        self._logged(("card_saved", "card_save_failed"), user_id, card_name,
+                     lambda: self._save_card(user_id, card_name))  # fmt: skip

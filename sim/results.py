@@ -395,7 +395,7 @@ def _with_intervals(row: dict[str, object], users: pd.DataFrame, days: float) ->
         "dry_hours_per_user": mean_interval(users["dry_seconds"].to_numpy(float) / 3600),
         "topups_per_user_month": mean_interval(users["topups"].to_numpy(float) * 30 / days),
     }
-    assert bounds.keys() == INTERVALS.keys()
+    assert tuple(bounds) == INTERVALS
     out: dict[str, object] = {}
     for column, value in row.items():
         out[column] = value

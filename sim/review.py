@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-#: Headline figures whose interval a review table carries (``<figure>_ci_low``/``_ci_high``).
-_WITH_INTERVALS = ("dry_per_1000_users", "dry_hours_per_user", "topups_per_user_month")
+from .stats import INTERVALS
 
 
 def review_table(grid: pd.DataFrame, currency: str) -> pd.DataFrame:
@@ -34,7 +33,7 @@ def review_table(grid: pd.DataFrame, currency: str) -> pd.DataFrame:
     keys = [c for c in grid.columns if "." in c]
     out = grid[keys].rename(columns={k: k.rsplit(".", 1)[1] for k in keys})
     per_1000_month = 1000 / grid["users"] / (grid["days"] / 30)
-    for figure in _WITH_INTERVALS:
+    for figure in INTERVALS:
         out[figure] = grid[figure]
         for end in ("ci_low", "ci_high"):
             if f"{figure}_{end}" in grid.columns:

@@ -37,6 +37,7 @@ from .tables import (
     Distribution,
     ScenarioError,
     Table,
+    day_starts,
     read_declines,
     read_distribution,
 )
@@ -79,10 +80,8 @@ class Usage:
     phase_seconds: float = 0.0
     #: This user's factor on every drawn cost.
     cost_scale: float = 1.0
-    #: ``arrivals = "trace"``: the trace file (resolved), and which of its users this one
-    #: replays (set per user by the world; ``sim.traces``).
+    #: ``arrivals = "trace"``: the trace file (resolved; ``sim.traces``).
     trace: str = ""
-    trace_user: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +112,10 @@ def _trace_usage(t: Table, start: float) -> Usage:
     if not path.is_file():
         raise t.error("trace", f"no such file: {path}")
     trace = load_trace(path, start)
-    costs = np.concatenate(trace.credits)
-    span = max(float(np.ptp(np.concatenate(trace.times))) / DAY, 1 / 24)
     t.done()
     return Usage(
-        "trace", trace.requests / len(trace.users) / span, 0.0, 14.0, 0.0, 30.0, 1.0,
-        Distribution("fixed", value=float(costs.mean())), trace=trace.path,
+        "trace", trace.requests_per_user_day, 0.0, 14.0, 0.0, 30.0, 1.0,
+        Distribution("fixed", value=float(np.concatenate(trace.credits).mean())), trace=trace.path,
     )  # fmt: skip
 
 
@@ -414,8 +411,8 @@ def _flush_times(t: Table, days: float) -> tuple[float, ...]:
     daily = t.numbers("flush_daily_at_hours")
     if any(h >= 24 for h in daily):
         raise t.error("flush_daily_at_hours", f"hours of the day are below 24, got {list(daily)}")
-    every_day = [day * 24 + h for day in range(math.ceil(days)) for h in daily]
-    return tuple(sorted(h * HOUR for h in [*once, *every_day]))
+    every_day = [day + h * HOUR for day in day_starts(days) for h in daily]
+    return tuple(sorted([*(h * HOUR for h in once), *every_day]))
 
 
 @dataclass(frozen=True)

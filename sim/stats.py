@@ -25,12 +25,8 @@ import numpy as np
 #: The normal quantile of a two-sided 95% interval.
 Z95 = 1.959963984540054
 
-#: The summary figures that carry an interval, and what kind of estimate each is.
-INTERVALS = {
-    "dry_per_1000_users": "share",
-    "dry_hours_per_user": "mean",
-    "topups_per_user_month": "mean",
-}
+#: The summary figures that carry an interval (a share of users first, then two means per user).
+INTERVALS = ("dry_per_1000_users", "dry_hours_per_user", "topups_per_user_month")
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:

@@ -123,9 +123,7 @@ class Table:
         daily = self.windows("daily_outages")
         if any(end > DAY for _, end in daily):
             raise self.error("daily_outages", "hours of the day end by 24")
-        repeated = [
-            (day * DAY + a, day * DAY + b) for day in range(math.ceil(days)) for a, b in daily
-        ]
+        repeated = [(day + a, day + b) for day in day_starts(days) for a, b in daily]
         return tuple(sorted([*once, *repeated]))
 
     def done(self) -> None:
@@ -134,6 +132,12 @@ class Table:
             if name not in self.read:
                 allowed = ", ".join(sorted(set(self.read)))
                 raise self.error(name, f"unknown key; allowed here: {allowed}")
+
+
+def day_starts(days: float) -> list[float]:
+    """The start of each day a ``days``-long run reaches into, in seconds from its start: what a
+    daily schedule repeats over (a run of 2.5 days reaches into its third day)."""
+    return [day * DAY for day in range(math.ceil(days))]
 
 
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}

@@ -51,6 +51,14 @@ class Trace:
         """Requests in the trace, all users."""
         return sum(len(t) for t in self.times)
 
+    @property
+    def requests_per_user_day(self) -> float:
+        """The mean rate of one user: requests per user over the days the trace spans (an hour
+        at the least)."""
+        times = np.concatenate(self.times)
+        span_days = max(float(times.max() - times.min()) / DAY, 1 / 24)
+        return self.requests / len(self.users) / span_days
+
 
 def load_trace(path: str | Path, start: float) -> Trace:
     """Read and check a trace (see the module docstring); ``start`` is the run's start epoch,
@@ -131,7 +139,6 @@ def fit_usage(trace: Trace) -> dict[str, Any]:
     not fitted."""
     times = np.concatenate(trace.times)
     costs = np.concatenate(trace.credits).astype(np.float64)
-    span_days = max((times.max() - times.min()) / DAY, 1 / 24)
     angle = 2 * np.pi * (times % DAY) / DAY
     a, b = float(np.cos(angle).mean()), float(np.sin(angle).mean())
     # For a density 1 + A cos(angle - peak), the mean of cos(angle - peak) is A / 2.
@@ -140,7 +147,7 @@ def fit_usage(trace: Trace) -> dict[str, Any]:
     logs = np.log(costs)
     return {
         "arrivals": "poisson",
-        "requests_per_day": round(float(len(times) / len(trace.users) / span_days), 3),
+        "requests_per_day": round(trace.requests_per_user_day, 3),
         "diurnal_amplitude": round(amplitude, 3),
         "peak_hour": round(peak_hour, 2),
         "cost": {

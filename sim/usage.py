@@ -36,7 +36,7 @@ def request_times(usage: Usage, rng: np.random.Generator, start: float, end: flo
         interval, shift = DAY / usage.requests_per_day, usage.phase_seconds
         first = max(1, math.ceil((start + shift) / interval))
         k = np.arange(first, math.ceil((end + shift) / interval) + 1, dtype=np.float64)
-        times = k * interval - shift if shift else k * interval
+        times = k * interval - shift
         return np.rint(times[(times >= start) & (times < end)] * TICKS).astype(np.int64)
     rate = usage.requests_per_day / DAY
     times = [_poisson(usage, rng, rate, start, end)]
@@ -68,7 +68,5 @@ def _poisson(
 def request_costs(usage: Usage, rng: np.random.Generator, n: int) -> np.ndarray:
     """Credits per request: drawn from the cost distribution, times the user's ``cost_scale``,
     rounded, at least 1."""
-    drawn = usage.cost.sample(rng, n)
-    if usage.cost_scale != 1.0:
-        drawn = drawn * usage.cost_scale
+    drawn = usage.cost.sample(rng, n) * usage.cost_scale
     return np.maximum(np.rint(drawn), 1).astype(np.int64)

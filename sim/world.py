@@ -55,7 +55,7 @@ from .gateways import stripe_test_mode
 from .observers import LogNotifier, ObservedGateway
 from .postman import Postman
 from .scenario import DAY, HOUR, Group, Scenario, Usage
-from .traces import load_trace
+from .traces import Trace, load_trace
 from .usage import TICKS, request_costs, request_times
 
 #: Each trigger's logged value, looked up once (``Enum.value`` is a slow property on the hot path).
@@ -255,6 +255,7 @@ class World:
         #: many users of each group replay one so far (``_replay``).
         self._replays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._replayed: dict[str, int] = {}
+        self._traces: dict[str, Trace] = {}
         self._user_rngs = [np.random.default_rng(s) for s in users_seq.spawn(scenario.users)]
         self._usage = []
         for group, count in zip(scenario.groups, scenario.counts(), strict=True):
@@ -288,7 +289,7 @@ class World:
         )
         usage, balance = _own_usage(group, rng)
         if usage.arrivals == "trace":
-            usage = self._replay(usage, index, group.name)
+            self._replay(usage, index, group.name)
         self._usage.append(usage)
         s = group.settings
         self.profiles.append(
@@ -446,17 +447,19 @@ class World:
             for intent in found.uncredited_charges:
                 add("reconciled", user, outcome="credited", payment_intent=intent)
 
-    def _replay(self, usage: Usage, index: int, group: str) -> Usage:
+    def _replay(self, usage: Usage, index: int, group: str) -> None:
         """User ``index`` replays the next user of its group's trace (in turn, ids sorted): its
-        requests inside the run, as ticks and costs, kept for :meth:`_batch`."""
-        trace = load_trace(usage.trace, self.scenario.start)
+        requests inside the run, as ticks and costs, kept for :meth:`_batch`. The trace is read
+        once per world, not once per user."""
+        trace = self._traces.get(usage.trace)
+        if trace is None:
+            trace = self._traces[usage.trace] = load_trace(usage.trace, self.scenario.start)
         seen = self._replayed.get(group, 0)
         self._replayed[group] = seen + 1
         k = seen % len(trace.users)
         ticks = np.rint(trace.times[k] * TICKS).astype(np.int64)
         inside = (ticks >= 0) & (ticks < round(self.scenario.horizon * TICKS))
         self._replays[index] = (ticks[inside], trace.credits[k][inside])
-        return replace(usage, trace_user=k)
 
     def _batch(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All users' requests in ``[start, end)``: times, user indices, costs, in time order

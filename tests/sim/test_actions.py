@@ -142,3 +142,20 @@ def test_actions_must_be_an_array_of_tables() -> None:
     raw["actions"] = 3
     with pytest.raises(ScenarioError, match="actions: must be an array of tables"):
         parse_scenario(raw, "t.toml")
+
+
+def test_an_action_the_billing_refuses_is_logged_as_failed() -> None:
+    """With every Stripe answer lost, enabling auto top-up cannot check the card and saving a
+    new card cannot attach it: both actions are ``action_failed`` rows, and nothing changes."""
+    raw = _scenario([
+        {"do": "settings", "at_hours": 0.5, "auto_topup": {"enabled": True}},
+        {"do": "replace_card", "at_hours": 1, "card": "pm_card_visa"},
+    ])  # fmt: skip
+    raw["auto_topup"]["enabled"] = False
+    raw["faults"] = {"gateway": {"lost_response_rate": 1.0}}
+    events = _events(raw)
+    acted = events[events["kind"].str.startswith("action")]
+    assert acted[["time", "kind", "outcome"]].values.tolist() == [
+        [0.5 * HOUR, "action_failed", "settings"], [HOUR, "action_failed", "replace_card"],
+    ]  # fmt: skip
+    assert (events["kind"] == "charge").sum() == 0
