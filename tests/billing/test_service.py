@@ -209,6 +209,7 @@ def test_refused_request_claims_when_cooldown_ends(
     with pytest.raises(InsufficientCredits) as cooling:
         billing.deduct_credits("u1", 500)
     assert (cooling.value.attempt, cooling.value.trigger) == (None, "cooling")
+    assert str(cooling.value) == "user 'u1' cannot afford 500 credits (balance 200)"
     clock.advance(HOUR)
     with pytest.raises(InsufficientCredits) as caught:
         billing.deduct_credits("u1", 500)
