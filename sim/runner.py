@@ -55,7 +55,7 @@ def run(
 
             with _fewer_collections():
                 world.run(on_day)
-        payments = payments_made(world.stripe)
+        payments = payments_made(world.emulator)
         if check:
             violations = check_invariants(
                 world.billing,

@@ -49,6 +49,7 @@ from sim.stripe_emulator import Faults as EmulatorFaults
 from .actions import Behaviour
 from .backends import OpenBackend
 from .crashes import Boundaries, Crash, CrashPlan
+from .environment import Environment
 from .eventlog import EventLog
 from .faults import FaultSchedule, FlakyGateway, FlakyStore
 from .gateways import stripe_test_mode
@@ -164,7 +165,7 @@ class World:
         """``gateway``: how payments reach the emulator, ``stripe`` or ``direct``
         (``sim.gateways``)."""
         self.scenario, self.seed, self.backend = scenario, seed, backend
-        self.env = simpy.Environment()
+        self.env = Environment()
         self.clock: Clock = SimClock(self.env, scenario.start)
         #: The event log, written as things happen.
         self.events = EventLog(lambda: self.env.now)
@@ -352,11 +353,13 @@ class World:
     def _traffic(self, on_day: Callable[[float], None] | None) -> Generator[simpy.Event]:
         """Every user's requests, a day at a time, merged into one time-ordered stream.
 
-        One process for all users: per request it costs one timeout (none when two requests share
-        a millisecond), no per-user process, no Resource. A user whose reactions stopped them
+        One process for all users: per request at most one timeout (none when two requests share
+        a millisecond, or when nothing else is due before the next one: ``Environment.skip_to``),
+        no per-user process, no Resource. A user whose reactions stopped them
         (gave up for the day, or left) sends nothing until ``behaviour.blocked`` says so.
         """
         env, request, blocked = self.env, self._request, self.behaviour.blocked
+        skip_to = env.skip_to
         ids = [p.user_id for p in self.profiles]
         horizon = self.scenario.horizon
         day = 0.0
@@ -369,7 +372,8 @@ class World:
                 if blocked and blocked.get(user, -1) > t:
                     continue
                 if t > now:
-                    yield env.timeout(t - now)
+                    if not skip_to(t):
+                        yield env.timeout(t - now)
                     now = t
                 request(t, user, cost)
             day = end

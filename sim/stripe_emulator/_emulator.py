@@ -375,6 +375,19 @@ class StripeEmulator:
         with self._lock:
             return self._state.find_anywhere(object_id)
 
+    def objects_of(self, object_type: str) -> list[dict[str, Any]]:
+        """Every stored object whose ``object`` is ``object_type`` (``payment_intent``,
+        ``invoice``, ...), in every account, as the API would show them, for inspection (not
+        copies): an account's objects in the order they were created, accounts in the order they
+        first made a request."""
+        with self._lock:
+            return [
+                obj
+                for account in self._state.accounts.values()
+                for obj in account.store.objects.values()
+                if obj.get("object") == object_type
+            ]
+
     def _fresh(self, faults: Faults) -> tuple[State, IdempotencyCache]:
         injector = FaultInjector(faults, self.seed)
         return State(self.clock, self.seed, self.webhook_secret, injector), IdempotencyCache()

@@ -44,7 +44,7 @@ def test_payments_made_lists_succeeded_top_ups_only() -> None:
     mode = _mode()
     paid = _charge(mode, "pm_card_visa", "a")
     _charge(mode, "pm_card_chargeDeclined", "b")
-    payments = payments_made(mode.gateway)
+    payments = payments_made(mode.emulator)
     assert [(p.user_id, p.reference, p.kind, p.credits) for p in payments] == [
         ("u1", paid.payment_intent_id, "topup", 1000)
     ]
@@ -57,7 +57,7 @@ def test_subscription_invoices_count_with_their_bonus() -> None:
     card = mode.gateway.attach_card(customer, "pm_card_visa")
     metadata = {"user_id": "u1", "credits": "10000", "purpose": "monthly_topup"}
     mode.gateway.create_subscription(customer, card, Money(1000, "eur"), "s1", metadata)
-    (payment,) = payments_made(mode.gateway)
+    (payment,) = payments_made(mode.emulator)
     assert (payment.kind, payment.credits, payment.price) == (
         "subscription", 10_500, Money(1000, "eur"),
     )  # fmt: skip

@@ -157,3 +157,17 @@ def test_inspection_finds_objects_of_any_account(
     found = emulator.object(theirs.id)
     assert found is not None and found["email"] == "b@example.com"
     assert emulator.object("cus_nope") is None
+
+
+def test_objects_of_a_type_come_from_every_account_in_creation_order(
+    client: stripe.StripeClient, other: stripe.StripeClient, emulator: StripeEmulator
+) -> None:
+    """``StripeEmulator.objects_of`` lists one type, in every account, oldest first per account
+    (accounts in the order they first made a request), and nothing of another type."""
+    first = client.v1.customers.create(params={"email": "a1@example.com"})
+    theirs = other.v1.customers.create(params={"email": "b@example.com"})
+    second = client.v1.customers.create(params={"email": "a2@example.com"})
+    client.v1.products.create(params={"name": "not a customer"})
+    found = [c["id"] for c in emulator.objects_of("customer")]
+    assert found == [first.id, second.id, theirs.id]
+    assert emulator.objects_of("invoice") == []
