@@ -161,8 +161,8 @@ class Results:
         row = self.summary.iloc[0]
         made = row["requests"] + row["refused"] + row["request_failures"]
         size = ", ".join(
-            [_quantity(row["users"], "users"), _quantity(row["days"], "days"),
-             _quantity(made, "requests")]
+            [quantity(row["users"], "users"), quantity(row["days"], "days"),
+             quantity(made, "requests")]
         )  # fmt: skip
         lines = [f"{row['scenario']}: {size} (seed {row['seed']}, {self.backend} backend)"]
         if description and self.scenario.description:
@@ -209,8 +209,9 @@ def _unit(unit: str, value: float) -> str:
     return unit.removesuffix("s") if value == 1 else unit
 
 
-def _quantity(value: float, unit: str) -> str:
-    """``1,234 users``, ``1 day``: a figure and its unit, for the header."""
+def quantity(value: float, unit: str) -> str:
+    """``1,234 users``, ``1 day``: a figure and its unit, for the header and for the sample size
+    every figure of the notebooks states (``sim.analysis.samples``)."""
     return f"{_number(value)} {_unit(unit, value)}"
 
 
