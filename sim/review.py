@@ -25,6 +25,16 @@ from matplotlib.patches import Rectangle
 
 from .stats import INTERVALS
 
+#: The review table's figures for a reader: column -> (what it counts, its unit, its format).
+#: Revenue's unit names the currency with ``{currency}``.
+FIGURES: Mapping[str, tuple[str, str, str]] = {
+    "dry_per_1000_users": ("Users who ran dry", "users per 1,000", "{:,.0f}"),
+    "dry_hours_per_user": ("Hours dry", "hours per user", "{:,.2f}"),
+    "topups_per_user_month": ("Top-ups", "per user per month", "{:,.1f}"),
+    "failed_per_1000_month": ("Failed charges", "per 1,000 users per month", "{:,.0f}"),
+    "revenue_per_1000_month": ("Revenue", "{currency} per 1,000 users per month", "{:,.0f}"),
+}
+
 
 def review_table(grid: pd.DataFrame, currency: str) -> pd.DataFrame:
     """A sweep's summaries as product reads them: one row per grid point, rates per month.
@@ -85,6 +95,15 @@ def _with_interval(value: float, low: float, high: float, fmt: str, sep: str) ->
     if pd.isna(low) or pd.isna(high):
         return text
     return f"{text}{sep}({fmt.format(low)} to {fmt.format(high)})"
+
+
+def readable(table: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
+    """The review table as a reader takes it in: ``settings``, then each of :data:`FIGURES` as
+    text with its 95% interval (``33 (6 to 167)``) in its own format."""
+    out = table[list(settings)].copy()
+    for figure, (_, _, fmt) in FIGURES.items():
+        out[figure] = interval_text(table, figure, fmt)
+    return out
 
 
 def sample_size(table: pd.DataFrame) -> str:
@@ -155,7 +174,7 @@ def plot_heatmap(
 #: How :func:`plot_heatmap` draws its marks.
 _OUTLINE = {"fill": False, "edgecolor": "white", "linewidth": 3}
 _HATCH = {"fill": False, "edgecolor": "grey", "hatch": "//", "linewidth": 0}
-_BOX = {"fill": False, "edgecolor": "black", "linewidth": 1.5, "linestyle": "--"}
+_BOX = {"fill": False, "edgecolor": "red", "linewidth": 2, "linestyle": "--"}
 
 
 def heatmap(
