@@ -106,6 +106,18 @@ def readable(table: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
     return out
 
 
+def interval_pivot(
+    table: pd.DataFrame,
+    figure: str,
+    fmt: str = "{:,.0f}",
+    rows: str = "threshold",
+    columns: str = "amount",
+    sep: str = " ",
+) -> pd.DataFrame:
+    """:func:`interval_text` laid out ``rows`` x ``columns``, as a heat map's cells read."""
+    return pivot(table.assign(_text=interval_text(table, figure, fmt, sep)), "_text", rows, columns)
+
+
 def sample_size(table: pd.DataFrame) -> str:
     """How many users for how long every row rests on (``40 users x 7 days``). A table whose
     rows differ in size is refused: one figure would then claim a precision others lack."""
@@ -196,11 +208,10 @@ def heatmap(
     With ``outline_ties``, cells whose interval overlaps the lowest cell's are outlined: the
     data cannot tell them from the best. Other ``marks`` go to :func:`plot_heatmap`.
     """
-    cells = table.assign(_text=interval_text(table, figure, fmt, sep="\n"))
-    text = pivot(cells, "_text", rows, columns)
+    text = interval_pivot(table, figure, fmt, rows, columns, sep="\n")
     subtitle = f"{sample_size(table)} per setting"
     if outline_ties:
-        marks["outlined"] = pivot(cells.assign(_tied=ties(table, figure)), "_tied", rows, columns)
+        marks["outlined"] = pivot(table.assign(_tied=ties(table, figure)), "_tied", rows, columns)
         subtitle += "; outlined: tied with the lowest"
     return plot_heatmap(
         pivot(table, figure, rows, columns), ax, title=f"{title}\n{subtitle}", label=label,

@@ -13,6 +13,7 @@ from matplotlib.patches import Rectangle
 from sim.review import (
     Rule,
     heatmap,
+    interval_pivot,
     interval_text,
     pivot,
     plot_heatmap,
@@ -82,6 +83,13 @@ def test_interval_text_reads_value_then_interval() -> None:
     assert interval_text(table, "dry_per_1000_users", sep="\n").tolist()[:2] == [
         "200", "50\n(30 to 70)"
     ]  # fmt: skip
+
+
+def test_interval_pivot_lays_the_texts_out_as_a_table() -> None:
+    """Thresholds down, amounts across, each cell its value and interval (the cooldown tables)."""
+    grid = interval_pivot(review_table(GRID, "eur"), "dry_per_1000_users")
+    assert grid.loc[500].tolist() == ["200 (150 to 250)", "50 (30 to 70)"]
+    assert grid.index.name == "threshold" and grid.columns.name == "amount"
 
 
 def test_ties_are_the_rows_whose_interval_reaches_the_lowest_one() -> None:
