@@ -205,11 +205,15 @@ def heatmap(
     """``figure`` of a review table as a heat map ``rows`` x ``columns`` (filter first), each
     cell with its 95% interval when the table has one, the sample size under the title.
 
+    A figure without an interval (failed charges and revenue are totals over the users, with
+    no spread per user to build one from) says so under the title rather than look exact.
     With ``outline_ties``, cells whose interval overlaps the lowest cell's are outlined: the
     data cannot tell them from the best. Other ``marks`` go to :func:`plot_heatmap`.
     """
     text = interval_pivot(table, figure, fmt, rows, columns, sep="\n")
     subtitle = f"{sample_size(table)} per setting"
+    if f"{figure}_ci_low" not in table.columns:
+        subtitle += "; no interval for this figure"
     if outline_ties:
         marks["outlined"] = pivot(table.assign(_tied=ties(table, figure)), "_tied", rows, columns)
         subtitle += "; outlined: tied with the lowest"

@@ -128,6 +128,11 @@ def test_heatmap_writes_intervals_outlines_ties_and_states_the_sample_size() -> 
     assert ax.get_title() == (
         "Runs dry\n100 users x 15 days per setting; outlined: tied with the lowest"
     )
+    bare = heatmap(review_table(GRID, "eur"), "failed_per_1000_month", Figure().subplots(),
+                   title="Failed", label="per 1,000")  # fmt: skip
+    assert (
+        bare.get_title() == "Failed\n100 users x 15 days per setting; no interval for this figure"
+    )
 
 
 def test_plot_heatmap_marks_hatched_starred_and_boxed_cells() -> None:
