@@ -203,8 +203,7 @@ def figures_html(figures: pd.DataFrame, size: str) -> str:
         for f, v in zip(figures["figure"], figures["value"], strict=True)
     )
     return (
-        f"<table class='review-figures'>{rows}</table>"
-        f"<p>95% intervals in brackets; {html.escape(size)} per setting.</p>"
+        f"<table>{rows}</table><p>95% intervals in brackets; {html.escape(size)} per setting.</p>"
     )
 
 
@@ -288,7 +287,7 @@ class Explorer:
             return
         shown = view(self.table, controls, self.currency)
         self.figures.value = (
-            f"<p><b>{html.escape(_setting_words(controls))}</b></p>"
+            f"<p><b class='review-setting'>{html.escape(_setting_words(controls))}</b></p>"
             + figures_html(shown.figures, shown.size)
         )
         encoded = base64.b64encode(png(shown.figure)).decode()
@@ -298,8 +297,8 @@ class Explorer:
         )
         self.advice.value = (
             f"<p><b>Rule.</b> {html.escape(shown.rule)}</p>"
-            f"<p class='review-recommendation'><b>Recommendation.</b> "
-            f"{html.escape(shown.recommendation)}</p>"
+            f"<p><b>Recommendation.</b> <span class='review-recommendation'>"
+            f"{html.escape(shown.recommendation)}</span></p>"
         )
 
     def _changed(self, change: Mapping[str, Any]) -> None:
