@@ -52,6 +52,7 @@ class Controls:
 
     @property
     def rule(self) -> review.Rule:
+        """The rule these controls state (see :class:`sim.review.Rule`)."""
         return review.Rule(self.objective, self.max_topups_per_month,
                            self.max_failed_per_1000_month)  # fmt: skip
 
@@ -146,7 +147,8 @@ def draw(rows: pd.DataFrame, controls: Controls, ranks: pd.DataFrame, currency: 
         (right, "topups_per_user_month", {}),
     ):  # fmt: skip
         title, unit, fmt = review.FIGURES[figure_name]
-        review.heatmap(rows, figure_name, ax, title=title, label=unit.format(currency=currency),
+        label = unit.format(currency=currency.upper())
+        review.heatmap(rows, figure_name, ax, title=title, label=label,
                        fmt=fmt, hatched=over, boxed=cell, **extra)  # fmt: skip
     figure.suptitle(f"{controls.segment}, {controls.cooldown_hours:g} h cooldown")
     _ = figure.text(
@@ -219,7 +221,10 @@ class Explorer:
         self.seed = int(data.meta["seed"])
         self.scenario = scenario
         segment = review_data.GRID_SEGMENT
-        start = fit(self.table, Controls(segment, 1000, 10_000, 1.0))
+        base = load_scenario(scenario)
+        defaults = base.groups[0].settings  # the scenario's own settings are looked at first
+        start = fit(self.table, Controls(segment, defaults.threshold, defaults.amount,
+                                         base.billing.cooldown_hours))  # fmt: skip
         values = choices(self.table, segment)
         self.segment = _dropdown("segment", self.table["segment"].unique().tolist(), segment)
         self.threshold = _dropdown("threshold", values["threshold"], start.threshold)
