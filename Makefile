@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test notebooks nbval proptest mutation bench lint format lock clean
+.PHONY: install demo test notebooks nbval review review-data proptest mutation bench lint format \
+	lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,22 @@ nbval: $(STAMP)
 ## notebooks: regenerate the notebooks' committed outputs (after a deliberate change)
 notebooks: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+
+## review: serve notebook 04 (the threshold review and its explorer) as a page without code, at
+##   http://127.0.0.1:$(REVIEW_PORT)/ (Voilà; Ctrl-C stops it)
+REVIEW_PORT ?= 8866
+review: $(STAMP)
+	$(BIN)/voila notebooks/04_threshold_review.ipynb --port=$(REVIEW_PORT) --no-browser \
+		--Voila.ip=127.0.0.1
+
+## review-data: run the threshold review's two sweeps (72 points) and save them in notebooks/data/
+##   for notebook 04; decision scale by default (1,000 users x 30 days: the grid alone is about
+##   24 min on two cores, docs/performance.md, and the heavy segment costs more;
+##   finished points are kept, so a rerun resumes). Smaller: make review-data
+##   REVIEW_DATA="--users 40 --days 7". Then `make notebooks` to refresh 04's outputs.
+REVIEW_DATA ?=
+review-data: $(STAMP)
+	$(BIN)/python -m sim.review_data $(REVIEW_DATA)
 
 ## proptest: the property, state-machine and fuzz tests with a long search (HYPOTHESIS_PROFILE=long):
 ##   over a million state-machine steps (the count is printed at the end), about half an hour

@@ -7,6 +7,9 @@ headline figure's 95% interval (``sim.stats``) and the number of users it rests 
 objective to minimise and constraints to respect. It says whether the constraints were met
 (and, when none was, which setting comes closest), by how much the choice beats the next setting
 outside its interval, and which settings are tied with it within the 95% intervals.
+:func:`heatmap` draws a figure of the table with each cell's interval written in it, ties with
+the best outlined and the sample size in the title: a heat map without its uncertainty invites
+reading noise as a difference.
 """
 
 from __future__ import annotations
@@ -18,8 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.patches import Rectangle
 
 from .stats import INTERVALS
+
+#: The review table's figures for a reader: column -> (what it counts, its unit, its format).
+#: Revenue's unit names the currency with ``{currency}``.
+FIGURES: Mapping[str, tuple[str, str, str]] = {
+    "dry_per_1000_users": ("Users who ran dry", "users per 1,000", "{:,.0f}"),
+    "dry_hours_per_user": ("Hours dry", "hours per user", "{:,.2f}"),
+    "topups_per_user_month": ("Top-ups", "per user per month", "{:,.1f}"),
+    "failed_per_1000_month": ("Failed charges", "per 1,000 users per month", "{:,.0f}"),
+    "revenue_per_1000_month": ("Revenue", "{currency} per 1,000 users per month", "{:,.0f}"),
+}
 
 
 def review_table(grid: pd.DataFrame, currency: str) -> pd.DataFrame:
@@ -41,7 +55,77 @@ def review_table(grid: pd.DataFrame, currency: str) -> pd.DataFrame:
     out["failed_per_1000_month"] = grid["failed_topups"] * per_1000_month
     out["revenue_per_1000_month"] = grid[f"revenue_{currency}"] * per_1000_month
     out["users"] = grid["users"]
+    out["days"] = grid["days"]
     return out
+
+
+def interval(table: pd.DataFrame, figure: str) -> tuple[pd.Series, pd.Series]:
+    """``figure``'s 95% interval per row; the value itself at both ends when the table has none
+    (a figure without an interval is compared as exact)."""
+    value = table[figure]
+    return table.get(f"{figure}_ci_low", value), table.get(f"{figure}_ci_high", value)
+
+
+def ties(table: pd.DataFrame, figure: str) -> pd.Series:
+    """Which rows cannot be told from the lowest ``figure``: their 95% interval reaches below
+    the top of the lowest row's (the lowest row included)."""
+    value = table[figure]
+    low, high = interval(table, figure)
+    best_high = high[value == value.min()].min()
+    return low <= best_high
+
+
+def interval_text(table: pd.DataFrame, figure: str, fmt: str = "{:,.0f}", sep: str = " "
+                  ) -> pd.Series:  # fmt: skip
+    """Each row's ``figure`` with its 95% interval, as read aloud: ``33 (6 to 167)``; the value
+    alone when the table has no interval for it. ``sep`` goes between the value and the
+    bracket (a newline in a heat map's cell)."""
+    value = table[figure]
+    if f"{figure}_ci_low" not in table.columns:
+        return value.map(fmt.format)
+    low, high = interval(table, figure)
+    return pd.Series(
+        [_with_interval(v, lo, hi, fmt, sep) for v, lo, hi in zip(value, low, high, strict=True)],
+        index=table.index,
+    )
+
+
+def _with_interval(value: float, low: float, high: float, fmt: str, sep: str) -> str:
+    text = fmt.format(value)
+    if pd.isna(low) or pd.isna(high):
+        return text
+    return f"{text}{sep}({fmt.format(low)} to {fmt.format(high)})"
+
+
+def readable(table: pd.DataFrame, settings: Sequence[str]) -> pd.DataFrame:
+    """The review table as a reader takes it in: ``settings``, then each of :data:`FIGURES` as
+    text with its 95% interval (``33 (6 to 167)``) in its own format."""
+    out = table[list(settings)].copy()
+    for figure, (_, _, fmt) in FIGURES.items():
+        out[figure] = interval_text(table, figure, fmt)
+    return out
+
+
+def interval_pivot(
+    table: pd.DataFrame,
+    figure: str,
+    fmt: str = "{:,.0f}",
+    rows: str = "threshold",
+    columns: str = "amount",
+    sep: str = " ",
+) -> pd.DataFrame:
+    """:func:`interval_text` laid out ``rows`` x ``columns``, as a heat map's cells read."""
+    return pivot(table.assign(_text=interval_text(table, figure, fmt, sep)), "_text", rows, columns)
+
+
+def sample_size(table: pd.DataFrame) -> str:
+    """How many users for how long every row rests on (``40 users x 7 days``). A table whose
+    rows differ in size is refused: one figure would then claim a precision others lack."""
+    sizes = table[["users", "days"]].drop_duplicates()
+    if len(sizes) != 1:
+        raise ValueError(f"rows of different sizes: {sizes.to_dict('records')}")
+    users, days = sizes.iloc[0]
+    return f"{int(users):,} users x {float(days):g} days"
 
 
 def pivot(table: pd.DataFrame, value: str, rows: str = "threshold", columns: str = "amount"
@@ -50,9 +134,27 @@ def pivot(table: pd.DataFrame, value: str, rows: str = "threshold", columns: str
     return table.pivot(index=rows, columns=columns, values=value)
 
 
-def plot_heatmap(grid: pd.DataFrame, ax: Axes, *, title: str, label: str, fmt: str = "{:,.0f}"
-                 ) -> Axes:  # fmt: skip
-    """Draw a pivot as a heat map with each cell's value written in it and a labelled colour bar."""
+def plot_heatmap(
+    grid: pd.DataFrame,
+    ax: Axes,
+    *,
+    title: str,
+    label: str,
+    fmt: str = "{:,.0f}",
+    text: pd.DataFrame | None = None,
+    outlined: pd.DataFrame | None = None,
+    hatched: pd.DataFrame | None = None,
+    starred: tuple[object, object] | None = None,
+    boxed: tuple[object, object] | None = None,
+) -> Axes:
+    """Draw a pivot as a heat map with each cell's value written in it and a labelled colour bar.
+
+    ``text`` (a pivot of strings, same shape) replaces the written values, e.g. with their
+    intervals. ``outlined`` and ``hatched`` (pivots of booleans) draw a thick white frame round
+    cells (e.g. tied with the best) and a hatch over cells (e.g. over a rule's limits);
+    ``starred`` and ``boxed`` (a row and column label) mark one cell with a star (e.g. the
+    recommendation) and a dashed frame (e.g. the setting being looked at).
+    """
     values = grid.to_numpy(dtype="float64")
     image = ax.imshow(values, cmap="viridis", aspect="auto", origin="lower")
     ax.figure.colorbar(image, ax=ax, label=label)
@@ -62,10 +164,63 @@ def plot_heatmap(grid: pd.DataFrame, ax: Axes, *, title: str, label: str, fmt: s
     ax.set_ylabel(f"{grid.index.name} (credits)")
     ax.set_title(title)
     middle = np.nanmean(values) if np.isfinite(values).any() else 0.0
+    words = None if text is None else text.to_numpy()
     for (i, j), v in np.ndenumerate(values):
-        _ = ax.text(j, i, fmt.format(v), ha="center", va="center",
+        written = fmt.format(v) if words is None else str(words[i, j])
+        _ = ax.text(j, i, written, ha="center", va="center", fontsize=9,
                     color="black" if v > middle else "white")  # fmt: skip
+    for mask, style in ((outlined, _OUTLINE), (hatched, _HATCH)):
+        if mask is not None:
+            for i, j in zip(*np.nonzero(mask.to_numpy(dtype=bool)), strict=True):
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, **style))
+    if boxed is not None:
+        i, j = grid.index.get_loc(boxed[0]), grid.columns.get_loc(boxed[1])
+        ax.add_patch(Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, **_BOX))
+    if starred is not None:
+        i, j = grid.index.get_loc(starred[0]), grid.columns.get_loc(starred[1])
+        _ = ax.plot(j - 0.38, i + 0.3, marker="*", markersize=16, color="orange",
+                    markeredgecolor="black")  # fmt: skip
     return ax
+
+
+#: How :func:`plot_heatmap` draws its marks.
+_OUTLINE = {"fill": False, "edgecolor": "white", "linewidth": 3}
+_HATCH = {"fill": False, "edgecolor": "grey", "hatch": "//", "linewidth": 0}
+_BOX = {"fill": False, "edgecolor": "red", "linewidth": 2, "linestyle": "--"}
+
+
+def heatmap(
+    table: pd.DataFrame,
+    figure: str,
+    ax: Axes,
+    *,
+    title: str,
+    label: str,
+    fmt: str = "{:,.0f}",
+    rows: str = "threshold",
+    columns: str = "amount",
+    outline_ties: bool = False,
+    **marks: object,
+) -> Axes:
+    """``figure`` of a review table as a heat map ``rows`` x ``columns`` (filter first), each
+    cell with its 95% interval when the table has one, the sample size under the title.
+
+    A figure without an interval (failed charges and revenue are totals over the users, with
+    no spread per user to build one from) says so under the title rather than look exact.
+    With ``outline_ties``, cells whose interval overlaps the lowest cell's are outlined: the
+    data cannot tell them from the best. Other ``marks`` go to :func:`plot_heatmap`.
+    """
+    text = interval_pivot(table, figure, fmt, rows, columns, sep="\n")
+    subtitle = f"{sample_size(table)} per setting"
+    if f"{figure}_ci_low" not in table.columns:
+        subtitle += "; no interval for this figure"
+    if outline_ties:
+        marks["outlined"] = pivot(table.assign(_tied=ties(table, figure)), "_tied", rows, columns)
+        subtitle += "; outlined: tied with the lowest"
+    return plot_heatmap(
+        pivot(table, figure, rows, columns), ax, title=f"{title}\n{subtitle}", label=label,
+        fmt=fmt, text=text, **marks,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -132,29 +287,44 @@ def recommend(
     return pd.DataFrame(rows).set_index(by)
 
 
-def _choose(options: pd.DataFrame, settings: Sequence[str], rule: Rule) -> dict[str, object]:
-    """One segment's recommendation (see :func:`recommend`)."""
-    value = options[rule.objective]
-    low = options.get(f"{rule.objective}_ci_low", value)
-    high = options.get(f"{rule.objective}_ci_high", value)
+def standing(options: pd.DataFrame, rule: Rule, settings: Sequence[str] = ("threshold", "amount")
+             ) -> pd.DataFrame:  # fmt: skip
+    """Each setting of one segment under ``rule``, one row each (``options``' index):
+    ``excess`` over the limits (0: feasible), ``tied`` (its objective's interval overlaps the
+    best feasible setting's; when none is feasible, only the chosen one), and ``chosen`` (the
+    setting the rule picks: among the tied the smallest amount, then the lowest ``settings``;
+    when none is feasible, the one that exceeds the limits least)."""
     excess = rule.excess(options)
-    met = bool((excess == 0).any())
+    feasible = excess == 0
     order = ["amount", *(s for s in settings if s != "amount")]
-    if met:
-        pool = options[excess == 0]
-        best = pool[rule.objective].min()
-        best_high = high[pool.index][pool[rule.objective] == best].min()
-        tied = pool[low[pool.index] <= best_high]
-        chosen = tied.sort_values(order, kind="stable").index[0]
-        others = pool.drop(index=tied.index)
-        margin = float(others[rule.objective].min() - value[chosen]) if len(others) else math.nan
+    if feasible.any():
+        tied = ties(options[feasible], rule.objective).reindex(options.index, fill_value=False)
+        chosen = options[tied].sort_values(order, kind="stable").index[0]
     else:
         ranked = options.assign(_excess=excess).sort_values(
             ["_excess", rule.objective, *order], kind="stable"
         )  # fmt: skip
-        chosen, tied, margin = ranked.index[0], options.loc[[ranked.index[0]]], math.nan
+        chosen = ranked.index[0]
+        tied = pd.Series(options.index == chosen, index=options.index)
+    return pd.DataFrame(
+        {"excess": excess, "tied": tied.astype(bool), "chosen": options.index == chosen},
+        index=options.index,
+    )
+
+
+def _choose(options: pd.DataFrame, settings: Sequence[str], rule: Rule) -> dict[str, object]:
+    """One segment's recommendation (see :func:`recommend`)."""
+    value = options[rule.objective]
+    low, high = interval(options, rule.objective)
+    ranks = standing(options, rule, settings)
+    met = bool((ranks["excess"] == 0).any())
+    chosen = ranks.index[ranks["chosen"]][0]
+    others = options[(ranks["excess"] == 0) & ~ranks["tied"]]
+    margin = float(others[rule.objective].min() - value[chosen]) if len(others) else math.nan
     row = options.loc[chosen]
-    tied_with = [_setting(options.loc[i], settings) for i in tied.index if i != chosen]
+    tied_with = [
+        _setting(options.loc[i], settings) for i in ranks.index[ranks["tied"]] if i != chosen
+    ]
     result: dict[str, object] = {s: row[s] for s in settings}
     result |= {
         rule.objective: row[rule.objective],

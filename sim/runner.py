@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +27,7 @@ def run(
     progress: bool = False,
     crash: CrashPlan | None = None,
     gateway: str = "stripe",
+    on_day: Callable[[float], None] | None = None,
 ) -> Results:
     """Simulate ``scenario`` (a :class:`Scenario` or a TOML path) and return its frames.
 
@@ -36,7 +37,9 @@ def run(
     worker where the plan says (see :mod:`sim.crashes`); a scenario's crash rate makes its own.
     ``gateway`` is how payments reach Stripe test mode: ``stripe`` (the default: through the
     ``stripe`` library, as a server does) or ``direct`` (straight into the emulator, the
-    sweeps' default; same events, see :mod:`sim.gateways`).
+    sweeps' default; same events, see :mod:`sim.gateways`). ``on_day`` is called with the
+    simulated days done after each simulated day, for a caller that shows progress its own way
+    (the review explorer's button).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -50,11 +53,13 @@ def run(
             disable=not progress, leave=False,
         ) as bar:  # fmt: skip
 
-            def on_day(days: float) -> None:
+            def day_done(days: float) -> None:
                 bar.update(round(days - bar.n, 3))
+                if on_day is not None:
+                    on_day(days)
 
             with _fewer_collections():
-                world.run(on_day)
+                world.run(day_done)
         payments = payments_made(world.emulator)
         if check:
             violations = check_invariants(

@@ -8,8 +8,21 @@ import math
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-from sim.review import Rule, pivot, plot_heatmap, recommend, review_table
+from sim.review import (
+    Rule,
+    heatmap,
+    interval_pivot,
+    interval_text,
+    pivot,
+    plot_heatmap,
+    recommend,
+    review_table,
+    sample_size,
+    standing,
+    ties,
+)
 
 GRID = pd.DataFrame(
     {"auto_topup.threshold": [500, 500, 2000, 2000], "auto_topup.amount": [1000, 10000] * 2,
@@ -40,6 +53,7 @@ def test_review_table_renames_grid_keys_and_rates_per_thousand_per_month() -> No
     assert table.loc[0, "revenue_per_1000_month"] == 600
     assert table["dry_per_1000_users_ci_high"].tolist() == [250, 70, 70, 70]
     assert table["users"].tolist() == [100] * 4
+    assert table["days"].tolist() == [15] * 4
 
 
 def test_pivot_lays_a_value_out_threshold_by_amount() -> None:
@@ -56,6 +70,99 @@ def test_plot_heatmap_writes_each_value_in_its_cell() -> None:
     plot_heatmap(grid, ax, title="Runs dry", label="per 1,000 users")
     assert sorted(t.get_text() for t in ax.texts) == ["200", "50", "50", "50"]
     assert ax.get_xlabel() == "amount (credits)" and len(fig.axes) == 2
+
+
+def test_interval_text_reads_value_then_interval() -> None:
+    """Each cell reads "value (low to high)"; a figure without an interval reads its value
+    alone, and so does a row whose interval is missing (fewer than two users)."""
+    table = review_table(GRID, "eur")
+    assert interval_text(table, "dry_per_1000_users").tolist()[:2] == ["200 (150 to 250)",
+                                                                       "50 (30 to 70)"]  # fmt: skip
+    assert interval_text(table, "failed_per_1000_month").tolist() == ["80", "40", "20", "20"]
+    table.loc[0, "dry_per_1000_users_ci_low"] = math.nan
+    assert interval_text(table, "dry_per_1000_users", sep="\n").tolist()[:2] == [
+        "200", "50\n(30 to 70)"
+    ]  # fmt: skip
+
+
+def test_interval_pivot_lays_the_texts_out_as_a_table() -> None:
+    """Thresholds down, amounts across, each cell its value and interval (the cooldown tables)."""
+    grid = interval_pivot(review_table(GRID, "eur"), "dry_per_1000_users")
+    assert grid.loc[500].tolist() == ["200 (150 to 250)", "50 (30 to 70)"]
+    assert grid.index.name == "threshold" and grid.columns.name == "amount"
+
+
+def test_ties_are_the_rows_whose_interval_reaches_the_lowest_one() -> None:
+    """Lowest 30 (20 to 40): 35 (from 25) and 40 (from 28) overlap it, 90 (from 80) does not;
+    without intervals only equal values tie."""
+    options = _options(
+        dry_per_1000_users=[90.0, 35.0, 40.0, 30.0],
+        dry_per_1000_users_ci_low=[80.0, 25.0, 28.0, 20.0],
+        dry_per_1000_users_ci_high=[100.0, 45.0, 52.0, 40.0],
+    )
+    assert ties(options, "dry_per_1000_users").tolist() == [False, True, True, True]
+    assert ties(options, "failed_per_1000_month").tolist() == [True] * 4  # all 0.0
+    assert ties(options.assign(revenue_per_1000_month=[1.0, 2.0, 1.0, 3.0]),
+                "revenue_per_1000_month").tolist() == [True, False, True, False]  # fmt: skip
+
+
+def test_sample_size_names_users_and_days_and_refuses_mixed_sizes() -> None:
+    """One size for every row, in words; rows of different sizes cannot share one caption."""
+    table = review_table(GRID, "eur")
+    assert sample_size(table) == "100 users x 15 days"
+    table.loc[0, "users"] = 50
+    with pytest.raises(ValueError, match="different sizes"):
+        sample_size(table)
+
+
+def test_heatmap_writes_intervals_outlines_ties_and_states_the_sample_size() -> None:
+    """Each cell shows its value over its interval; the three cells tied with the lowest
+    (50, 30 to 70) are outlined and the 200 (150 to 250) cell is not; the title says 100 users
+    for 15 days."""
+    ax = Figure().subplots()
+    heatmap(review_table(GRID, "eur"), "dry_per_1000_users", ax, title="Runs dry",
+            label="per 1,000 users", outline_ties=True)  # fmt: skip
+    assert sorted(t.get_text() for t in ax.texts) == ["200\n(150 to 250)"] + ["50\n(30 to 70)"] * 3
+    frames = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert sorted(p.get_xy() for p in frames) == [(-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)]
+    assert ax.get_title() == (
+        "Runs dry\n100 users x 15 days per setting; outlined: tied with the lowest"
+    )
+    bare = heatmap(review_table(GRID, "eur"), "failed_per_1000_month", Figure().subplots(),
+                   title="Failed", label="per 1,000")  # fmt: skip
+    assert (
+        bare.get_title() == "Failed\n100 users x 15 days per setting; no interval for this figure"
+    )
+
+
+def test_plot_heatmap_marks_hatched_starred_and_boxed_cells() -> None:
+    """A hatch per marked cell, one star at the starred cell, one dashed frame at the boxed."""
+    ax = Figure().subplots()
+    grid = pivot(review_table(GRID, "eur"), "dry_per_1000_users")
+    hatched = grid > 100
+    plot_heatmap(grid, ax, title="t", label="l", hatched=hatched, starred=(2000, 10000),
+                 boxed=(500, 1000))  # fmt: skip
+    hatches = [p for p in ax.patches if p.get_hatch()]
+    assert [p.get_xy() for p in hatches] == [(-0.5, -0.5)]  # threshold 500, amount 1,000
+    boxes = [p for p in ax.patches if p.get_linestyle() == "--"]
+    assert [p.get_xy() for p in boxes] == [(-0.45, -0.45)]
+    (star,) = ax.lines
+    assert star.get_marker() == "*" and star.get_xdata()[0] > 0.5 and star.get_ydata()[0] > 1
+
+
+def test_standing_says_which_settings_are_feasible_tied_and_chosen() -> None:
+    """The best feasible setting is 35 at 500/10,000 (30 at 2,000/10,000 tops up too often);
+    40 at 2,000/1,000 overlaps it and wins on the smaller amount."""
+    options = _options(
+        dry_per_1000_users=[90.0, 35.0, 40.0, 30.0],
+        dry_per_1000_users_ci_low=[80.0, 25.0, 28.0, 20.0],
+        dry_per_1000_users_ci_high=[100.0, 45.0, 52.0, 40.0],
+        topups_per_user_month=[2.0, 2.0, 2.0, 6.0],
+    )
+    ranks = standing(options, Rule())
+    assert ranks["excess"].tolist() == [0, 0, 0, 0.5]
+    assert ranks["tied"].tolist() == [False, True, True, False]
+    assert ranks["chosen"].tolist() == [False, False, True, False]
 
 
 def test_a_clear_winner_is_chosen_with_its_margin() -> None:

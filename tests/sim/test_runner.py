@@ -110,3 +110,10 @@ def test_a_run_collects_rarely_and_gives_the_thresholds_back(
         assert gc.get_threshold() == (123, 4, 5)
     finally:
         gc.set_threshold(*before)
+
+
+def test_on_day_is_told_each_simulated_day_done() -> None:
+    """A caller showing its own progress hears of every simulated day, the last one included."""
+    days: list[float] = []
+    run(shipped("threshold_grid", users=2, days=3), backend="memory", on_day=days.append)
+    assert days == [1.0, 2.0, 3.0]
