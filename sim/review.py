@@ -229,10 +229,13 @@ class Rule:
 
     ``objective`` (a review-table column) is minimised; a setting is *feasible* when it tops up
     at most ``max_topups_per_month`` times per user and fails at most
-    ``max_failed_per_1000_month`` charges per 1,000 users per month. Settings whose objective's
-    95% interval overlaps the best one's are *tied*: the data cannot tell them apart. Among tied
-    settings the smallest amount wins (the least money asked at once), then the lowest
-    threshold.
+    ``max_failed_per_1000_month`` charges per 1,000 users per month. The feasible setting with
+    the lowest objective is chosen (on equal values the smallest amount, the least money asked at
+    once, then the lowest threshold). Settings whose 95% interval overlaps the chosen one's are
+    *tied* with it: the data cannot tell them apart, so they are listed beside the choice rather
+    than passed over in silence. (A rule that took a secondary criterion among the tied could
+    pick a setting whose own figure is clearly worse, 125 dry per 1,000 over 25, on wide
+    intervals: the point estimate is the best single guess, and the tie says how sure it is.)
     """
 
     objective: str = "dry_per_1000_users"
@@ -252,9 +255,10 @@ class Rule:
         """The rule in plain words, to show above the result."""
         return (
             f"Minimise {self.objective.replace('_', ' ')}, subject to {self.limits()}. "
-            "Settings whose 95% intervals overlap the best one's are tied; among them the "
-            "smallest amount wins, then the lowest threshold. When no setting meets the limits, "
-            "the one that exceeds them least is shown as the closest."
+            "The setting with the lowest value wins (on equal values the smallest amount, then "
+            "the lowest threshold); settings whose 95% intervals overlap its interval are tied "
+            "with it and listed. When no setting meets the limits, the one that exceeds them "
+            "least is shown as the closest."
         )
 
     def excess(self, table: pd.DataFrame) -> pd.Series:
@@ -292,14 +296,15 @@ def standing(options: pd.DataFrame, rule: Rule, settings: Sequence[str] = ("thre
     """Each setting of one segment under ``rule``, one row each (``options``' index):
     ``excess`` over the limits (0: feasible), ``tied`` (its objective's interval overlaps the
     best feasible setting's; when none is feasible, only the chosen one), and ``chosen`` (the
-    setting the rule picks: among the tied the smallest amount, then the lowest ``settings``;
-    when none is feasible, the one that exceeds the limits least)."""
+    setting the rule picks: the feasible one with the lowest objective, on equal values the
+    smallest amount, then the lowest ``settings``; when none is feasible, the one that exceeds
+    the limits least)."""
     excess = rule.excess(options)
     feasible = excess == 0
     order = ["amount", *(s for s in settings if s != "amount")]
     if feasible.any():
         tied = ties(options[feasible], rule.objective).reindex(options.index, fill_value=False)
-        chosen = options[tied].sort_values(order, kind="stable").index[0]
+        chosen = options[feasible].sort_values([rule.objective, *order], kind="stable").index[0]
     else:
         ranked = options.assign(_excess=excess).sort_values(
             ["_excess", rule.objective, *order], kind="stable"

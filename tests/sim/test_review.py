@@ -151,8 +151,8 @@ def test_plot_heatmap_marks_hatched_starred_and_boxed_cells() -> None:
 
 
 def test_standing_says_which_settings_are_feasible_tied_and_chosen() -> None:
-    """The best feasible setting is 35 at 500/10,000 (30 at 2,000/10,000 tops up too often);
-    40 at 2,000/1,000 overlaps it and wins on the smaller amount."""
+    """The best feasible setting is 35 at 500/10,000 (30 at 2,000/10,000 tops up too often) and
+    is chosen; 40 at 2,000/1,000 overlaps it: tied, listed, not chosen."""
     options = _options(
         dry_per_1000_users=[90.0, 35.0, 40.0, 30.0],
         dry_per_1000_users_ci_low=[80.0, 25.0, 28.0, 20.0],
@@ -162,7 +162,7 @@ def test_standing_says_which_settings_are_feasible_tied_and_chosen() -> None:
     ranks = standing(options, Rule())
     assert ranks["excess"].tolist() == [0, 0, 0, 0.5]
     assert ranks["tied"].tolist() == [False, True, True, False]
-    assert ranks["chosen"].tolist() == [False, False, True, False]
+    assert ranks["chosen"].tolist() == [False, True, False, False]
 
 
 def test_a_clear_winner_is_chosen_with_its_margin() -> None:
@@ -182,22 +182,22 @@ def test_a_clear_winner_is_chosen_with_its_margin() -> None:
     )
 
 
-def test_settings_within_the_intervals_are_tied_and_the_smallest_amount_wins() -> None:
-    """The best (30 at 2,000/10,000) overlaps 35 at 500/10,000 and 40 at 2,000/1,000: three tied
-    settings; the rule takes the smallest amount among them, then the lowest threshold."""
+def test_the_best_is_chosen_and_the_settings_within_its_interval_are_listed_as_tied() -> None:
+    """The best (30 at 2,000/10,000) overlaps 35 at 500/10,000 and 40 at 2,000/1,000: it is
+    chosen, and the other two are listed as tied with it."""
     options = _options(
         dry_per_1000_users=[90.0, 35.0, 40.0, 30.0],
         dry_per_1000_users_ci_low=[80.0, 25.0, 28.0, 20.0],
         dry_per_1000_users_ci_high=[100.0, 45.0, 52.0, 40.0],
     )
     best = recommend(options, by="segment").loc["all"]
-    assert (best["threshold"], best["amount"]) == (2000, 1000)
+    assert (best["threshold"], best["amount"]) == (2000, 10000)
     assert best["tied"] == 2
     assert best["tied_with"] == (
         "top up below 500 credits, buy 10,000 credits; "
-        "top up below 2,000 credits, buy 10,000 credits"
+        "top up below 2,000 credits, buy 1,000 credits"
     )
-    assert best["margin"] == 50  # 90 at 500/1,000 is the best outside the tie
+    assert best["margin"] == 60  # 90 at 500/1,000 is the best outside the tie
     assert "Tied within the 95% intervals with 2 other setting(s)" in best["recommendation"]
 
 
@@ -230,10 +230,10 @@ def test_a_failed_charge_limit_is_a_constraint_too() -> None:
 
 
 def test_the_rule_states_itself() -> None:
-    """The rule in words names its objective, its limits and how ties are broken."""
+    """The rule in words names its objective, its limits, what wins and what counts as tied."""
     text = Rule().text()
     assert text.startswith("Minimise dry per 1000 users, subject to at most 4 top-ups")
-    assert "95% intervals overlap" in text and "smallest amount wins" in text
+    assert "lowest value wins" in text and "95% intervals overlap its interval" in text
 
 
 def test_one_row_per_segment_in_their_order() -> None:
@@ -246,3 +246,12 @@ def test_one_row_per_segment_in_their_order() -> None:
     assert best.index.tolist() == ["light", "heavy"]
     assert best.loc["heavy", "threshold"] == 2000 and best.loc["light", "threshold"] == 500
     assert best.loc["light", "users"] == pytest.approx(400)
+
+
+def test_equal_values_go_to_the_smallest_amount_then_the_lowest_threshold() -> None:
+    """Two settings at the same lowest figure: the smaller amount wins, whatever the order."""
+    options = _options(dry_per_1000_users=[50.0, 20.0, 20.0, 20.0])
+    best = recommend(options, by="segment").loc["all"]
+    assert (best["threshold"], best["amount"]) == (2000, 1000)
+    reordered = recommend(options.iloc[::-1], by="segment").loc["all"]
+    assert (reordered["threshold"], reordered["amount"]) == (2000, 1000)
