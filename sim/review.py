@@ -128,6 +128,25 @@ def sample_size(table: pd.DataFrame) -> str:
     return f"{int(users):,} users x {float(days):g} days"
 
 
+def precision(table: pd.DataFrame) -> pd.DataFrame:
+    """How precise the table's figures are: for each figure with an interval, half the width of
+    its 95% interval (the "+-") in the median row and in the widest, in the figure's unit, beside
+    the median value, so that a reader sees which differences the data can resolve."""
+    rows = {}
+    for figure in INTERVALS:
+        if f"{figure}_ci_low" not in table.columns:
+            continue
+        low, high = interval(table, figure)
+        half = (high - low) / 2
+        rows[figure] = {
+            "median_value": float(table[figure].median()),
+            "median_half_width": float(half.median()),
+            "widest_half_width": float(half.max()),
+            "settings": len(table),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def pivot(table: pd.DataFrame, value: str, rows: str = "threshold", columns: str = "amount"
           ) -> pd.DataFrame:  # fmt: skip
     """``value`` laid out ``rows`` x ``columns`` (each pair must occur once: filter first)."""

@@ -17,6 +17,7 @@ from sim.review import (
     interval_text,
     pivot,
     plot_heatmap,
+    precision,
     recommend,
     review_table,
     sample_size,
@@ -255,3 +256,15 @@ def test_equal_values_go_to_the_smallest_amount_then_the_lowest_threshold() -> N
     assert (best["threshold"], best["amount"]) == (2000, 1000)
     reordered = recommend(options.iloc[::-1], by="segment").loc["all"]
     assert (reordered["threshold"], reordered["amount"]) == (2000, 1000)
+
+
+def test_precision_gives_each_intervals_half_width_in_the_median_and_the_widest_row() -> None:
+    """Half-widths 50, 20, 20, 20 for users who ran dry: median 20, widest 50; a figure without
+    intervals (hours dry here) is left out rather than shown as exact."""
+    found = precision(GRID)
+    assert list(found.index) == ["dry_per_1000_users"]
+    row = found.loc["dry_per_1000_users"]
+    assert (row["median_value"], row["median_half_width"], row["widest_half_width"]) == (
+        50.0, 20.0, 50.0,
+    )  # fmt: skip
+    assert row["settings"] == 4
