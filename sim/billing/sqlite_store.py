@@ -206,6 +206,8 @@ class SQLiteStore(EventTables, TwoFactorTables):
 
     @staticmethod
     def _claimed_in(db: sqlite3.Connection, user_id: str, month: Month) -> int:
+        """What the user's month counts towards the limit; read only when a claim is otherwise
+        due (a sum over the user's attempts, inside the deduction's transaction)."""
         found = db.execute(_CLAIMED_IN, (user_id, month.start, month.end)).fetchone()
         return int(found["total"])
 
