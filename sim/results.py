@@ -255,6 +255,7 @@ def users_frame(
             "threshold": [p.threshold for p in profiles],
             "amount": [p.amount for p in profiles],
             "currency": [p.currency for p in profiles],
+            "monthly_limit": pd.array([p.monthly_limit for p in profiles], dtype="Int64"),
             "subscription": [p.subscription for p in profiles],
         }
     ).set_index("user")

@@ -50,6 +50,7 @@ def test_no_limit_holds_nothing() -> None:
     """0 is no limit (TOML has no null): nothing is held and the top-ups follow the use."""
     results = run(_capped(0), backend="memory")
     assert not (results.events["trigger"] == "limited").fillna(False).any()
+    assert results.users["monthly_limit"].isna().all()
     summary = results.summary.iloc[0]
     assert (summary["requests_held_by_limit"], summary["users_held_by_limit"]) == (0, 0)
     assert summary["topups"] > 4
@@ -109,3 +110,7 @@ def test_shipped_scenario_holds_top_ups_at_reduced_size() -> None:
     tests that run every shipped scenario on every backend compare held top-ups too."""
     results = run(shipped("monthly_limit"), backend="memory")
     assert results.summary.loc[0, "users_held_by_limit"] >= 1
+    limits = results.users.groupby("group")["monthly_limit"].unique()
+    assert {group: list(values) for group, values in limits.items()} == {
+        "busy": [40_000], "steady": [40_000], "team": [5_000],
+    }  # fmt: skip
