@@ -3,11 +3,11 @@
 - ``events``: one row per thing that happened, in the order it happened (``sim.eventlog``):
   ``request``/``refused``/``request_failed`` per request, ``charge`` per gateway call, one row per
   notification (``topup_succeeded``, ``topup_declined``, ``topup_action_required``,
-  ``subscription_renewed``, ...), ``webhook`` per delivery to the handler (``event`` holds its
-  type, ``outcome`` the handler's answer, or ``unreachable`` when an injected endpoint fault
-  answered instead), ``subscription_created``, ``card_saved`` (a user's reaction to a stop),
-  and the injected faults (``store_fault``, ``cache_flush``; gateway faults are ``transient``
-  charges).
+  ``topup_limit_reached``, ``subscription_renewed``, ...), ``webhook`` per delivery to the
+  handler (``event`` holds its type, ``outcome`` the handler's answer, or ``unreachable`` when
+  an injected endpoint fault answered instead), ``subscription_created``, ``card_saved`` (a
+  user's reaction to a stop), and the injected faults (``store_fault``, ``cache_flush``;
+  gateway faults are ``transient`` charges).
 - ``users``: one row per user with their set-up and totals.
 - ``summary``: one row for the run, the figures product compares across settings.
 - ``groups``: the same figures per group of users, one row each (``group`` first).
@@ -20,6 +20,9 @@ Money figures (credits bought, spend, revenue) come from Stripe's records of the
 (``sim.gateways.payments_made``), so a payment whose answer was lost still counts.
 
 A user is *dry* from a refused request until their next credited top-up (or the end of the run).
+A request is *held by the limit* when its trigger is ``limited``: a top-up was due (threshold
+crossed, cooldown over, nothing in flight) but would have taken the user's auto top-up credits of
+the calendar month past their monthly limit.
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ REPORT_SECTIONS: tuple[tuple[str, tuple[ReportLine, ...]], ...] = (
     ("Top-ups", (
         ReportLine("topups", "succeeded"),
         ReportLine("topups_per_user_month", "succeeded, per user per 30 days"),
+        ReportLine("requests_held_by_limit", "requests whose top-up the limit held"),
+        ReportLine("users_held_by_limit", "users held by their monthly limit"),
         ReportLine("charge_calls", "charge calls to Stripe, retries included"),
         ReportLine("subscription_invoices", "subscription invoices paid"),
         ReportLine("webhook_deliveries", "webhook deliveries, every try"),
@@ -250,6 +255,7 @@ def users_frame(
             "threshold": [p.threshold for p in profiles],
             "amount": [p.amount for p in profiles],
             "currency": [p.currency for p in profiles],
+            "monthly_limit": pd.array([p.monthly_limit for p in profiles], dtype="Int64"),
             "subscription": [p.subscription for p in profiles],
         }
     ).set_index("user")
@@ -343,6 +349,8 @@ def summary_frame(
     kind = events["kind"]
     charges = events[kind == "charge"]
     webhooks = events[kind == "webhook"]
+    # Requests (served or refused) whose due top-up the user's monthly limit held.
+    held = events.loc[(events["trigger"] == "limited").fillna(False), "user"]
     money = _payments_frame(payments)
     row: dict[str, object] = {
         "scenario": scenario.name,
@@ -361,6 +369,8 @@ def summary_frame(
         "topups_per_user_month": (
             float(users["topups"].sum()) / n / (days / 30) if n else float("nan")
         ),
+        "requests_held_by_limit": len(held),
+        "users_held_by_limit": int(held.nunique()),
         "failed_topups": int(users["failed_topups"].sum()),
         "declines": int((kind == "topup_declined").sum()),
         "action_required": int((kind == "topup_action_required").sum()),

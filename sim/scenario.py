@@ -26,6 +26,7 @@ from sim.billing import (
     TIER_CREDITS,
     AutoTopupSettings,
     BillingConfig,
+    InvalidSettings,
     tier_for,
 )
 from sim.gateways import TEST_CARDS
@@ -219,15 +220,30 @@ class Group:
 
 
 def _settings(t: Table, defaults: Mapping[str, Any]) -> AutoTopupSettings:
+    """An ``[auto_topup]`` table (the scenario's, or a group's over the scenario's).
+
+    ``monthly_limit`` is in credits; TOML has no null, so 0 (the default) means no limit, which
+    also lets a sweep put "no limit" beside its limits. A limit the settings refuse (under the
+    amount, say) is an error naming the key, with what it allows.
+    """
+
     def pick(name: str, kind: type, **checks: Any) -> Any:
         return t.take(name, kind, defaults[name], **checks)
 
-    settings = AutoTopupSettings(
-        enabled=pick("enabled", bool),
-        threshold=pick("threshold", int, allowed=THRESHOLDS),
-        amount=pick("amount", int, allowed=TIER_CREDITS),
-        currency=pick("currency", str, allowed=CURRENCIES),
-    )
+    try:
+        settings = AutoTopupSettings(
+            enabled=pick("enabled", bool),
+            threshold=pick("threshold", int, allowed=THRESHOLDS),
+            amount=pick("amount", int, allowed=TIER_CREDITS),
+            currency=pick("currency", str, allowed=CURRENCIES),
+            monthly_limit=pick("monthly_limit", int, low=0) or None,
+        )
+    except InvalidSettings as exc:
+        listing = ", ".join("0 (no limit)" if a is None else str(a) for a in exc.allowed)
+        message = f"{exc.value!r} is not allowed; allowed: {listing}"
+        if not t.has(exc.field):  # a group's amount under the scenario's own limit
+            message += " (inherited from [auto_topup]; give the group its own)"
+        raise t.error(exc.field, message) from None
     t.done()
     return settings
 
@@ -471,7 +487,9 @@ class Scenario:
         return counts
 
 
-DEFAULT_SETTINGS = {"enabled": True, "threshold": 1_000, "amount": 10_000, "currency": "eur"}
+DEFAULT_SETTINGS = {
+    "enabled": True, "threshold": 1_000, "amount": 10_000, "currency": "eur", "monthly_limit": 0,
+}  # fmt: skip
 
 
 def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenario:

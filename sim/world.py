@@ -149,6 +149,8 @@ class Profile:
     currency: str
     enabled: bool
     subscription: int
+    #: Credits auto top-up may buy a calendar month, or ``None`` for no limit.
+    monthly_limit: int | None = None
 
 
 class World:
@@ -295,7 +297,7 @@ class World:
         s = group.settings
         self.profiles.append(
             Profile(user_id, group.name, card, balance, s.threshold, s.amount, s.currency,
-                    s.enabled, group.subscription)
+                    s.enabled, group.subscription, s.monthly_limit)
         )  # fmt: skip
         self.billing.create_user(user_id, balance=balance)
         customer = self.stripe.ensure_customer(user_id)

@@ -157,8 +157,13 @@ TotpCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", description="six digits f
 class LowBalanceSettingsRequest(BaseModel):
     """``POST /v1/settings/auto-topup/low-balance``. Strict: ``"1000"`` is not a threshold.
 
-    Ranges (thresholds, tiers, currencies) are checked by :class:`AutoTopupSettings`, the one
-    place that knows them, and reported as 422 naming the field and its allowed values.
+    Ranges (thresholds, tiers, currencies, the monthly limit) are checked by
+    :class:`AutoTopupSettings`, the one place that knows them, and reported as 422 naming the
+    field and its allowed values.
+
+    ``monthly_limit`` (credits per calendar month, UTC) may be left out: the saved limit is then
+    kept, so that a client that does not know the field never lifts a user's limit by changing
+    the threshold; ``null`` removes the limit.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -167,7 +172,14 @@ class LowBalanceSettingsRequest(BaseModel):
     threshold: int
     amount: int
     currency: str
+    monthly_limit: int | None = None
     totp_code: TotpCode
+
+    def settings(self, saved: AutoTopupSettings) -> AutoTopupSettings:
+        """The settings this body asks for, validated; the ``saved`` limit when it gives none."""
+        given = "monthly_limit" in self.model_fields_set
+        limit = self.monthly_limit if given else saved.monthly_limit
+        return AutoTopupSettings(self.enabled, self.threshold, self.amount, self.currency, limit)
 
 
 class SubscriptionRequest(BaseModel):
@@ -375,9 +387,10 @@ def create_app(
 
     @app.post("/v1/settings/auto-topup/low-balance")
     def save_low_balance_settings(body: LowBalanceSettingsRequest, user_id: User) -> dict[str, Any]:
-        """Change auto top-up settings: validated, checked (2FA enrolled, a card to enable), then
-        the code (used up once it passes), then saved (store, then cache)."""
-        settings = AutoTopupSettings(body.enabled, body.threshold, body.amount, body.currency)
+        """Change auto top-up settings (the monthly limit included): validated, checked (2FA
+        enrolled, a card to enable), then the code (used up once it passes), then saved (store,
+        then cache)."""
+        settings = body.settings(billing.store.get_user(user_id).settings)
         twofactor.require(user_id)
         billing.check_settings(user_id, settings)
         twofactor.verify(user_id, body.totp_code)
@@ -445,6 +458,7 @@ def create_app(
                 "threshold": user.settings.threshold,
                 "amount": user.settings.amount,
                 "currency": user.settings.currency,
+                "monthly_limit": user.settings.monthly_limit,
                 "state": user.state,
                 "consecutive_failures": user.consecutive_failures,
                 "last_triggered": billing.last_triggered(user_id),

@@ -12,12 +12,20 @@ come between them). Two rules make "one crossing = one charge" and "no top-up st
   top-up, or one whose answer was lost, must settle first. When the lease runs out (the worker died,
   or the outcome stayed unknown), the next request *takes over* the attempt: same attempt, same
   idempotency key, a new lease.
+
+A user's optional **monthly limit** is checked here too, last, so that no concurrency can pass it:
+a claim whose credits would take the auto top-up credits claimed in the calendar month (UTC, on
+the injected clock) past the limit is not made (:attr:`Trigger.LIMITED`). What counts is every
+attempt claimed in the month that succeeded or is still in flight; one that ended without money
+moving (declined, failed, skipped, ...) gives its credits back. Other purchases never count: the
+store reads attempts, not the ledger.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 from .settings import ACTIVE
@@ -32,6 +40,7 @@ class Trigger(Enum):
     PENDING = "pending"  #: at/below threshold, but the attempt in flight has not settled yet
     HELD = "held"  #: at/below threshold, but auto top-up is paused or suspended
     RECOVER = "recover"  #: the attempt in flight lost its lease: this request took it over
+    LIMITED = "limited"  #: at/below threshold, cooldown over, but the monthly limit is reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +65,38 @@ class UserTopupState:
     state: str
     open_seq: int | None
     lease_until: float | None
+    #: The credits a claim would top up (the settings' amount), and the monthly limit, if any.
+    amount: int
+    monthly_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Month:
+    """A calendar month in UTC: its key (``2026-01``) and its bounds in epoch seconds,
+    ``start <= t < end``. Calendar months because that is what a user reads on a statement."""
+
+    key: str
+    start: float
+    end: float
+
+
+def month_of(now: float) -> Month:
+    """The calendar month (UTC) holding ``now``, epoch seconds of the injected clock."""
+    moment = datetime.fromtimestamp(now, UTC)
+    first = datetime(moment.year, moment.month, 1, tzinfo=UTC)
+    following = datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
+    return Month(first.strftime("%Y-%m"), first.timestamp(), following.timestamp())
 
 
 def decide(
-    user: UserTopupState, now: float, policy: ClaimPolicy, last_claimed: Callable[[], float | None]
+    user: UserTopupState,
+    now: float,
+    policy: ClaimPolicy,
+    last_claimed: Callable[[], float | None],
+    claimed_in: Callable[[Month], int],
 ) -> Trigger:
-    """The trigger for ``user`` at ``now``. ``last_claimed`` is asked only when it matters.
+    """The trigger for ``user`` at ``now``. ``last_claimed`` and ``claimed_in`` (the credits of
+    the month's attempts that count towards the limit) are asked only when they matter.
 
     An open attempt whose lease ran out is recovered whatever the balance: a dead worker's
     attempt may hold a payment that is not credited yet.
@@ -78,6 +113,9 @@ def decide(
     last = last_claimed()
     if last is not None and now - last < policy.cooldown_seconds:
         return Trigger.COOLING
+    limit = user.monthly_limit
+    if limit is not None and claimed_in(month_of(now)) + user.amount > limit:
+        return Trigger.LIMITED
     return Trigger.CLAIMED
 
 

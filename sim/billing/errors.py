@@ -73,12 +73,16 @@ class UnknownTier(BillingError, ValueError):
         self.allowed = allowed
 
 
+#: How ``true``, ``false`` and ``null`` are written in a message: as the API's JSON writes them.
+_JSON_WORDS: dict[object, str] = {True: "true", False: "false", None: "null"}
+
+
 class InvalidSettings(BillingError, ValueError):
     """An auto top-up setting is out of range. Names the field and what it allows."""
 
     def __init__(self, field: str, value: object, allowed: tuple[object, ...]) -> None:
         shown = ", ".join(
-            "true" if v is True else "false" if v is False else str(v) for v in allowed
+            _JSON_WORDS[v] if v is None or isinstance(v, bool) else str(v) for v in allowed
         )
         super().__init__(f"invalid {field}: {value!r}; allowed: {shown}")
         self.field = field

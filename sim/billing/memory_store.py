@@ -31,13 +31,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from operator import itemgetter
 
-from .claims import ClaimPolicy, Trigger, UserTopupState, decide, idempotency_key
+from .claims import ClaimPolicy, Month, Trigger, UserTopupState, decide, idempotency_key, month_of
 from .errors import DuplicateUser, UnknownUser
 from .memory_events import MemoryEventTables
 from .memory_state import NoticeRow, UserRow, constraint_failed, real
 from .memory_twofactor import MemoryTwoFactorTables
 from .settings import ACTIVE, AutoTopupSettings
 from .store import (
+    LIMIT_COUNTED_STATUSES,
     OPEN_ATTEMPT_STATUSES,
     AttemptOutcome,
     CachedUser,
@@ -49,9 +50,26 @@ from .store import (
     Settled,
     TopupAttempt,
     UserRecord,
+    limit_notice,
 )
 
 _CREATED_AT = itemgetter(0)
+
+
+def _claimed_in(user: UserRow, month: Month) -> int:
+    """The credits of the user's attempts claimed in ``month`` that count towards the monthly
+    limit (what the claim reserved; for an attempt claimed before that was kept, what it
+    charged)."""
+    total = 0
+    for attempt in user.attempts.values():
+        if month.start <= attempt.claimed_at < month.end and (
+            attempt.status in LIMIT_COUNTED_STATUSES
+        ):
+            counted = attempt.claimed_credits
+            if counted is None:
+                counted = attempt.credits
+            total += counted or 0
+    return total
 
 
 def _recorded(attempt: TopupAttempt, outcome: AttemptOutcome, now: float) -> TopupAttempt:
@@ -145,9 +163,12 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             settings = user.settings
             state = UserTopupState(
                 balance, settings.enabled, settings.threshold, user.state, user.open_seq,
-                user.lease_until,
+                user.lease_until, settings.amount, settings.monthly_limit,
             )  # fmt: skip
-            trigger = decide(state, now, policy, lambda: self._claimed_at(user))
+            trigger = decide(
+                state, now, policy, lambda: self._claimed_at(user),
+                lambda month: _claimed_in(user, month),
+            )  # fmt: skip
             if trigger is Trigger.CLAIMED:
                 return self._claim(user, credits if taken else 0, refused, now, policy, seal)
             created_at = real(now)
@@ -155,12 +176,20 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             if trigger is Trigger.RECOVER:
                 attempt, lease = user.open_seq, user.lease + 1
                 until = real(now + policy.lease_seconds)
+            held: PendingNotice | None = None
+            queued: list[tuple[UserRow, NoticeRow]] = []
+            if trigger is Trigger.LIMITED:
+                assert settings.monthly_limit is not None  # LIMITED only comes from a limit
+                held = limit_notice(user.user_id, month_of(now), settings.monthly_limit)
+                queued = self._prepare_notices([held], now)
             # Everything is computed: write.
             if taken:
                 self._book(user, -credits, "usage", None, created_at)
             if lease is not None:
                 user.lease, user.lease_until = lease, until
-            return Deducted(refused, balance, trigger, attempt, lease, user.snapshot())
+            self._queue(queued)
+            notice = held if queued else None
+            return Deducted(refused, balance, trigger, attempt, lease, user.snapshot(), notice)
 
     def _claim(
         self,
@@ -178,7 +207,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
         sealed = seal(user.user_id, user.wrapped_key, now)
         claimed = TopupAttempt(
             user.user_id, attempt, idempotency_key(user.user_id, attempt), created_at, "claimed",
-            None, None, None, None, None, 0, None,
+            None, None, None, None, None, 0, None, None, user.settings.amount,
         )  # fmt: skip
         # Everything is computed: write.
         if taken:

@@ -1,12 +1,13 @@
-"""The notifier port: every top-up success and failure tells the user.
+"""The notifier port: every top-up success and failure tells the user, and so does the first
+top-up a monthly limit holds in a month (``topup_limit_reached``).
 
 A server sends e-mail or a WebSocket message; the simulation and tests record what was sent.
 
-An attempt's final notice is written to the store's outbox in the same transaction as the
-outcome it tells, then sent, then marked sent; a worker that dies in between leaves it pending,
-and the reconcile sends it. So a notice may be *sent* twice (a death after sending, before the
-mark), never lost: each carries a stable ``notice_id`` by which a receiver drops a copy, as a
-webhook receiver drops a Stripe event it has seen.
+An attempt's final notice (or a limit's hold) is written to the store's outbox in the same
+transaction as the outcome it tells, then sent, then marked sent; a worker that dies in between
+leaves it pending, and the reconcile sends it. So a notice may be *sent* twice (a death after
+sending, before the mark), never lost: each carries a stable ``notice_id`` by which a receiver
+drops a copy, as a webhook receiver drops a Stripe event it has seen.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ Follow one request from deduction to credited top-up here, top to bottom:
 1. :meth:`BillingService.deduct_credits` asks the store to take the credits, decide the trigger
    (:func:`~sim.billing.claims.decide`) and, when due, *claim* the top-up with a lease, all in
    one transaction. Claiming before charging is what makes one crossing give one charge; deciding
-   where the truth is written is what makes a killed worker unable to leave them apart.
+   where the truth is written is what makes a killed worker unable to leave them apart. The
+   user's monthly limit is checked in that decision too; the first top-up it holds in a month
+   queues a notice in the same transaction, which is sent after it.
 2. The store answers with the user's new snapshot and its version; the service writes it to the
    cache, where the newest version wins (one round trip). A crash before this write leaves the
    cache one version behind until the user's next write.
@@ -66,7 +68,9 @@ from .store import (
     Deducted,
     PendingNotice,
     Store,
+    TopupAttempt,
     UserRecord,
+    outbox_notice,
 )
 from .tasks import TaskRunner
 from .vault import Vault
@@ -291,6 +295,8 @@ class BillingService:
         """
         done = self.store.deduct(user_id, credits, self.clock.now(), self._policy, self._seal)
         self._publish(user_id, done.snapshot)
+        if done.notice is not None:  # the monthly limit held a top-up, first time this month
+            self._send([done.notice])
         if done.attempt is not None and done.lease is not None:
             self.tasks.submit(partial(self._run_topup, user_id, done.attempt, done.lease))
         return done
@@ -319,7 +325,7 @@ class BillingService:
         attempt = self.store.attempt(user_id, seq)
         assert attempt is not None  # an open attempt is always recorded
         if attempt.status == "claimed":
-            terms = self._prepare(user, seq, lease, tries)
+            terms = self._prepare(user, attempt, lease, tries)
             if terms is None:
                 return
         else:  # charging or unknown: send exactly what was sent before
@@ -365,11 +371,16 @@ class BillingService:
             return
         self._record_result(user, seq, lease, terms, found, tries)
 
-    def _prepare(self, user: UserRecord, seq: int, lease: int, tries: int) -> ChargeTerms | None:
-        """Check that attempt ``seq`` is still due and the card usable, and fix its terms.
+    def _prepare(
+        self, user: UserRecord, attempt: TopupAttempt, lease: int, tries: int
+    ) -> ChargeTerms | None:
+        """Check that the claimed ``attempt`` is still due and the card usable, and fix its
+        terms: the credits its claim reserved (the monthly limit was checked against them), in
+        the currency of the settings.
 
         ``None`` when the attempt ended here (skipped, no card) or waits for a retry.
         """
+        seq = attempt.seq
         settings = user.settings
         if not settings.enabled or user.state != ACTIVE or user.balance > settings.threshold:
             # Things changed since the claim (auto top-up was turned off or paused, or credits
@@ -390,9 +401,11 @@ class BillingService:
             self._finish(user, seq, lease, replace(_unchanged(user, "no_payment_method"),
                                                    state=PAUSED))  # fmt: skip
             return None
-        price = price_of(settings.amount, settings.currency)
+        # An attempt claimed before claims kept their credits tops up the settings' amount.
+        credits = settings.amount if attempt.claimed_credits is None else attempt.claimed_credits
+        price = price_of(credits, settings.currency)
         terms = ChargeTerms(
-            settings.amount, price.currency, price.amount_minor, user.encrypted_payment_method_id
+            credits, price.currency, price.amount_minor, user.encrypted_payment_method_id
         )
         until = self.clock.now() + self.config.attempt_lease_seconds
         return self.store.start_charge(user.user_id, seq, lease, terms, until)
@@ -463,7 +476,7 @@ class BillingService:
             outcome = replace(failed, status="declined", decline_code=code)
         extra = []
         if suspended:
-            extra.append(_notice(user.user_id, "topup_suspended", str(seq),
+            extra.append(outbox_notice(user.user_id, "topup_suspended", str(seq),
                                  {"failures": str(failures)}))  # fmt: skip
         self._finish(user, seq, lease, outcome, extra)
 
@@ -486,7 +499,7 @@ class BillingService:
             detail = {"attempt": str(seq), "status": outcome.status}
             if outcome.decline_code:
                 detail["decline_code"] = outcome.decline_code
-            notices.append(_notice(user.user_id, kind, str(seq), detail))
+            notices.append(outbox_notice(user.user_id, kind, str(seq), detail))
         notices += extra or []
         snapshot = self.store.finish_attempt(
             user.user_id, seq, lease, outcome, self.clock.now(), notices
@@ -558,7 +571,7 @@ class BillingService:
         detail = {"status": "succeeded", "payment_intent": payment_intent_id} | (
             {} if attempt is None else {"attempt": attempt}
         )
-        notice = _notice(user_id, "topup_succeeded", payment_intent_id, detail)
+        notice = outbox_notice(user_id, "topup_succeeded", payment_intent_id, detail)
         settled = self.store.settle_topup(user_id, seq, outcome, self.clock.now(), notice)
         self._publish(user_id, settled.snapshot)
         if settled.credited:
@@ -620,12 +633,6 @@ class BillingService:
     def notify(self, user_id: str, kind: str, **detail: str) -> None:
         """Send the user a notification stamped with the injected clock's time."""
         self.notifier.notify(Notification(user_id, kind, self.clock.now(), detail))
-
-
-def _notice(user_id: str, kind: str, about: str, detail: dict[str, str]) -> PendingNotice:
-    """An outbox notice; its id names what it is about, so the same notice is never queued
-    twice and a receiver can drop a re-sent copy."""
-    return PendingNotice(f"{kind}:{user_id}:{about}", user_id, kind, detail)
 
 
 def _unchanged(user: UserRecord, status: str) -> AttemptOutcome:

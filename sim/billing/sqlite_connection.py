@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .errors import StoreUnavailable
-from .sqlite_schema import SCHEMA
+from .sqlite_schema import migrate
 
 
 class SQLiteConnection:
@@ -32,7 +32,7 @@ class SQLiteConnection:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        migrate(self._db)
 
     def close(self) -> None:
         """Close the connection."""

@@ -6,10 +6,15 @@ keeps the newest), and the open attempt with its lease (``auto_topup_open_seq``,
 ``auto_topup_lease`` as the fencing token, ``auto_topup_lease_until``). ``notices`` is the outbox
 of final notices. Secret columns (``encrypted_*``) hold vault tokens only.
 
-Every statement is ``IF NOT EXISTS``, so opening a store creates what is missing and nothing else.
+Every statement is ``IF NOT EXISTS``, so opening a store creates what is missing and nothing else;
+a column added to a table after its first release is listed in :data:`ADDED_COLUMNS` too, and
+:func:`migrate` adds it to a file created before it (``NULL`` in the rows already there: every
+added column means "not set" by ``NULL``).
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -20,6 +25,7 @@ CREATE TABLE IF NOT EXISTS users (
     auto_topup_low_balance_threshold INTEGER NOT NULL DEFAULT 1000,
     auto_topup_low_balance_amount INTEGER NOT NULL DEFAULT 10000,
     auto_topup_low_balance_currency TEXT NOT NULL DEFAULT 'eur',
+    auto_topup_monthly_limit INTEGER,
     auto_topup_state TEXT NOT NULL DEFAULT 'active',
     auto_topup_consecutive_failures INTEGER NOT NULL DEFAULT 0,
     auto_topup_seq INTEGER NOT NULL DEFAULT 0,
@@ -58,6 +64,7 @@ CREATE TABLE IF NOT EXISTS topup_attempts (
     retries INTEGER NOT NULL DEFAULT 0,
     finished_at REAL,
     encrypted_payment_method_id BLOB,
+    claimed_credits INTEGER,
     PRIMARY KEY (user_id, seq)
 );
 CREATE TABLE IF NOT EXISTS tfa_failures (
@@ -98,3 +105,26 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     received_at REAL NOT NULL
 );
 """
+
+#: Columns added after their table was first released: ``(table, column, declaration)``. A
+#: store file created before one of them gets it from :func:`migrate` when it is opened.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("users", "auto_topup_monthly_limit", "INTEGER"),
+    ("topup_attempts", "claimed_credits", "INTEGER"),
+)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Create what is missing: the tables and indexes of :data:`SCHEMA`, then each of
+    :data:`ADDED_COLUMNS` that a file created before it lacks (one transaction)."""
+    db.executescript(SCHEMA)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, declaration in ADDED_COLUMNS:
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -16,12 +16,13 @@ import json
 import sqlite3
 from collections.abc import Collection, Sequence
 
-from .claims import ClaimPolicy, Trigger, UserTopupState, decide, idempotency_key
+from .claims import ClaimPolicy, Month, Trigger, UserTopupState, decide, idempotency_key, month_of
 from .errors import DuplicateUser, UnknownUser
 from .settings import ACTIVE, AutoTopupSettings
 from .sqlite_events import EventTables
 from .sqlite_twofactor import TwoFactorTables
 from .store import (
+    LIMIT_COUNTED_STATUSES,
     OPEN_ATTEMPT_STATUSES,
     AttemptOutcome,
     CachedUser,
@@ -33,17 +34,25 @@ from .store import (
     Settled,
     TopupAttempt,
     UserRecord,
+    limit_notice,
 )
 
 #: The columns a snapshot (and a deduction's decision) is made of.
 _SNAPSHOT = """version, balance, auto_topup_low_balance_enabled AS enabled,
     auto_topup_low_balance_threshold AS threshold, auto_topup_low_balance_amount AS amount,
     auto_topup_state AS state, auto_topup_seq AS seq, auto_topup_open_seq AS open_seq,
-    auto_topup_lease AS lease, auto_topup_lease_until AS lease_until"""
+    auto_topup_lease AS lease, auto_topup_lease_until AS lease_until,
+    auto_topup_monthly_limit AS monthly_limit"""
 
 _ATTEMPT_COLUMNS = """user_id, seq, idempotency_key, claimed_at, status, credits, currency,
     amount_minor, payment_intent_id, decline_code, retries, finished_at,
-    encrypted_payment_method_id"""
+    encrypted_payment_method_id, claimed_credits"""
+
+#: The credits of a user's attempts in a month that count towards the monthly limit: what each
+#: claim reserved (for an attempt claimed before that was kept, what it charged).
+_CLAIMED_IN = f"""SELECT COALESCE(SUM(COALESCE(claimed_credits, credits)), 0) AS total
+    FROM topup_attempts WHERE user_id = ? AND claimed_at >= ? AND claimed_at < ?
+    AND status IN ({", ".join(f"'{status}'" for status in LIMIT_COUNTED_STATUSES)})"""
 
 
 def _snapshot(row: sqlite3.Row) -> CachedUser:
@@ -91,6 +100,7 @@ class SQLiteStore(EventTables, TwoFactorTables):
                 row["auto_topup_low_balance_threshold"],
                 row["auto_topup_low_balance_amount"],
                 row["auto_topup_low_balance_currency"],
+                row["auto_topup_monthly_limit"],
             ),
             state=row["auto_topup_state"],
             consecutive_failures=row["auto_topup_consecutive_failures"],
@@ -147,19 +157,27 @@ class SQLiteStore(EventTables, TwoFactorTables):
                 )
             state = UserTopupState(
                 row["balance"], bool(row["enabled"]), row["threshold"], row["state"],
-                row["open_seq"], row["lease_until"],
+                row["open_seq"], row["lease_until"], row["amount"], row["monthly_limit"],
             )  # fmt: skip
-            trigger = decide(state, now, policy, lambda: self._claimed_at(db, user_id, row["seq"]))
+            trigger = decide(
+                state, now, policy, lambda: self._claimed_at(db, user_id, row["seq"]),
+                lambda month: self._claimed_in(db, user_id, month),
+            )  # fmt: skip
             attempt = lease = None
-            if trigger is Trigger.CLAIMED:
+            notice = None
+            if trigger is Trigger.LIMITED:
+                held = limit_notice(user_id, month_of(now), row["monthly_limit"])
+                if self._queue(db, held, now):
+                    notice = held
+            elif trigger is Trigger.CLAIMED:
                 attempt, lease = row["seq"] + 1, row["lease"] + 1
                 wrapped = db.execute(
                     "SELECT wrapped_key FROM users WHERE user_id = ?", (user_id,)
                 ).fetchone()["wrapped_key"]
                 db.execute(
-                    "INSERT INTO topup_attempts (user_id, seq, idempotency_key, claimed_at, status)"
-                    " VALUES (?, ?, ?, ?, 'claimed')",
-                    (user_id, attempt, idempotency_key(user_id, attempt), now),
+                    "INSERT INTO topup_attempts (user_id, seq, idempotency_key, claimed_at, status,"
+                    " claimed_credits) VALUES (?, ?, ?, ?, 'claimed', ?)",
+                    (user_id, attempt, idempotency_key(user_id, attempt), now, row["amount"]),
                 )
                 row = db.execute(
                     "UPDATE users SET auto_topup_seq = ?, auto_topup_open_seq = ?,"
@@ -183,7 +201,15 @@ class SQLiteStore(EventTables, TwoFactorTables):
                 attempt=attempt,
                 lease=lease,
                 snapshot=_snapshot(row),
+                notice=notice,
             )
+
+    @staticmethod
+    def _claimed_in(db: sqlite3.Connection, user_id: str, month: Month) -> int:
+        """What the user's month counts towards the limit; read only when a claim is otherwise
+        due (a sum over the user's attempts, inside the deduction's transaction)."""
+        found = db.execute(_CLAIMED_IN, (user_id, month.start, month.end)).fetchone()
+        return int(found["total"])
 
     @staticmethod
     def _claimed_at(db: sqlite3.Connection, user_id: str, seq: int) -> float | None:
@@ -360,12 +386,14 @@ class SQLiteStore(EventTables, TwoFactorTables):
     # ------------------------------------------------------------------ the notice outbox
 
     @staticmethod
-    def _queue(db: sqlite3.Connection, notice: PendingNotice, now: float) -> None:
-        db.execute(
+    def _queue(db: sqlite3.Connection, notice: PendingNotice, now: float) -> bool:
+        """Queue ``notice`` unless its id was ever queued; whether this call queued it."""
+        cursor = db.execute(
             "INSERT OR IGNORE INTO notices (notice_id, user_id, kind, detail, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (notice.notice_id, notice.user_id, notice.kind, json.dumps(notice.detail), now),
         )
+        return cursor.rowcount == 1
 
     def pending_notices(self, user_id: str) -> list[PendingNotice]:
         """The user's notices not yet marked sent, oldest first."""
@@ -418,11 +446,11 @@ class SQLiteStore(EventTables, TwoFactorTables):
             row = db.execute(
                 "UPDATE users SET auto_topup_low_balance_enabled = ?,"
                 " auto_topup_low_balance_threshold = ?, auto_topup_low_balance_amount = ?,"
-                " auto_topup_low_balance_currency = ?, auto_topup_state = ?,"
-                " auto_topup_consecutive_failures = 0, version = version + 1"
-                f" WHERE user_id = ? RETURNING {_SNAPSHOT}",
+                " auto_topup_low_balance_currency = ?, auto_topup_monthly_limit = ?,"
+                " auto_topup_state = ?, auto_topup_consecutive_failures = 0,"
+                f" version = version + 1 WHERE user_id = ? RETURNING {_SNAPSHOT}",
                 (int(settings.enabled), settings.threshold, settings.amount, settings.currency,
-                 ACTIVE, user_id),
+                 settings.monthly_limit, ACTIVE, user_id),
             ).fetchone()  # fmt: skip
             if row is None:
                 raise UnknownUser(user_id)

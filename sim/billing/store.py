@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .claims import ClaimPolicy, Trigger
+from .claims import ClaimPolicy, Month, Trigger
 from .settings import ACTIVE, AutoTopupSettings
 
 if TYPE_CHECKING:  # twofactor imports this module; the port only names its types
@@ -95,6 +95,9 @@ class Deducted:
     attempt: int | None
     lease: int | None
     snapshot: CachedUser
+    #: The notice this deduction queued in the outbox (the monthly limit held a top-up for the
+    #: first time this month), for the caller to send; ``None`` for nearly every deduction.
+    notice: PendingNotice | None = None
     # Not frozen, like CachedUser: built on every deduction.
 
 
@@ -143,6 +146,19 @@ class PendingNotice:
     detail: dict[str, str]
 
 
+def outbox_notice(user_id: str, kind: str, about: str, detail: dict[str, str]) -> PendingNotice:
+    """An outbox notice; its id names what it is about, so the same notice is never queued
+    twice and a receiver can drop a re-sent copy."""
+    return PendingNotice(f"{kind}:{user_id}:{about}", user_id, kind, detail)
+
+
+def limit_notice(user_id: str, month: Month, monthly_limit: int) -> PendingNotice:
+    """The notice that the monthly limit held a top-up: one per user and month, by its id (a
+    store queues it with ``INSERT OR IGNORE`` semantics, so only the first hold queues it)."""
+    detail = {"month": month.key, "monthly_limit": str(monthly_limit)}
+    return outbox_notice(user_id, LIMIT_NOTICE, month.key, detail)
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriptionRecord:
     """A monthly top-up subscription. ``as_of`` is the Stripe time of the newest change applied,
@@ -162,6 +178,14 @@ class SubscriptionRecord:
 #: ``claimed``: nothing sent yet; ``charging``: the charge may have left; ``unknown``: every
 #: answer was lost, so only Stripe knows (the webhook or a recovery will tell).
 OPEN_ATTEMPT_STATUSES = ("claimed", "charging", "unknown")
+
+#: Attempt statuses whose credits count towards the month's auto top-up limit: money moved, or
+#: may still move. An attempt that ended any other way (declined, failed, skipped, ...) charged
+#: nothing, so it does not use the limit up.
+LIMIT_COUNTED_STATUSES = ("succeeded", *OPEN_ATTEMPT_STATUSES)
+
+#: The notice a user gets the first time in a month that the monthly limit holds a top-up.
+LIMIT_NOTICE = "topup_limit_reached"
 
 #: Final statuses and the one notice each sends its user (``skipped`` sends none).
 FINAL_NOTICES: dict[str, str | None] = {
@@ -194,6 +218,9 @@ class TopupAttempt:
     retries: int
     finished_at: float | None
     encrypted_payment_method_id: bytes | None = None
+    #: The credits the claim reserved (the settings' amount at the claim), which the charge
+    #: then uses and the monthly limit counts; ``None`` for attempts claimed before it was kept.
+    claimed_credits: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +257,9 @@ class Store(Protocol):
     ) -> Deducted:
         """Take ``credits`` if the balance holds them (a usage entry; none for 0), then decide
         the trigger (:func:`~sim.billing.claims.decide`) and claim or take over the attempt it
-        names, all in one transaction. A refused request takes nothing but still decides."""
+        names, all in one transaction. A refused request takes nothing but still decides. When
+        the monthly limit holds a top-up, :func:`limit_notice` goes to the outbox in the same
+        transaction (once a month: returned in ``notice`` only by the call that queued it)."""
         ...
 
     def credit(

@@ -856,3 +856,81 @@ def test_declared_length_past_the_limit_is_413_without_reading(api: Api) -> None
     )
     assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
     _unchanged(api)
+
+
+# ---------------------------------------------------------------------- the monthly limit
+
+
+def test_monthly_limit_is_saved_shown_kept_and_removed(api: Api) -> None:
+    """A limit given is saved and shown; a later change that leaves the field out keeps it
+    (a client unaware of it cannot lift it); ``null`` removes it. Each change takes a code."""
+    assert api.save(monthly_limit=30_000).json()["auto_topup"]["monthly_limit"] == 30_000
+    kept = api.save(totp_code=api.next_code(), threshold=2000)
+    assert kept.status_code == 200, kept.text
+    assert (kept.json()["auto_topup"]["threshold"], kept.json()["auto_topup"]["monthly_limit"]) == (
+        2000, 30_000,
+    )  # fmt: skip
+    removed = api.save(totp_code=api.next_code(), monthly_limit=None)
+    assert removed.json()["auto_topup"]["monthly_limit"] is None
+    assert api.billing.store.get_user("u1").settings.monthly_limit is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "allowed"),
+    [
+        (5_000, [None, "10000..10000000"]),  # under the amount: it would hold every top-up
+        (0, [None, "10000..10000000"]),
+        (-10_000, [None, "10000..10000000"]),
+        (10_000_001, [None, "10000..10000000"]),
+        (10**30, [None, "10000..10000000"]),
+        ("20000", None),
+        (20_000.0, None),
+        (True, None),
+        ([20_000], None),
+    ],
+)
+def test_bad_monthly_limit_is_422_naming_it_and_nothing_is_stored(
+    api: Api, limit: Any, allowed: list[Any] | None
+) -> None:
+    """Out of range or of the wrong JSON type: 422 ``invalid_field`` naming ``monthly_limit``
+    (with what it allows, for a range error); nothing is stored and the code is not used."""
+    code = api.code()
+    response = api.save(monthly_limit=limit, totp_code=code)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"], error.get("allowed")) == (
+        "invalid_field", "monthly_limit", allowed,
+    )  # fmt: skip
+    _unchanged(api)
+    assert api.save(totp_code=code).status_code == 200  # the code was not used up
+
+
+def test_amount_past_the_saved_limit_is_422(api: Api) -> None:
+    """Raising the amount above the saved limit, leaving the limit out, is refused: the limit
+    would hold every top-up."""
+    assert api.save(monthly_limit=20_000).status_code == 200
+    response = api.save(totp_code=api.next_code(), amount=54_000)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "monthly_limit"
+    assert api.billing.store.get_user("u1").settings.amount == 10_000
+
+
+def test_monthly_limit_needs_two_factor_and_a_valid_code(api: Api) -> None:
+    """The limit is a setting like the others: a wrong or replayed code, or no 2FA, is 403
+    and the limit stays as it was."""
+    code = api.code()
+    assert api.save(monthly_limit=20_000, totp_code=code).status_code == 200
+    wrong = api.save(monthly_limit=None, totp_code=api.wrong_code())
+    replayed = api.save(monthly_limit=None, totp_code=code)
+    assert [(r.status_code, r.json()["error"]["code"]) for r in (wrong, replayed)] == [
+        (403, "invalid_code"), (403, "code_replayed"),
+    ]  # fmt: skip
+    assert api.billing.store.get_user("u1").settings.monthly_limit == 20_000
+    api.billing.create_user("u2")
+    response = api.client.post(
+        "/v1/settings/auto-topup/low-balance",
+        json={**SETTINGS, "monthly_limit": 20_000, "totp_code": api.code()},
+        headers=api.login("u2"),
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "two_factor_required")
+    assert api.billing.store.get_user("u2").settings.monthly_limit is None

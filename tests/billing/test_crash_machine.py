@@ -8,10 +8,11 @@ charge, the credit path failing, cache flushes (one in the middle of a refill), 
 across leases and cooldowns, late and duplicated payment events, and the reconcile.
 
 After every step: balances equal ledgers; a cached snapshot is never ahead of the store; each
-attempt holds at most one PaymentIntent; charged attempts were claimed a cooldown apart. After a
-heal (faults off, leases run out, reconcile, every pending event delivered): every charge is
-credited once, every cache equals its store, nothing is left open, and each attempt told its user
-exactly the one notice its outcome calls for.
+attempt holds at most one PaymentIntent; charged attempts were claimed a cooldown apart; ada's
+monthly limit (two top-ups) is never passed by the month's claims. After a heal (faults off,
+leases run out, reconcile, every pending event delivered): every charge is credited once, every
+cache equals its store, nothing is left open, each attempt told its user exactly the one notice
+its outcome calls for, and every month in which the limit held a top-up was told, under one id.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from sim.billing import (
     TransientGatewayError,
     Vault,
 )
+from sim.billing.claims import month_of
 from sim.billing.reconcile import reconcile_all
-from sim.billing.store import FINAL_NOTICES
+from sim.billing.store import FINAL_NOTICES, LIMIT_COUNTED_STATUSES, LIMIT_NOTICE
 from sim.billing.testing import ScriptedGateway
 from sim.crashes import Boundaries, Crash, CrashPlan, all_boundaries
 
@@ -54,6 +56,8 @@ BOUNDARIES = tuple(
 )
 OUTCOMES = ("succeeded", "succeeded", "declined:insufficient_funds", "authentication_required")
 FINAL_KINDS = frozenset(kind for kind in FINAL_NOTICES.values() if kind is not None)
+#: Ada may buy two 1,000-credit top-ups a calendar month; bob has no limit.
+LIMITS = {"ada": 2_000, "bob": None}
 
 
 class LossyGateway:
@@ -93,10 +97,14 @@ class CrashMachine(RuleBasedStateMachine):
             vault=Vault(MASTER_KEY),
         )  # fmt: skip
         self.grants = itertools.count(1)
+        #: (user, month) of every deduction that answered ``limited`` (its worker lived).
+        self.held: set[tuple[str, str]] = set()
         for user in USERS:
             self.billing.create_user(user, balance=2_000)
             self.billing.save_payment_method(user, f"cus_{user}", "pm_card_visa")
-            self.billing.update_settings(user, AutoTopupSettings(True, 1_000, 1_000, "eur"))
+            self.billing.update_settings(
+                user, AutoTopupSettings(True, 1_000, 1_000, "eur", monthly_limit=LIMITS[user])
+            )
 
     # ------------------------------------------------------------------ operations
 
@@ -123,8 +131,24 @@ class CrashMachine(RuleBasedStateMachine):
           boundary=st.none() | st.sampled_from(BOUNDARIES))  # fmt: skip
     def deduct(self, user: str, credits: int, boundary: str | None) -> None:
         """A request, whose worker may die at a write boundary."""
-        with self._dying_at(boundary), contextlib.suppress(InsufficientCredits, StoreUnavailable):
-            self.billing.deduct_credits(user, credits)
+        trigger = None
+        with self._dying_at(boundary), contextlib.suppress(StoreUnavailable):
+            try:
+                trigger = self.billing.deduct_credits(user, credits).trigger.value
+            except InsufficientCredits as refused:
+                trigger = refused.trigger
+        if trigger == "limited":
+            self.held.add((user, month_of(self.clock.now()).key))
+
+    @rule(user=st.sampled_from(USERS), boundary=st.none() | st.sampled_from(BOUNDARIES))
+    def spend_after_cooldown(self, user: str, boundary: str | None) -> None:
+        """A cooldown passes, queued top-ups run, and the user spends down to the threshold (a
+        worker perhaps dying): the crossing a monthly limit counts, then holds, in many runs."""
+        self.clock.advance(COOLDOWN)
+        with contextlib.suppress(StoreUnavailable):
+            self.tasks.run_pending()
+        spend = max(self.store.inner.get_user(user).balance - 1_000, 1)
+        self.deduct(user, spend, boundary)
 
     @rule(outcome=st.sampled_from(OUTCOMES), boundary=st.none() | st.sampled_from(BOUNDARIES))
     def top_up(self, outcome: str, boundary: str | None) -> None:
@@ -218,6 +242,13 @@ class CrashMachine(RuleBasedStateMachine):
             claimed = {a.seq: a.claimed_at for a in inner.attempts(user)}
             times = sorted(claimed[seq] for seq in charged)
             assert all(b - a >= COOLDOWN for a, b in itertools.pairwise(times)), times
+            months: dict[str, int] = {}
+            for attempt in inner.attempts(user):
+                if attempt.status in LIMIT_COUNTED_STATUSES:
+                    key = month_of(attempt.claimed_at).key
+                    months[key] = months.get(key, 0) + (attempt.claimed_credits or 0)
+            limit = LIMITS[user]
+            assert limit is None or all(total <= limit for total in months.values()), months
 
     def teardown(self) -> None:
         """Heal: faults off, every lease run out, reconcile, every event delivered; then
@@ -240,6 +271,10 @@ class CrashMachine(RuleBasedStateMachine):
             assert cached is None or cached == inner.snapshot(user), user
             assert inner.get_user(user).open_attempt is None, user
             assert inner.pending_notices(user) == [], user
+            told = {n.notice_id for n in self.notifier.sent if n.kind == LIMIT_NOTICE}
+            held = {f"{LIMIT_NOTICE}:{u}:{month}" for u, month in self.held}
+            assert held <= told, (held, told)
+            assert LIMITS[user] is not None or not any(f":{user}:" in t for t in told), told
             for attempt in inner.attempts(user):
                 told = {
                     n.notice_id: n.kind

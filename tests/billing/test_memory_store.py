@@ -57,6 +57,9 @@ STATUSES = (*FINAL_NOTICES, "unknown", "charging")
 #: Mostly the two users created at the start, so that most calls meet live state.
 users = st.sampled_from((*USERS[:2], *USERS[:2], *USERS, GHOST))
 times = st.one_of(st.integers(0, 4_000), st.floats(0, 4_000)).map(lambda offset: T0 + offset)
+#: Deductions' times reach into the next month now and then, where the monthly limit resets.
+FEB = T0 + 31 * 86_400
+deduction_times = st.one_of(times, times.map(lambda t: t - T0 + FEB))
 policies = st.builds(
     ClaimPolicy, st.sampled_from((0, 60, 3_600.0)), st.sampled_from((0, 30, 300.0))
 )
@@ -99,12 +102,23 @@ details = st.dictionaries(
 notices = st.builds(
     PendingNotice, st.sampled_from(NOTICE_IDS), users, st.sampled_from(("a", "b")), details
 )
+
+
+def _settings(
+    enabled: bool, threshold: int, amount: int, currency: str, top_ups: int | None
+) -> AutoTopupSettings:
+    """Settings with no monthly limit, or one that holds after ``top_ups`` top-ups."""
+    limit = None if top_ups is None else amount * top_ups
+    return AutoTopupSettings(enabled, threshold, amount, currency, limit)
+
+
 all_settings = st.builds(
-    AutoTopupSettings,
+    _settings,
     st.booleans(),
     st.sampled_from(THRESHOLDS),
     st.sampled_from(TIER_CREDITS),
     st.sampled_from(("eur", "usd")),
+    st.none() | st.integers(1, 3),
 )
 tfa_policies = st.builds(
     TfaPolicy, st.integers(1, 3), st.sampled_from((0, 1, 2.5)), st.sampled_from((1, 3.5))
@@ -189,7 +203,7 @@ class DifferentialMachine(RuleBasedStateMachine):
     @rule(
         user_id=users,
         drawn=st.sampled_from((0, 1, 5, 100, 600, 1_000, 5_000, -7, "all", "all+1")),
-        now=times,
+        now=deduction_times,
         policy=policies,
         crash=st.booleans(),
     )
@@ -329,6 +343,21 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.both(lambda store: store.mark_notice_sent(notice_id, now))
 
     # ------------------------------------------------------------------ settings and cards
+
+    @rule(
+        user_id=users,
+        status=st.sampled_from(("succeeded", "succeeded", *STATUSES)),
+        now=deduction_times,
+        policy=policies,
+    )
+    def end_then_cross(self, user_id: str, status: str, now: float, policy: ClaimPolicy) -> None:
+        """The open attempt ends (often paid) and the balance falls to 0 at once: what the
+        monthly limit counts, and then holds, in many runs."""
+        seq, lease = self.held(user_id, 0, 0, True)
+        outcome = AttemptOutcome(status, 1_000)
+        self.both(lambda store: store.finish_attempt(user_id, seq, lease, outcome, now))
+        credits = self.amount(user_id, "all")
+        self.both(lambda store: store.deduct(user_id, credits, now, policy, _seal))
 
     @rule(user_id=users, chosen=all_settings)
     def save_settings(self, user_id: str, chosen: AutoTopupSettings) -> None:

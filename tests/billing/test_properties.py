@@ -10,6 +10,9 @@ boundary of a deduction or a top-up, with the billing invariants checked after e
 - every top-up credit is a succeeded PaymentIntent of the right amount, credited once;
 - each PaymentIntent belongs to its own attempt, and the attempts that charged were claimed at
   least one cooldown apart (one charge per crossing per cooldown), whatever the faults;
+- under a monthly limit (drawn per run, or none), the auto top-up credits claimed in a calendar
+  month by attempts that succeeded or are in flight never exceed it, and every intent's credits
+  are its claim's;
 - once the faults stop, leases run out, the reconcile runs and every webhook is delivered: every
   succeeded intent has been credited, every cache equals its store, no attempt is open, and each
   attempt sent the one notice its outcome calls for.
@@ -42,9 +45,10 @@ from sim.billing import (
     Vault,
     WebhookHandler,
 )
+from sim.billing.claims import month_of
 from sim.billing.payments import StripeGateway, WebhookVerifier
 from sim.billing.reconcile import reconcile_all
-from sim.billing.store import FINAL_NOTICES
+from sim.billing.store import FINAL_NOTICES, LIMIT_COUNTED_STATUSES
 from sim.crashes import Boundaries, Crash, CrashPlan, all_boundaries
 from sim.stripe_emulator import Faults, StripeEmulator
 
@@ -74,9 +78,14 @@ _FINAL_KINDS = frozenset(kind for kind in FINAL_NOTICES.values() if kind is not 
 class BillingMachine(RuleBasedStateMachine):
     """The billing module, the emulator and the webhook handler under random operations."""
 
-    @initialize(backend=st.sampled_from(["memory", "fakeredis"]))
-    def start(self, backend: str) -> None:
-        """Two users with cards and auto top-up on, on a fresh emulator and cache."""
+    @initialize(
+        backend=st.sampled_from(["memory", "fakeredis"]),
+        limit=st.sampled_from([None, 1_000, 3_000]),
+    )
+    def start(self, backend: str, limit: int | None) -> None:
+        """Two users with cards and auto top-up on (with a monthly limit of one or three top-ups,
+        or none), on a fresh emulator and cache."""
+        self.limit = limit
         self.clock = ManualClock()
         self.emulator = StripeEmulator(clock=self.clock, seed=1)
         self.emulator.add_webhook_endpoint("https://billing.example/v1/payments/webhook")
@@ -102,7 +111,9 @@ class BillingMachine(RuleBasedStateMachine):
             self.billing.create_user(user, balance=2_000)
             self.customers[user] = self.gateway.ensure_customer(user)
             self._save_card(user, "pm_card_visa")
-            self.billing.update_settings(user, AutoTopupSettings(True, 1_000, 1_000, "eur"))
+            self.billing.update_settings(
+                user, AutoTopupSettings(True, 1_000, 1_000, "eur", monthly_limit=limit)
+            )
 
     def _save_card(self, user: str, card: str) -> None:
         card_id = self.gateway.attach_card(self.customers[user], card)
@@ -115,6 +126,16 @@ class BillingMachine(RuleBasedStateMachine):
         """A request: taken, refused, or failed on the store (then nothing changed)."""
         with contextlib.suppress(InsufficientCredits, StoreUnavailable):
             self.billing.deduct_credits(user, credits)
+
+    @rule(user=st.sampled_from(USERS))
+    def cross_after_cooldown(self, user: str) -> None:
+        """A cooldown passes, queued top-ups run, and the user spends down to the threshold:
+        the next crossing, which a monthly limit counts and then holds, in many runs."""
+        self.clock.set(self.clock.now() + COOLDOWN)
+        self.tasks.run_pending()
+        spend = max(self.store.inner.get_user(user).balance - 1_000, 1)
+        with contextlib.suppress(InsufficientCredits, StoreUnavailable):
+            self.billing.deduct_credits(user, spend)
 
     @rule()
     def run_top_ups(self) -> None:
@@ -272,6 +293,27 @@ class BillingMachine(RuleBasedStateMachine):
             times = sorted(claimed[seq] for seq in attempts)
             gaps = [b - a for a, b in itertools.pairwise(times)]
             assert all(gap >= COOLDOWN for gap in gaps), (user, times)
+
+    @invariant()
+    def monthly_limit_never_passed(self) -> None:
+        """The auto top-up credits claimed in a calendar month, by attempts that succeeded or
+        are in flight, stay within the limit, whatever the interleaving; and each intent charged
+        the credits its attempt's claim reserved."""
+        if not hasattr(self, "billing"):
+            return
+        for user in USERS:
+            attempts = self.store.inner.attempts(user)
+            reserved = {a.seq: a.claimed_credits for a in attempts}
+            for intent in self._intents(user):
+                assert int(intent.metadata["credits"]) == reserved[int(intent.metadata["attempt"])]
+            if self.limit is None:
+                continue
+            months: dict[str, int] = {}
+            for attempt in attempts:
+                if attempt.status in LIMIT_COUNTED_STATUSES:
+                    key = month_of(attempt.claimed_at).key
+                    months[key] = months.get(key, 0) + (attempt.claimed_credits or 0)
+            assert all(total <= self.limit for total in months.values()), (user, months)
 
     @precondition(lambda self: hasattr(self, "billing"))
     @rule()

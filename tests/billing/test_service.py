@@ -1566,3 +1566,110 @@ def test_redis_client_is_cached_under_the_services_key_prefix(
     tenant.create_user("u1", balance=700)
     assert sorted(client.keys()) == [b"tenant-b:{u1}", b"topup:{u1}"]
     assert (default.balance("u1"), tenant.balance("u1")) == (500, 700)
+
+
+# ------------------------------------------------------------------------- the monthly limit
+
+FEB = 1_769_904_000.0  # 2026-02-01T00:00:00Z: the first reset after the clock's start
+
+
+def _limit(billing: BillingService, limit: int | None, amount: int = 10_000) -> None:
+    billing.update_settings(
+        "u1", AutoTopupSettings(True, 1_000, amount, "eur", monthly_limit=limit)
+    )
+
+
+def test_monthly_limit_holds_top_ups_and_tells_the_user_once_a_month(
+    billing: BillingService,
+    add_user: AddUser,
+    tasks: QueueRunner,
+    clock: ManualClock,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+) -> None:
+    """With a limit of one top-up, the second crossing of the month is held (``limited``, also
+    on a refused request), the user is told once that month, and the top-ups resume at the
+    month's reset."""
+    add_user(balance=5_000)
+    _limit(billing, 10_000)
+    assert billing.deduct_credits("u1", 4_100).trigger is Trigger.CLAIMED
+    tasks.run_pending()
+    clock.advance(HOUR)
+    held = billing.deduct_credits("u1", 10_000)
+    assert (held.balance, held.trigger, held.attempt) == (900, Trigger.LIMITED, None)
+    [notice] = [n for n in notifier.sent if n.kind == "topup_limit_reached"]
+    assert (notice.notice_id, dict(notice.detail), notice.at) == (
+        "topup_limit_reached:u1:2026-01", {"month": "2026-01", "monthly_limit": "10000"},
+        clock.now(),
+    )  # fmt: skip
+    assert store.pending_notices("u1") == []  # sent, and marked sent
+    clock.advance(HOUR)
+    with pytest.raises(InsufficientCredits) as refused:
+        billing.deduct_credits("u1", 901)
+    assert (refused.value.trigger, len(tasks)) == ("limited", 0)
+    assert notifier.kinds("u1").count("topup_limit_reached") == 1
+    clock.set(FEB)
+    assert billing.deduct_credits("u1", 1).trigger is Trigger.CLAIMED
+    tasks.run_pending()
+    assert billing.balance("u1") == 899 + 10_000
+    assert notifier.kinds("u1").count("topup_limit_reached") == 1
+
+
+def test_limit_notice_a_dead_worker_left_is_sent_by_the_reconcile(
+    billing: BillingService,
+    add_user: AddUser,
+    tasks: QueueRunner,
+    clock: ManualClock,
+    notifier: RecordingNotifier,
+    store: FlakyStore,
+) -> None:
+    """The hold's notice is queued in the deduction's transaction: a worker killed before it
+    sends it leaves it in the outbox, and the reconcile sends it (once)."""
+    add_user(balance=5_000)
+    _limit(billing, 10_000)
+    billing.deduct_credits("u1", 4_100)
+    tasks.run_pending()
+    clock.advance(HOUR)
+    port_store = billing.store
+    plan = CrashPlan(at="test/store.deduct:after", armed=True, operation="test")
+    billing.store = Boundaries(port_store, "store", plan)  # type: ignore[assignment]
+    with pytest.raises(Crash):
+        billing.deduct_credits("u1", 10_000)
+    billing.store = port_store
+    assert [n.kind for n in store.pending_notices("u1")] == ["topup_limit_reached"]
+    assert "topup_limit_reached" not in notifier.kinds("u1")
+    assert reconcile_user(billing, "u1").notices_sent == 1
+    billing.deduct_credits("u1", 1)  # held again: nothing more to tell this month
+    assert notifier.kinds("u1").count("topup_limit_reached") == 1
+
+
+def test_claim_charges_the_credits_it_reserved(
+    billing: BillingService,
+    add_user: AddUser,
+    tasks: QueueRunner,
+    gateway: ScriptedGateway,
+) -> None:
+    """A claim fixes its credits (the limit was checked against them): an amount raised
+    between the claim and the charge applies from the next claim, so no charge passes the
+    limit."""
+    add_user(balance=1_200)
+    _limit(billing, 20_000)
+    billing.deduct_credits("u1", 300)
+    _limit(billing, 54_000, amount=54_000)
+    tasks.run_pending()
+    assert [call.metadata["credits"] for call in gateway.calls] == ["10000"]
+    assert billing.balance("u1") == 900 + 10_000
+
+
+def test_no_limit_changes_nothing(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, clock: ManualClock
+) -> None:
+    """Without a limit, every crossing past the cooldown claims, however many in a month."""
+    add_user(balance=1_200)
+    for _ in range(5):
+        assert billing.deduct_credits("u1", billing.balance("u1") - 500).trigger is (
+            Trigger.CLAIMED
+        )
+        tasks.run_pending()
+        clock.advance(HOUR)
+    assert billing.balance("u1") == 500 + 10_000

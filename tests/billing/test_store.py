@@ -17,6 +17,7 @@ import pytest
 from sim.billing import DuplicateUser, SQLiteStore, Store, StoreUnavailable, Trigger, UnknownUser
 from sim.billing.claims import ClaimPolicy
 from sim.billing.settings import AutoTopupSettings
+from sim.billing.sqlite_schema import SCHEMA
 from sim.billing.store import AttemptOutcome, ChargeTerms, DeadLetter, PendingNotice
 from sim.billing.twofactor import Guess, TfaPolicy, TfaVerdict
 
@@ -527,3 +528,184 @@ def test_dead_letters_lists_the_newest_hundred_by_default(db: Store) -> None:
         assert db.dead_letter(letter)
     listed = db.dead_letters()
     assert [letter.event_id for letter in listed] == [f"evt_{n:03}" for n in range(100, 0, -1)]
+
+
+# ---------------------------------------------------------------------- the monthly limit
+
+#: No cooldown, so that claims follow one another as fast as attempts settle.
+NO_COOLDOWN = ClaimPolicy(cooldown_seconds=0.0, lease_seconds=300.0)
+FEB = 1_769_904_000.0  # 2026-02-01T00:00:00Z: the limit's first reset after T0
+
+
+def _limited(db: Store, limit: int | None) -> None:
+    db.save_settings("u1", AutoTopupSettings(True, 500, 10_000, "eur", monthly_limit=limit))
+
+
+def _decide(db: Store, at: float, credits: int = 0) -> tuple[Trigger, int | None]:
+    done = db.deduct("u1", credits, at, NO_COOLDOWN, _seal)
+    return done.trigger, done.attempt
+
+
+def _end(db: Store, status: str, at: float) -> None:
+    """End the open attempt with ``status`` (``succeeded``: as the charge's settlement does)."""
+    user = db.get_user("u1")
+    assert user.open_attempt is not None
+    outcome = AttemptOutcome(status, 10_000) if status == "succeeded" else AttemptOutcome(status)
+    assert db.finish_attempt("u1", user.open_attempt, user.lease, outcome, at) is not None
+
+
+def test_claim_reserves_the_amount_of_the_settings(db: Store) -> None:
+    """A claim records the credits it reserves: what the charge then uses and the limit counts."""
+    _claim(db)
+    assert [a.claimed_credits for a in db.attempts("u1")] == [10_000]
+
+
+def test_monthly_limit_reached_claims_nothing_and_queues_one_notice(db: Store) -> None:
+    """Two top-ups of 10,000 fit a 20,000 limit; the third crossing is held: no attempt, no
+    lease, the trigger ``limited`` and one notice in the outbox, returned once (by the call that
+    queued it), however many requests the limit holds that month."""
+    _limited(db, 20_000)
+    assert _decide(db, T0, 600) == (Trigger.CLAIMED, 1)
+    _end(db, "succeeded", T0 + 1)
+    assert _decide(db, T0 + 2) == (Trigger.CLAIMED, 2)
+    _end(db, "succeeded", T0 + 3)
+    held = db.deduct("u1", 1, T0 + 4, NO_COOLDOWN, _seal)
+    assert (held.refused, held.balance, held.trigger, held.attempt, held.lease) == (
+        False, 399, Trigger.LIMITED, None, None,
+    )  # fmt: skip
+    expected = PendingNotice(
+        "topup_limit_reached:u1:2026-01", "u1", "topup_limit_reached",
+        {"month": "2026-01", "monthly_limit": "20000"},
+    )  # fmt: skip
+    assert held.notice == expected
+    user = db.get_user("u1")
+    assert (user.topup_seq, user.open_attempt, len(db.attempts("u1"))) == (2, None, 2)
+    again = db.deduct("u1", 400, T0 + 5, NO_COOLDOWN, _seal)  # refused: still held, no notice
+    assert (again.refused, again.trigger, again.notice) == (True, Trigger.LIMITED, None)
+    db.mark_notice_sent(expected.notice_id, T0 + 6)
+    assert db.deduct("u1", 1, T0 + 7, NO_COOLDOWN, _seal).notice is None  # sent: still once
+    assert db.pending_notices("u1") == []
+
+
+def test_monthly_limit_resumes_at_the_month_reset(db: Store) -> None:
+    """The limit counts the calendar month (UTC): at 00:00 on the first, claims resume, and a
+    hold in the new month tells the user again."""
+    _limited(db, 10_000)
+    _decide(db, T0, 600)
+    _end(db, "succeeded", T0 + 1)
+    assert _decide(db, FEB - 0.001) == (Trigger.LIMITED, None)
+    assert _decide(db, FEB) == (Trigger.CLAIMED, 2)
+    _end(db, "succeeded", FEB + 1)
+    held = db.deduct("u1", 0, FEB + 2, NO_COOLDOWN, _seal)
+    assert held.trigger is Trigger.LIMITED
+    assert held.notice is not None and held.notice.notice_id == "topup_limit_reached:u1:2026-02"
+    assert [n.detail["month"] for n in db.pending_notices("u1")] == ["2026-01", "2026-02"]
+
+
+@pytest.mark.parametrize(
+    "status", ["declined", "requires_action", "failed", "no_payment_method", "skipped"]
+)
+def test_attempt_that_moved_no_money_does_not_use_the_limit_up(db: Store, status: str) -> None:
+    """An attempt that ended without a charge gives its credits back: the next crossing claims
+    under a limit of one top-up; once one succeeds, the limit holds."""
+    _limited(db, 10_000)
+    _decide(db, T0, 600)
+    _end(db, status, T0 + 1)
+    assert _decide(db, T0 + 2) == (Trigger.CLAIMED, 2)
+    _end(db, "succeeded", T0 + 3)
+    assert _decide(db, T0 + 4) == (Trigger.LIMITED, None)
+
+
+def test_paid_correction_of_a_failed_attempt_counts(db: Store) -> None:
+    """An attempt recorded failed that Stripe later reports paid counts from then on."""
+    _limited(db, 20_000)
+    _decide(db, T0, 600)
+    _end(db, "failed", T0 + 1)
+    assert db.settle_topup("u1", 1, _paid(), T0 + 2).credited
+    db.deduct("u1", 10_000, T0 + 3, NO_COOLDOWN, _seal)  # back to 400: claims attempt 2
+    _end(db, "succeeded", T0 + 4)
+    assert _decide(db, T0 + 5) == (Trigger.LIMITED, None)
+
+
+def test_other_purchases_do_not_count_towards_the_limit(db: Store) -> None:
+    """Only auto top-up attempts count: credits bought by hand, granted or paid by a
+    subscription, even under a ``topup`` ledger kind, leave the limit as it was."""
+    _limited(db, 10_000)
+    db.credit("u1", 54_000, "topup", "pi_manual", T0)
+    db.credit("u1", 21_000, "subscription", "in_1", T0)
+    db.credit("u1", 1_000, "grant", "support:1", T0)
+    assert _decide(db, T0 + 1, 76_600) == (Trigger.CLAIMED, 1)
+
+
+def test_limit_change_applies_to_the_next_claim(db: Store) -> None:
+    """Lowered under what the month used, the limit holds at once; raised, claims resume; and
+    removed, nothing is counted."""
+    _limited(db, 20_000)
+    _decide(db, T0, 600)
+    _end(db, "succeeded", T0 + 1)
+    _limited(db, 10_000)
+    assert _decide(db, T0 + 2) == (Trigger.LIMITED, None)
+    _limited(db, 30_000)
+    assert _decide(db, T0 + 3) == (Trigger.CLAIMED, 2)
+    _end(db, "succeeded", T0 + 4)
+    _limited(db, None)
+    assert _decide(db, T0 + 5) == (Trigger.CLAIMED, 3)
+    assert db.get_user("u1").settings.monthly_limit is None
+
+
+def test_concurrent_deductions_never_claim_past_the_limit(db: Store) -> None:
+    """Eight workers deduct and settle as fast as they can: every decision is made in the
+    deduction's transaction, so the month's claims stop at the limit exactly."""
+    _limited(db, 50_000)
+    db.credit("u1", -600, "grant", "to-400", T0)  # under the threshold from the start
+    lock = threading.Lock()
+    claimed: list[int] = []
+
+    def worker() -> None:
+        for _ in range(40):
+            done = db.deduct("u1", 0, T0 + 1, NO_COOLDOWN, _seal)
+            if done.attempt is not None and done.lease is not None:
+                with lock:
+                    claimed.append(done.attempt)
+                outcome = AttemptOutcome("succeeded", 10_000)
+                db.finish_attempt("u1", done.attempt, done.lease, outcome, T0 + 1)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == [1, 2, 3, 4, 5]
+    assert [a.status for a in db.attempts("u1")] == ["succeeded"] * 5
+    assert db.deduct("u1", 0, T0 + 2, NO_COOLDOWN, _seal).trigger is Trigger.LIMITED
+
+
+# SQLite only: a file from before the limit is the SQLite store's.
+def test_file_from_before_the_monthly_limit_is_migrated(tmp_path: Path) -> None:
+    """A store file created before the limit's columns gets them when it is opened: its users
+    have no limit, its attempts no reserved credits (their charge's credits count), and the
+    limit then works on it."""
+    path = str(tmp_path / "billing.sqlite")
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(
+        SCHEMA.replace("    auto_topup_monthly_limit INTEGER,\n", "").replace(
+            "    claimed_credits INTEGER,\n", ""
+        )
+    )
+    old.execute("INSERT INTO users (user_id, wrapped_key, balance) VALUES ('u1', x'00', 400)")
+    old.execute(
+        "INSERT INTO topup_attempts (user_id, seq, idempotency_key, claimed_at, status, credits)"
+        " VALUES ('u1', 1, 'auto-topup:u1:1', ?, 'succeeded', 10000)",
+        (T0,),
+    )
+    old.execute("UPDATE users SET auto_topup_seq = 1 WHERE user_id = 'u1'")
+    old.close()
+    store = SQLiteStore(path)
+    assert store.get_user("u1").settings.monthly_limit is None
+    assert store.attempt("u1", 1).claimed_credits is None  # type: ignore[union-attr]
+    _limited(store, 10_000)
+    assert _decide(store, T0 + 1) == (Trigger.LIMITED, None)
+    store.close()
+    reopened = SQLiteStore(path)  # opening again adds nothing twice
+    assert reopened.get_user("u1").settings.monthly_limit == 10_000
+    reopened.close()

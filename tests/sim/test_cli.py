@@ -88,6 +88,7 @@ GOLDEN_SUMMARY = {
     "scenario": "golden", "seed": 7, "users": 1_234, "days": 2.5, "requests": 1_234_567,
     "refused": 8_901, "request_failures": 1, "users_ran_dry": 12, "dry_per_1000_users": 9.724,
     "dry_hours_per_user": 1.0, "users_churned": 3, "topups": 2_345, "topups_per_user_month": 22.796,
+    "requests_held_by_limit": 40, "users_held_by_limit": 2,
     "failed_topups": 17, "declines": 10, "action_required": 5, "topup_errors": 2,
     "suspensions": 1, "charge_calls": 2_400, "transient_errors": 38, "credits_used": 98_765_432,
     "credits_bought": 23_450_000, "subscription_invoices": 3, "subscription_credits": 33_000,
@@ -113,6 +114,8 @@ Requests
 Top-ups
   succeeded                                      2,345
   succeeded, per user per 30 days               22.796
+  requests whose top-up the limit held              40
+  users held by their monthly limit                  2
   charge calls to Stripe, retries included       2,400
   subscription invoices paid                         3
   webhook deliveries, every try                  2,400
