@@ -99,6 +99,7 @@ _CARDS = (
     ),
     TestCard("4000000000000341", decline=_GENERIC),
     TestCard("4000002760003184", requires_authentication=True),
+    TestCard("4000000000003220", requires_authentication=True),
 )
 
 CARDS: dict[str, TestCard] = {card.number: card for card in _CARDS}
@@ -157,6 +158,7 @@ ALIASES: dict[str, str] = {
     "pm_card_chargeDeclinedProcessingError": "4000000000000119",
     "pm_card_chargeCustomerFail": "4000000000000341",
     "pm_card_authenticationRequired": "4000002760003184",
+    "pm_card_threeDSecure2Required": "4000000000003220",
 }
 
 _BRAND_PREFIXES = (

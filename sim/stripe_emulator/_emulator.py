@@ -24,6 +24,7 @@ from . import (
     _invoices,
     _payment_intents,
     _payment_methods,
+    _setup_intents,
     _subscriptions,
     _test_clocks,
 )
@@ -50,6 +51,7 @@ _ROUTER = Router(
         *_customers.ROUTES,
         *_payment_methods.ROUTES,
         *_payment_intents.ROUTES,
+        *_setup_intents.ROUTES,
         *_charges.ROUTES,
         *_catalog.ROUTES,
         *_subscriptions.ROUTES,

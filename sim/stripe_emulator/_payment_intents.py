@@ -8,7 +8,15 @@ Status machine (cards)::
                   | requires_payment_method + last_payment_error (declined: 402 card_error)
                   | requires_action (3-D Secure on session) | 402 authentication_required (off
                   session)
+    requires_action --(confirm: the customer authenticated)--> charge attempt, authenticated
     any state before success --(cancel)--> canceled
+
+``requires_action`` carries Stripe's ``next_action`` (``use_stripe_sdk``, a 3-D Secure
+challenge). In Stripe the customer completes the challenge in the browser (Stripe.js) and the
+intent is confirmed again; the emulator has no browser, so it models test mode's "Complete
+authentication" button: confirming an intent in ``requires_action`` counts as the customer having
+authenticated, and the charge then goes to the issuer without asking again (a card that also
+declines still declines).
 
 The outcome is the test card's, decided here at charge time. A declined confirm answers 402 with the
 error carrying the updated intent, so ``stripe.CardError.error.payment_intent`` is what Stripe
@@ -237,19 +245,26 @@ def list_(st: State, p: Params) -> StripeObject:
 
 
 def attempt(
-    st: State, pi: StripeObject, *, off_session: bool, error_on_requires_action: bool = False
+    st: State,
+    pi: StripeObject,
+    *,
+    off_session: bool,
+    error_on_requires_action: bool = False,
+    authenticated: bool = False,
 ) -> StripeAPIError | None:
     """Charge ``pi``'s card now and move the intent on; return the card error a caller should raise.
 
     Shared by the confirm endpoint and by invoice payment, which records failures instead of
-    raising.
+    raising. ``authenticated``: the customer completed the 3-D Secure challenge of this intent, so
+    the card's authentication requirement is met for this charge.
     """
     pm = st.store.objects[pi["payment_method"]]
     card = test_card(st, pm)
     customer = st.store.find(pi["customer"], "customer")
     now = st.now_for(customer)
     pi["next_action"] = None
-    if card.requires_authentication and not off_session and not error_on_requires_action:
+    needs_authentication = card.requires_authentication and not authenticated
+    if needs_authentication and not off_session and not error_on_requires_action:
         pi["status"] = "requires_action"
         pi["next_action"] = {
             "type": "use_stripe_sdk",
@@ -261,7 +276,7 @@ def attempt(
         }
         st.emit("payment_intent.requires_action", pi, created=now)
         return None
-    decline = AUTHENTICATION_REQUIRED if card.requires_authentication else card.decline
+    decline = AUTHENTICATION_REQUIRED if needs_authentication else card.decline
     law = st.issuer_laws.get(pm["id"]) if decline is None else None
     if law is not None:  # the issuer decides this charge alone (the card's own outcome is success)
         decline = issuer_decline(law, st.issuer_rng.random())
@@ -282,7 +297,7 @@ def attempt(
         if pi["setup_future_usage"] and customer is not None and pm["customer"] is None:
             attach_to(st, pm["id"], customer, param="payment_method")
         return None
-    charge = None if card.requires_authentication else new_charge(st, pi, pm, card, now, decline)
+    charge = None if needs_authentication else new_charge(st, pi, pm, card, now, decline)
     error: dict = {
         "type": "card_error",
         "code": decline.code,
@@ -305,9 +320,17 @@ def attempt(
 
 
 def _confirm(st: State, pi: StripeObject, p: Params) -> None:
-    if pi["status"] not in ("requires_payment_method", "requires_confirmation"):
+    # A confirm of an intent waiting for its customer is the customer's authentication done
+    # (the emulator's model of completing the 3-D Secure challenge; see the module docstring).
+    authenticated = pi["status"] == "requires_action"
+    if pi["status"] not in ("requires_payment_method", "requires_confirmation", "requires_action"):
         raise _unexpected_state(pi, "confirm")
     pm_id = p.text("payment_method")
+    if pm_id is not None and authenticated:
+        raise invalid_request(
+            "You cannot change the payment method of a PaymentIntent while it requires action.",
+            param="payment_method",
+        )
     if pm_id is not None:
         pi["payment_method"] = _payment_method_for(st, pm_id, pi["customer"])["id"]
     if pi["payment_method"] is None:
@@ -322,6 +345,7 @@ def _confirm(st: State, pi: StripeObject, p: Params) -> None:
         pi,
         off_session=off_session,
         error_on_requires_action=p.flag("error_on_requires_action"),
+        authenticated=authenticated,
     )
     if error is not None:
         raise error
@@ -353,6 +377,10 @@ def _payment_method_for(st: State, pm_id: str, customer_id: str | None) -> Strip
             message = "The provided PaymentMethod belongs to a different Customer."
         raise invalid_request(message, param="payment_method")
     return pm
+
+
+#: The PaymentMethod a request names, checked against the customer (SetupIntents share the rule).
+payment_method_for = _payment_method_for
 
 
 def _check_amount(amount: int, currency: str) -> None:
