@@ -71,11 +71,13 @@ from .errors import (
     WebhookPayloadError,
     WebhookSignatureError,
 )
-from .gateway import PaymentGateway, SubscriptionGateway
+from .gateway import CheckoutGateway, PaymentGateway, SubscriptionGateway
 from .json_limits import MalformedJson, load_json
 from .payments import WebhookVerifier
+from .purchases import Checkout
 from .service import BillingService
 from .settings import AutoTopupSettings
+from .spending import SpendReplays
 from .subscriptions import Subscriptions
 from .twofactor import TwoFactor
 from .webhooks import MAX_PAYLOAD_BYTES, WebhookHandler
@@ -308,8 +310,9 @@ def current_user(request: Request, authorization: Annotated[str | None, Header()
 User = Annotated[str, Depends(current_user)]
 
 
-class Gateway(PaymentGateway, SubscriptionGateway, Protocol):
-    """A provider that charges cards and runs subscriptions (``StripeGateway``)."""
+class Gateway(PaymentGateway, SubscriptionGateway, CheckoutGateway, Protocol):
+    """A provider that charges cards, runs subscriptions and takes on-session payments
+    (``StripeGateway``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,10 +324,19 @@ class BillingApp:
     twofactor: TwoFactor
     subscriptions: Subscriptions
     webhooks: WebhookHandler
+    checkout: Checkout | None = None
 
 
-def build_app(billing: BillingService, gateway: Gateway, webhook_secret: str) -> BillingApp:
-    """Wire 2FA, subscriptions and webhooks around ``billing`` and build the app."""
+def build_app(
+    billing: BillingService,
+    gateway: Gateway,
+    webhook_secret: str,
+    *,
+    service_token: str | None = None,
+) -> BillingApp:
+    """Wire 2FA, subscriptions, webhooks, purchases and card setups around ``billing`` and build
+    the app. ``service_token`` is the secret of ``POST /v1/usage`` (see
+    :mod:`~sim.billing.spending`); without one, that endpoint refuses every call (401)."""
     twofactor = TwoFactor(store=billing.store, vault=billing.vault, clock=billing.clock)
     subscriptions = Subscriptions(billing=billing, gateway=gateway)
     verifier = WebhookVerifier(webhook_secret, billing.clock)
@@ -337,7 +349,16 @@ def build_app(billing: BillingService, gateway: Gateway, webhook_secret: str) ->
         webhooks=webhooks,
         sessions=sessions,
     )
-    return BillingApp(app, sessions, twofactor, subscriptions, webhooks)
+    checkout = Checkout(billing=billing, gateway=gateway)
+    spends = SpendReplays(billing.clock)
+    # The purchase, card and usage routes (sim/billing/api_money.py); imported here because that
+    # module builds on this one's request types.
+    from .api_money import add_money_routes
+
+    add_money_routes(
+        app, checkout=checkout, twofactor=twofactor, spends=spends, service_token=service_token
+    )
+    return BillingApp(app, sessions, twofactor, subscriptions, webhooks, checkout)
 
 
 def create_app(

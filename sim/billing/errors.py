@@ -173,3 +173,25 @@ class WebhookSignatureError(BillingError):
 class WebhookPayloadError(BillingError):
     """A correctly signed webhook whose event is invalid for good (malformed, of an unknown user
     or another customer, a wrong price): retrying it cannot help, so it is dead-lettered."""
+
+
+class CardDeclined(BillingError):
+    """The bank declined the card of a purchase or card setup (``decline_code`` says why):
+    nothing was charged, credited or saved."""
+
+    def __init__(self, decline_code: str, message: str = "") -> None:
+        said = f": {message}" if message else ""
+        super().__init__(f"the card was declined ({decline_code}){said}")
+        self.decline_code = decline_code
+
+
+class UnknownIntent(BillingError):
+    """No purchase or card setup of this user has this id (it may be another user's)."""
+
+
+class IdempotencyKeyReused(BillingError):
+    """An ``Idempotency-Key`` was sent again with a different request: it names one request."""
+
+
+class RequestInProgress(BillingError):
+    """A request with this ``Idempotency-Key`` is still being processed: retry after it ends."""

@@ -108,3 +108,82 @@ class SubscriptionGateway(Protocol):
     def cancel_at_period_end(self, subscription_id: str) -> SubscriptionInfo:
         """Stop renewing: the subscription ends when the paid period does."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class OnSessionIntent:
+    """A PaymentIntent (a purchase) or SetupIntent (a saved card) the customer is present for, as
+    the provider answers it: one shape for both, since the client handles them the same way.
+
+    ``status`` is ``succeeded``, ``requires_action`` (the bank asks the customer to authenticate:
+    the client completes ``next_action`` with ``client_secret``, then the intent is confirmed),
+    ``declined`` (``decline_code`` and ``message`` say why; nothing was charged or saved) or, for
+    a state that is not final yet, the provider's own status. ``price`` is the money received by a
+    succeeded PaymentIntent (what a purchase credits), else the amount asked; ``None`` for a
+    SetupIntent.
+    """
+
+    intent_id: str
+    status: str
+    customer_id: str | None
+    payment_method_id: str | None
+    price: Money | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    next_action: Mapping[str, object] | None = None
+    client_secret: str | None = None
+    decline_code: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CardDetails:
+    """What the user may see of a saved card: never its number, only brand, last four digits and
+    expiry, and the customer it is attached to (``None`` when it is not attached)."""
+
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    customer_id: str | None
+
+
+class CheckoutGateway(Protocol):
+    """On-session payments and card setups: the customer is present and may be asked to
+    authenticate (3-D Secure)."""
+
+    def ensure_customer(self, user_id: str, email: str | None = None) -> str:
+        """The provider's customer of a user, created once."""
+        ...
+
+    def pay_on_session(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        price: Money,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+        *,
+        save_card: bool,
+    ) -> OnSessionIntent:
+        """Create and confirm a PaymentIntent with the customer present; ``save_card`` keeps the
+        card for off-session charges (``setup_future_usage=off_session``)."""
+        ...
+
+    def confirm_payment(self, customer_id: str, intent_id: str) -> OnSessionIntent:
+        """Confirm the customer's PaymentIntent after they authenticated; a finished one is
+        answered as it is. ``GatewayRequestError`` if it is not this customer's."""
+        ...
+
+    def setup_card(
+        self, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> OnSessionIntent:
+        """Create and confirm a SetupIntent (``usage=off_session``) saving the card."""
+        ...
+
+    def confirm_setup(self, customer_id: str, setup_intent_id: str) -> OnSessionIntent:
+        """Confirm the customer's SetupIntent after they authenticated (as ``confirm_payment``)."""
+        ...
+
+    def card_details(self, payment_method_id: str) -> CardDetails | None:
+        """The card's brand, last four digits and expiry; ``None`` if the provider has none."""
+        ...

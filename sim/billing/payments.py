@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import stripe
@@ -41,11 +42,13 @@ from .errors import (
     WebhookSignatureError,
 )
 from .gateway import (
+    CardDetails,
     ChargeDeclined,
     ChargeNeedsAuthentication,
     ChargeRequest,
     ChargeResult,
     ChargeSucceeded,
+    OnSessionIntent,
     SubscriptionInfo,
 )
 from .pricing import Money
@@ -154,6 +157,93 @@ class StripeGateway:
                 return False
             raise
         return card.get("customer") == customer_id
+
+    def card_details(self, payment_method_id: str) -> CardDetails | None:
+        """The card's brand, last four digits and expiry, from Stripe's PaymentMethod."""
+        try:
+            pm = self._send("get", f"/v1/payment_methods/{payment_method_id}", {})
+        except StripeRefused as refused:
+            if refused.status in (400, 404):
+                return None
+            raise
+        card = pm.get("card") or {}
+        return CardDetails(
+            str(card.get("brand") or "unknown"),
+            str(card.get("last4") or ""),
+            int(card.get("exp_month") or 0),
+            int(card.get("exp_year") or 0),
+            _id_of(pm.get("customer")),
+        )
+
+    # ------------------------------------------------------------------ on session
+
+    def pay_on_session(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        price: Money,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+        *,
+        save_card: bool,
+    ) -> OnSessionIntent:
+        """Create and confirm a PaymentIntent with the customer present (no ``off_session``), so
+        that a card asking for 3-D Secure answers ``requires_action`` instead of failing."""
+        params: dict[str, Any] = {
+            "amount": price.amount_minor,
+            "currency": price.currency,
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "confirm": True,
+            "metadata": dict(metadata),
+        }
+        if save_card:
+            params["setup_future_usage"] = "off_session"
+        try:
+            intent = self._send("post", "/v1/payment_intents", params, idempotency_key)
+        except StripeRefused as refused:
+            return _declined(refused, "payment_intent")
+        return _on_session(intent)
+
+    def confirm_payment(self, customer_id: str, intent_id: str) -> OnSessionIntent:
+        """Confirm a PaymentIntent waiting for its customer (after 3-D Secure); a finished or
+        declined one is read back as it is."""
+        return self._confirm("/v1/payment_intents", "payment_intent", customer_id, intent_id)
+
+    def setup_card(
+        self, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> OnSessionIntent:
+        """Create and confirm a SetupIntent for off-session use: Stripe checks the card with the
+        bank (and the customer, for 3-D Secure) and attaches it to the customer."""
+        params = {
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "usage": "off_session",
+            "confirm": True,
+        }
+        try:
+            intent = self._send("post", "/v1/setup_intents", params, idempotency_key)
+        except StripeRefused as refused:
+            return _declined(refused, "setup_intent")
+        return _on_session(intent)
+
+    def confirm_setup(self, customer_id: str, setup_intent_id: str) -> OnSessionIntent:
+        """Confirm a SetupIntent waiting for its customer (as :meth:`confirm_payment`)."""
+        return self._confirm("/v1/setup_intents", "setup_intent", customer_id, setup_intent_id)
+
+    def _confirm(self, base: str, kind: str, customer_id: str, intent_id: str) -> OnSessionIntent:
+        """Read the intent, refuse another customer's, and confirm it only while it waits for
+        the customer: a retried confirm of a finished intent answers what it became."""
+        intent = self._send("get", f"{base}/{intent_id}", {})
+        if _id_of(intent.get("customer")) != customer_id:
+            raise StripeRefused(f"{base}/{intent_id}", 404, {"message": f"no such {kind}"})
+        if intent["status"] not in ("requires_action", "requires_confirmation"):
+            return _on_session(intent)
+        try:
+            intent = self._send("post", f"{base}/{intent_id}/confirm", {})
+        except StripeRefused as refused:
+            return _declined(refused, kind)
+        return _on_session(intent)
 
     # ------------------------------------------------------------------ charges
 
@@ -313,6 +403,45 @@ def _intent_result(intent: Mapping[str, Any], *, allow_failed: bool) -> ChargeRe
     if allow_failed and status == "requires_payment_method" and error:
         return _card_refusal(intent["id"], error)
     raise TransientGatewayError(f"payment intent {intent['id']} is {status}")
+
+
+def _on_session(intent: Mapping[str, Any]) -> OnSessionIntent:
+    """A PaymentIntent or SetupIntent as the core's :class:`OnSessionIntent`."""
+    status = intent["status"]
+    error = intent.get("last_payment_error") or intent.get("last_setup_error")
+    if status == "requires_payment_method" and error:
+        status = "declined"
+    price = None
+    if intent.get("object") == "payment_intent":
+        price = _received(intent)
+    return OnSessionIntent(
+        intent["id"],
+        status,
+        _id_of(intent.get("customer")),
+        _id_of(intent.get("payment_method")),
+        price,
+        dict(intent.get("metadata") or {}),
+        intent.get("next_action") if status == "requires_action" else None,
+        intent.get("client_secret"),
+        (error.get("decline_code") or error.get("code")) if error else None,
+        _redacted(str(error.get("message") or "")) if error else "",
+    )
+
+
+def _declined(refused: StripeRefused, kind: str) -> OnSessionIntent:
+    """A 402 card error as a declined intent (the intent travels in the error); any other
+    refusal is raised as it is."""
+    intent = refused.error.get(kind)
+    if refused.status != 402 or not isinstance(intent, dict):
+        raise refused
+    declined = _on_session(intent)
+    error = refused.error
+    return replace(
+        declined,
+        status="declined",
+        decline_code=error.get("decline_code") or error.get("code") or "card_declined",
+        message=_redacted(str(error.get("message") or "")),
+    )
 
 
 def _card_refusal(intent_id: str | None, error: Mapping[str, Any]) -> ChargeResult:

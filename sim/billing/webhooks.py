@@ -37,10 +37,18 @@ from .errors import (
 )
 from .json_limits import MalformedJson, load_json
 from .pricing import Money
+from .purchases import PURCHASE_PURPOSE, settle_purchase
 from .service import TOPUP_PURPOSE, BillingService
 from .store import DeadLetter
 from .subscriptions import Subscriptions, check_customer
-from .webhook_events import Envelope, envelope, intent_event, invoice_event, subscription_event
+from .webhook_events import (
+    Envelope,
+    IntentEvent,
+    envelope,
+    intent_event,
+    invoice_event,
+    subscription_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +141,8 @@ class WebhookHandler:
         customer; a success for exactly a tier's price, a failure naming its attempt."""
         intent = intent_event(event.obj)
         user_id = intent.user_id
+        if user_id is not None and intent.purpose == PURCHASE_PURPOSE:
+            return self._check_purchase(event, intent, user_id)
         if user_id is None or intent.purpose != TOPUP_PURPOSE:
             return lambda: "ignored"  # not an auto top-up (subscription invoices credit by invoice)
         check_customer(self.billing, user_id, intent.customer, f"payment {intent.intent_id}")
@@ -148,4 +158,20 @@ class WebhookHandler:
         settle = billing.settle_payment
         return lambda: (
             "credited" if settle(user_id, intent.intent_id, paid, intent.metadata) else "unchanged"
+        )
+
+    def _check_purchase(self, event: Envelope, intent: IntentEvent, user_id: str) -> Apply:
+        """A purchase's PaymentIntent event: a success credits it once (the synchronous answer
+        may have done so already: the ledger reference is the PaymentIntent id either way); a
+        failure changes nothing (the customer was told at once, and no attempt waits on it)."""
+        if event.kind != "payment_intent.succeeded":
+            return lambda: "ignored"
+        check_customer(self.billing, user_id, intent.customer, f"payment {intent.intent_id}")
+        paid = Money(intent.amount, intent.currency)
+        billing = self.billing
+        billing.payment_credits(user_id, intent.intent_id, paid, intent.metadata)
+        return lambda: (
+            "credited"
+            if settle_purchase(billing, user_id, intent.intent_id, paid, intent.metadata)
+            else "unchanged"
         )

@@ -1,0 +1,339 @@
+"""Buying credits, saving a card and spending over HTTP, through the emulator.
+
+Each flow runs from the endpoint to Stripe's answer and its webhooks: a purchase is credited once
+whichever of the synchronous answer and the (duplicated) webhook comes first, 3-D Secure waits for
+a confirm, a declined card writes nothing, a refused code moves no money, and the usage endpoint
+deducts once per idempotency key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sim.billing import BillingService, ManualClock, QueueRunner
+from sim.billing.api import build_app
+from sim.billing.payments import StripeGateway
+from sim.billing.purchases import PURCHASE_KIND
+from sim.stripe_emulator import StripeEmulator
+
+from .conftest import BillingFactory
+from .test_api import SECRET, SETTINGS, Api
+
+SERVICE_TOKEN = "svc-test-token-0123456789"
+
+
+class Shop(Api):
+    """The API client of ``test_api`` plus the purchase, card and usage calls."""
+
+    def buy(self, credits: int = 1_000, card: str = "pm_card_visa", **changes: Any) -> Any:
+        body = {
+            "credits": credits,
+            "currency": "eur",
+            "payment_method": card,
+            "totp_code": self.next_code(),
+            **changes,
+        }
+        body = {k: v for k, v in body.items() if v is not ...}
+        return self.client.post("/v1/purchases", json=body, headers=self.auth)
+
+    def confirm(self, intent_id: str) -> Any:
+        return self.client.post(f"/v1/purchases/{intent_id}/confirm", headers=self.auth)
+
+    def setup(self, card: str, **changes: Any) -> Any:
+        body = {"payment_method": card, "totp_code": self.next_code(), **changes}
+        return self.client.post("/v1/payment-method", json=body, headers=self.auth)
+
+    def card(self) -> dict[str, Any]:
+        answer = self.client.get("/v1/payment-method", headers=self.auth)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def spend(
+        self, credits: int, key: str | None = "k-1", token: str | None = SERVICE_TOKEN, **body: Any
+    ) -> Any:
+        headers = {}
+        if token is not None:
+            headers["X-Service-Token"] = token
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        payload = {"user_id": "u1", "credits": credits, **body}
+        return self.client.post("/v1/usage", json=payload, headers=headers)
+
+    def purchases(self) -> list[Any]:
+        return self.billing.store.ledger("u1", kinds=(PURCHASE_KIND,))
+
+    def webhooks(self, times: int = 1) -> list[int]:
+        """Deliver every due webhook ``times`` times over (duplicates included)."""
+        return self.deliver(self.emulator.due_deliveries() * times)
+
+
+@pytest.fixture
+def shop(
+    make_billing: BillingFactory,
+    stripe_gateway: StripeGateway,
+    emulator: StripeEmulator,
+    clock: ManualClock,
+) -> Iterator[Shop]:
+    """The app on the emulator with a service token; u1 has a Visa, 2FA and 1,500 credits."""
+    billing: BillingService = make_billing(payment_gateway=stripe_gateway)
+    emulator.add_webhook_endpoint("https://billing.example/v1/payments/webhook")
+    wired = build_app(billing, stripe_gateway, emulator.webhook_secret, service_token=SERVICE_TOKEN)
+    billing.create_user("u1", balance=1_500)
+    customer = stripe_gateway.ensure_customer("u1")
+    billing.save_payment_method(
+        "u1", customer, stripe_gateway.attach_card(customer, "pm_card_visa")
+    )
+    wired.twofactor.enable("u1", SECRET)
+    with TestClient(wired.app, raise_server_exceptions=False) as client:
+        yield Shop(client, wired.sessions.issue("u1"), billing, clock, emulator)
+
+
+def _error(answer: Any, status: int, code: str) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == code and "\n" not in error["message"]
+    return error
+
+
+# ---------------------------------------------------------------------------------- purchases
+
+
+def test_purchase_is_credited_once_by_answer_and_duplicated_webhooks(shop: Shop) -> None:
+    """The synchronous answer credits; every (duplicated) webhook after it is a no-op."""
+    answer = shop.buy(1_000)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["purchase"]["status"] == "succeeded" and body["purchase"]["credited"] is True
+    assert (body["purchase"]["amount"], body["purchase"]["currency"]) == (200, "eur")
+    assert body["balance"] == 2_500
+    assert set(shop.webhooks(times=3)) == {200}
+    assert shop.billing.balance("u1") == 2_500
+    [entry] = shop.purchases()
+    assert (entry.delta, entry.reference) == (1_000, body["purchase"]["id"])
+
+
+def test_webhook_first_then_confirm_credits_once(shop: Shop) -> None:
+    """3-D Secure: requires_action (nothing credited), the webhook of the success credits, the
+    confirm's own answer after it changes nothing."""
+    answer = shop.buy(10_000, card="pm_card_threeDSecure2Required")
+    purchase = answer.json()["purchase"]
+    assert purchase["status"] == "requires_action" and purchase["credited"] is False
+    assert purchase["next_action"]["type"] == "use_stripe_sdk" and purchase["client_secret"]
+    assert shop.billing.balance("u1") == 1_500
+    assert set(shop.webhooks()) == {200}  # created / requires_action: ignored
+    assert shop.purchases() == []
+    # The customer authenticates; Stripe's success event reaches us before the confirm's answer.
+    shop.emulator.stripe_client("sk_test_billing").v1.payment_intents.confirm(purchase["id"])
+    shop.webhooks(times=2)
+    assert shop.billing.balance("u1") == 11_500
+    done = shop.confirm(purchase["id"]).json()["purchase"]
+    assert (done["status"], done["credited"]) == ("succeeded", False)
+    assert shop.billing.balance("u1") == 11_500 and len(shop.purchases()) == 1
+
+
+def test_three_d_secure_purchase_confirmed_through_the_api(shop: Shop) -> None:
+    """requires_action -> confirm -> credited once; a second confirm changes nothing."""
+    purchase = shop.buy(1_000, card="pm_card_authenticationRequired").json()["purchase"]
+    done = shop.confirm(purchase["id"])
+    assert done.status_code == 200, done.text
+    assert done.json()["purchase"]["credited"] is True and done.json()["balance"] == 2_500
+    assert shop.confirm(purchase["id"]).json()["purchase"]["credited"] is False
+    shop.webhooks(times=2)
+    assert shop.billing.balance("u1") == 2_500 and len(shop.purchases()) == 1
+
+
+def test_declined_purchase_is_402_and_writes_nothing(shop: Shop) -> None:
+    before = shop.billing.payment_method("u1")
+    error = _error(
+        shop.buy(1_000, card="pm_card_chargeDeclinedInsufficientFunds", save_card=True),
+        402,
+        "card_declined",
+    )
+    assert error["decline_code"] == "insufficient_funds"
+    shop.webhooks()
+    assert shop.billing.balance("u1") == 1_500 and shop.purchases() == []
+    assert shop.billing.payment_method("u1") == before
+
+
+def test_purchase_with_save_card_replaces_the_card_used_by_auto_topup(
+    shop: Shop, tasks: QueueRunner
+) -> None:
+    """setup_future_usage: the paid card becomes the saved card; the next top-up charges it."""
+    old = shop.billing.payment_method("u1")
+    body = shop.buy(1_000, card="pm_card_mastercard", save_card=True).json()
+    assert body["card_saved"] is True
+    assert shop.card()["brand"] == "mastercard" and shop.card()["usable"] is True
+    assert shop.billing.payment_method("u1") != old
+    _topup_charges_saved_card(shop, tasks, "mastercard")
+
+
+def test_manual_purchase_does_not_use_the_monthly_limit(shop: Shop, tasks: QueueRunner) -> None:
+    """A purchase is ledger kind purchase: the limit (one top-up's worth) still allows a top-up."""
+    assert shop.save(totp_code=shop.next_code(), monthly_limit=10_000).status_code == 200
+    assert shop.buy(54_000).json()["purchase"]["credited"] is True
+    answer = shop.spend(54_600, key="drain")  # past the per-request cap: refused
+    _error(answer, 422, "invalid_field")
+    for n in range(6):
+        assert shop.spend(9_100, key=f"drain-{n}").status_code == 200
+    assert shop.billing.balance("u1") == 900
+    tasks.run_pending()
+    assert shop.billing.balance("u1") == 10_900  # the auto top-up was claimed and paid
+
+
+def test_bad_purchase_input_is_422_keeps_the_code_and_writes_nothing(shop: Shop) -> None:
+    code = shop.next_code()
+    for changes, field in (
+        ({"credits": 999}, "credits"),
+        ({"currency": "gbp"}, "currency"),
+        ({"credits": "1000"}, "credits"),
+        ({"payment_method": "card_4242"}, "payment_method"),
+        ({"extra": 1}, "extra"),
+    ):
+        body = {"credits": 1_000, "currency": "eur", "payment_method": "pm_card_visa"}
+        answer = shop.client.post(
+            "/v1/purchases", json={**body, "totp_code": code, **changes}, headers=shop.auth
+        )
+        assert _error(answer, 422, "invalid_field")["field"] == field
+    # The code was never used: it still buys.
+    answer = shop.client.post(
+        "/v1/purchases",
+        json={"credits": 1_000, "currency": "eur", "payment_method": "pm_card_visa",
+              "totp_code": code},
+        headers=shop.auth,
+    )  # fmt: skip
+    assert answer.status_code == 200 and len(shop.purchases()) == 1
+
+
+def test_unknown_payment_method_is_422_and_nothing_happens(shop: Shop) -> None:
+    answer = shop.buy(1_000, card="pm_doesNotExist123")
+    assert _error(answer, 422, "invalid_field")["field"] == "payment_method"
+    assert shop.billing.balance("u1") == 1_500 and shop.purchases() == []
+
+
+def test_refused_code_moves_no_money(shop: Shop) -> None:
+    customer = shop.billing.customer_id("u1")
+    stripe = shop.emulator.stripe_client("sk_test_billing")
+    _error(shop.buy(1_000, totp_code=shop.wrong_code()), 403, "invalid_code")
+    _error(shop.setup("pm_card_mastercard", totp_code=shop.wrong_code()), 403, "invalid_code")
+    assert stripe.v1.payment_intents.list(params={"customer": str(customer)}).data == []
+    assert shop.card()["brand"] == "visa" and shop.purchases() == []
+
+
+def test_confirming_another_users_purchase_is_404(shop: Shop) -> None:
+    purchase = shop.buy(1_000, card="pm_card_authenticationRequired").json()["purchase"]
+    shop.billing.create_user("u2")
+    other = {"Authorization": f"Bearer {shop.client.app.state.sessions.issue('u2')}"}  # type: ignore[attr-defined]
+    answer = shop.client.post(f"/v1/purchases/{purchase['id']}/confirm", headers=other)
+    _error(answer, 404, "unknown_intent")
+    _error(shop.confirm("pi_doesNotExist1"), 404, "unknown_intent")
+    assert shop.billing.balance("u2") == 0 and shop.billing.balance("u1") == 1_500
+
+
+# ---------------------------------------------------------------------------------- cards
+
+
+def test_setup_intent_saves_the_card_used_by_a_later_auto_topup(
+    shop: Shop, tasks: QueueRunner
+) -> None:
+    answer = shop.setup("pm_card_mastercard")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["setup"]["status"] == "succeeded"
+    assert body["card"] == {"saved": True, "usable": True, "brand": "mastercard",
+                            "last4": "4444", "exp_month": 12, "exp_year": 2034}  # fmt: skip
+    _topup_charges_saved_card(shop, tasks, "mastercard")
+
+
+def test_three_d_secure_setup_saves_after_confirm(shop: Shop) -> None:
+    setup = shop.setup("pm_card_threeDSecure2Required").json()["setup"]
+    assert setup["status"] == "requires_action" and setup["next_action"] is not None
+    assert shop.card()["last4"] == "4242"  # not replaced yet
+    answer = shop.client.post(f"/v1/payment-method/setups/{setup['id']}/confirm", headers=shop.auth)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["card"]["last4"] == "3220" and answer.json()["card"]["usable"]
+
+
+def test_declined_setup_keeps_the_old_card(shop: Shop) -> None:
+    _error(shop.setup("pm_card_chargeDeclined"), 402, "card_declined")
+    assert shop.card()["last4"] == "4242"
+
+
+def test_card_status_without_a_card(shop: Shop) -> None:
+    shop.billing.create_user("u3")
+    headers = {"Authorization": f"Bearer {shop.client.app.state.sessions.issue('u3')}"}  # type: ignore[attr-defined]
+    answer = shop.client.get("/v1/payment-method", headers=headers).json()
+    assert answer["saved"] is False and answer["usable"] is False and answer["brand"] is None
+
+
+# ---------------------------------------------------------------------------------- usage
+
+
+def test_usage_deducts_once_per_idempotency_key(shop: Shop) -> None:
+    first = shop.spend(100, key="req-1")
+    assert first.status_code == 200 and first.json()["balance"] == 1_400
+    again = shop.spend(100, key="req-1")
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert shop.billing.balance("u1") == 1_400
+    _error(shop.spend(200, key="req-1"), 422, "idempotency_key_reused")
+    assert shop.spend(100, key="req-2").json()["balance"] == 1_300
+
+
+def test_usage_guard(shop: Shop) -> None:
+    _error(shop.spend(100, token=None), 401, "unauthenticated")
+    _error(shop.spend(100, token="wrong"), 401, "unauthenticated")
+    user_session = shop.client.post(
+        "/v1/usage", json={"user_id": "u1", "credits": 1}, headers={**shop.auth,
+                                                                   "Idempotency-Key": "x"}
+    )  # fmt: skip
+    _error(user_session, 401, "unauthenticated")
+    _error(shop.spend(100, key=None), 422, "invalid_field")
+    _error(shop.spend(0), 422, "invalid_field")
+    _error(shop.spend(10_001), 422, "invalid_field")
+    _error(shop.spend(True), 422, "invalid_field")
+    _error(shop.spend(1, user_id="nobody"), 404, "unknown_user")
+    assert shop.billing.balance("u1") == 1_500
+
+
+def test_refused_usage_is_not_replayed(shop: Shop) -> None:
+    """Not enough credits: 402; the same key is evaluated again once credits arrived."""
+    error = _error(shop.spend(2_000, key="big"), 402, "insufficient_credits")
+    assert error["balance"] == 1_500
+    shop.billing.grant_credits("u1", 1_000, reference="support-1")
+    assert shop.spend(2_000, key="big").json()["balance"] == 500
+
+
+def test_usage_without_a_configured_token_refuses_everything(
+    make_billing: BillingFactory, stripe_gateway: StripeGateway
+) -> None:
+    billing = make_billing(payment_gateway=stripe_gateway)
+    billing.create_user("u1", balance=100)
+    wired = build_app(billing, stripe_gateway, "whsec_x")
+    with TestClient(wired.app) as client:
+        answer = client.post(
+            "/v1/usage",
+            json={"user_id": "u1", "credits": 1},
+            headers={"X-Service-Token": "", "Idempotency-Key": "k"},
+        )
+    assert answer.status_code == 401 and billing.balance("u1") == 100
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _topup_charges_saved_card(shop: Shop, tasks: QueueRunner, brand: str) -> None:
+    """Enable auto top-up, spend under the threshold: the top-up is charged to the saved card."""
+    assert shop.save(totp_code=shop.next_code(), **SETTINGS).status_code == 200
+    balance = shop.billing.balance("u1")
+    assert shop.spend(balance - 500, key="to-threshold").status_code == 200
+    tasks.run_pending()
+    assert shop.billing.balance("u1") == 500 + 10_000
+    customer = shop.billing.customer_id("u1")
+    stripe = shop.emulator.stripe_client("sk_test_billing")
+    intents = stripe.v1.payment_intents.list(params={"customer": str(customer)}).data
+    topup = next(i for i in intents if i.metadata["purpose"] == "auto_topup")
+    card = stripe.v1.payment_methods.retrieve(str(topup.payment_method)).card
+    assert topup.status == "succeeded" and card is not None and card.brand == brand
