@@ -22,6 +22,7 @@ import copy
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import fakeredis
 import pytest
@@ -47,6 +48,7 @@ from .conftest import FUZZ, MASTER_KEY, FlakyStore
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 WEBHOOK_SECRET = "whsec_fuzz_only_this_module_knows"
+SERVICE_TOKEN = "svc_fuzz_only_this_module_knows"
 #: Examples per test: bounded in ``make test``; in ``make proptest`` 6,000 (12,000 for signed
 #: events of real shape): about 57,000 requests over the nine tests.
 EXAMPLES = 6_000 if PROFILE == "long" else 40
@@ -116,7 +118,9 @@ class Wired:
             gateway=gateway, notifier=RecordingNotifier(), tasks=QueueRunner(),
             vault=Vault(MASTER_KEY),
         )  # fmt: skip
-        self.wired: BillingApp = build_app(self.billing, gateway, WEBHOOK_SECRET)
+        self.wired: BillingApp = build_app(
+            self.billing, gateway, WEBHOOK_SECRET, service_token=SERVICE_TOKEN
+        )
         for user_id in ("u1", "u2"):
             self.billing.create_user(user_id, balance=1_500)
             customer = gateway.ensure_customer(user_id)
@@ -426,7 +430,9 @@ def test_fuzzed_authorization_is_401_or_the_user_never_5xx(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
     path=st.sampled_from(
         ["/v1/subscriptions", "/v1/payments/webhook", "/v1/settings/auto-topup/low-balance",
-         "/v1/nothing", "/", "/v1/subscriptions/cancel/x"]
+         "/v1/nothing", "/", "/v1/subscriptions/cancel/x", "/v1/purchases", "/v1/usage",
+         "/v1/purchases/pi_x/confirm", "/v1/purchases/x/confirm", "/v1/payment-method",
+         "/v1/payment-method/setups/seti_x/confirm", "/v1/payment-method/setups/%00/confirm"]
     ) | st.text(alphabet="abc/%.?=&", max_size=20).map(lambda p: "/v1/" + p),
 )  # fmt: skip
 def test_fuzzed_methods_and_paths_answer_in_the_envelope(
@@ -434,3 +440,86 @@ def test_fuzzed_methods_and_paths_answer_in_the_envelope(
 ) -> None:
     """Wrong methods and unknown paths: 4xx in the envelope (the send checks it), never 5xx."""
     wired.send("routes", method, path, headers=wired.auth)
+
+
+# ------------------------------------------------------------------------- money endpoints
+
+plausible_purchase = {
+    "credits": plausible_subscription["credits"],
+    "currency": plausible_settings["currency"],
+    "payment_method": st.sampled_from(
+        ["pm_card_visa", "pm_card_chargeDeclined", "pm_nope", "pm_", "card_x", "pm_card_visa\n"]
+    )
+    | json_values,
+    "save_card": st.booleans() | json_values,
+    "totp_code": plausible_settings["totp_code"],
+}
+
+
+@settings(max_examples=EXAMPLES)
+@given(
+    body=_bodies(plausible_purchase),
+    path=st.sampled_from(["/v1/purchases", "/v1/payment-method"]),
+)
+def test_fuzzed_purchase_and_card_bodies_are_4xx_and_move_no_money(
+    wired: Wired, body: Any, path: str
+) -> None:
+    """Buying and saving a card with random bodies (no valid code): 4xx, nothing charged,
+    credited or saved."""
+    wired.clock.advance(120)
+    before = wired.books(), wired.billing.payment_method("u1")
+    response = wired.send(
+        "purchases and cards", "POST", path, content=_dumps(body),
+        headers={**wired.auth, "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert 400 <= response.status_code < 500, response.text
+    assert (wired.books(), wired.billing.payment_method("u1")) == before
+
+
+@settings(max_examples=EXAMPLES)
+@given(
+    intent=st.text(header_text, max_size=40)
+    | st.sampled_from(["pi_x", "seti_x", "pi_" + "a" * 99]),
+    kind=st.sampled_from(["/v1/purchases/{}/confirm", "/v1/payment-method/setups/{}/confirm"]),
+)
+def test_fuzzed_confirm_ids_are_4xx(wired: Wired, intent: str, kind: str) -> None:
+    """Confirming ids that are no intent of the user's: 4xx, nothing changed."""
+    before = wired.books()
+    path = kind.format(quote(intent, safe=""))
+    response = wired.send("confirms", "POST", path, headers=wired.auth)
+    assert 400 <= response.status_code < 500, response.text
+    assert wired.books() == before
+
+
+plausible_usage = {
+    "user_id": st.sampled_from(["u1", "u2", "nobody", "", "u1\x00"]) | json_values,
+    "credits": st.sampled_from([1, 0, -1, 10_000, 10_001, 10**30]) | json_values,
+}
+
+
+@settings(max_examples=EXAMPLES)
+@given(
+    body=_bodies(plausible_usage),
+    token=st.none() | st.just(SERVICE_TOKEN) | st.text(header_text, max_size=40),
+    key=st.none() | st.text(header_text, max_size=300),
+)
+def test_fuzzed_usage_never_5xx_and_only_a_200_deducts(
+    wired: Wired, body: Any, token: str | None, key: str | None
+) -> None:
+    """Spending with random bodies, tokens and keys: a 4xx changes nothing; only an authorised,
+    keyed, valid request deducts."""
+    before = wired.books()
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["X-Service-Token"] = token
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    try:
+        response = wired.send("usage", "POST", "/v1/usage", content=_dumps(body), headers=headers)
+    except UnicodeEncodeError:
+        return
+    if response.status_code != 200:
+        assert wired.books() == before
+    else:
+        assert token == SERVICE_TOKEN and key is not None
+        wired.billing.grant_credits(body["user_id"], body["credits"], reference=f"refill:{key}")
