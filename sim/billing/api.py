@@ -8,8 +8,12 @@ Authentication: ``Authorization: Bearer <token>``, resolved by :class:`Sessions`
 token table. A real deployment replaces it by overriding the :func:`current_user` dependency
 (``app.dependency_overrides[current_user] = its_own``).
 
+Buying a tier, saving a card and spending credits over HTTP are the routes of
+:mod:`~sim.billing.api_money`, added by :func:`build_app`.
+
 Step-up authentication: every request that moves money or changes what a user is charged (the
-auto top-up settings, subscribing, cancelling) carries a ``totp_code``, and a valid code is used
+auto top-up settings, subscribing, cancelling, buying, replacing the card) carries a
+``totp_code``, and a valid code is used
 up once (:class:`TwoFactor`). Every check that does not need the code runs before it (the body,
 the user, the card, subscription conflicts), so a refused change leaves the code unused and the
 client can send it again. Using the code and applying the change are two steps (the change may

@@ -53,6 +53,9 @@ from .tasks import TaskRunner, ThreadRunner
 from .twofactor import TwoFactor
 from .vault import MASTER_KEY_ENV, Vault
 
+#: The secret the product's backend sends as ``X-Service-Token`` to ``POST /v1/usage``.
+SERVICE_TOKEN_ENV = "TOPUP_SERVICE_TOKEN"
+
 log = logging.getLogger("sim.billing.serve")
 
 #: Where the webhook signing secret comes from (``--webhook-secret`` overrides it).
@@ -196,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
         secret = args.webhook_secret or register_webhook_endpoint(
             gateway, args.port, args.stripe_url
         )
-        wired = build_app(billing, gateway, secret)
+        # The usage endpoint's secret: unset, POST /v1/usage refuses every call.
+        token = os.environ.get(SERVICE_TOKEN_ENV) or None
+        wired = build_app(billing, gateway, secret, service_token=token)
         if args.demo_user:
             try:
                 uri = _demo_user(billing, gateway, wired.twofactor, args.demo_user)
