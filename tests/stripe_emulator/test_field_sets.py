@@ -51,6 +51,8 @@ ABSENT: dict[str, frozenset[str]] = {
     "payment_intent": frozenset(
         {"allowed_payment_method_types", "hooks", "payment_details", "presentment_details"}
     ),
+    # Only when restricted by configuration, as on a PaymentIntent.
+    "setup_intent": frozenset({"allowed_payment_method_types"}),
     # Only for a Radar session, or a custom payment method type.
     "payment_method": frozenset({"radar_options", "custom"}),
     # Only for refunds that are pending, failed, by other payment methods, or Adaptive Pricing.
@@ -221,3 +223,19 @@ def test_an_unmodelled_field_reads_as_stripes_default(emulator: StripeEmulator) 
     charge = _raw(client.v1.charges.retrieve(pi.latest_charge))  # type: ignore[arg-type]
     assert charge["receipt_url"] is None and charge["fraud_details"] == {}
     assert charge["transfer_group"] is None and charge["review"] is None
+
+
+def test_setup_intents_carry_every_field(client: stripe.StripeClient) -> None:
+    """A SetupIntent waiting for 3-D Secure and one that succeeded: nothing Stripe sends is
+    missing."""
+    customer = client.v1.customers.create(params={"email": "ada@example.com"})
+    waiting = client.v1.setup_intents.create(
+        params={
+            "customer": customer.id,
+            "payment_method": "pm_card_authenticationRequired",
+            "confirm": True,
+        }
+    )
+    done = client.v1.setup_intents.confirm(waiting.id)
+    for resource in (waiting, done):
+        assert missing_fields(_raw(resource), stripe.SetupIntent) == set()
