@@ -458,6 +458,13 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             user.version += 1
             return user.snapshot()
 
+    def save_customer(self, user_id: str, encrypted_customer_id: bytes) -> None:
+        """Store the (encrypted) customer of a user who has none yet; a saved one is kept."""
+        with self._lock:
+            user = self._user(user_id)
+            if user.encrypted_stripe_customer_id is None:
+                user.encrypted_stripe_customer_id = encrypted_customer_id
+
     # ------------------------------------------------------------------ the books
 
     def ledger(self, user_id: str, kinds: Collection[str] | None = None) -> list[LedgerEntry]:

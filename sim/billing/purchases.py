@@ -32,7 +32,7 @@ from .clock import Clock
 from .errors import CardDeclined, GatewayRequestError, UnknownIntent
 from .gateway import CardDetails, CheckoutGateway, OnSessionIntent
 from .pricing import Money, price_of
-from .service import BillingService
+from .service import F_CUSTOMER, BillingService
 
 #: Metadata ``purpose`` of a purchase's PaymentIntent (auto top-ups are ``auto_topup``).
 PURCHASE_PURPOSE = "purchase"
@@ -204,13 +204,25 @@ class Checkout:
     # ----------------------------------------------------------------- customers
 
     def _customer(self, user_id: str) -> str:
-        """The user's Stripe customer: the saved one, else created (idempotent per user)."""
-        return self.billing.customer_id(user_id) or self.gateway.ensure_customer(user_id)
+        """The user's Stripe customer: the saved one, else created (idempotent per user) and
+        saved before anything is paid, so that the webhook of a first purchase finds the
+        customer it checks every payment against (a user may buy before saving any card)."""
+        saved = self.billing.customer_id(user_id)
+        if saved is not None:
+            return saved
+        customer = self.gateway.ensure_customer(user_id)
+        user = self.billing.store.get_user(user_id)
+        sealed = self.billing.vault.encrypt(user_id, user.wrapped_key, F_CUSTOMER, customer)
+        self.billing.store.save_customer(user_id, sealed)
+        return self.billing.customer_id(user_id) or customer
 
     def _existing_customer(self, user_id: str) -> str:
-        """The user's customer for a confirm; created the same way as for the first call (the
-        gateway's creation is idempotent), so a user without one simply finds no intent."""
-        return self._customer(user_id)
+        """The user's saved customer for a confirm: a user without one has no intent to confirm
+        (``UnknownIntent``), and nothing is created for them."""
+        saved = self.billing.customer_id(user_id)
+        if saved is None:
+            raise UnknownIntent("this user has no purchase or card setup to confirm")
+        return saved
 
 
 def _expired(card: CardDetails, clock: Clock) -> bool:

@@ -472,6 +472,17 @@ class SQLiteStore(EventTables, TwoFactorTables):
                 raise UnknownUser(user_id)
             return _snapshot(row)
 
+    def save_customer(self, user_id: str, encrypted_customer_id: bytes) -> None:
+        """Store the (encrypted) customer of a user who has none yet; a saved one is kept."""
+        with self._tx() as db:
+            found = db.execute(
+                "UPDATE users SET encrypted_stripe_customer_id ="
+                " COALESCE(encrypted_stripe_customer_id, ?) WHERE user_id = ?",
+                (encrypted_customer_id, user_id),
+            ).rowcount
+            if not found:
+                raise UnknownUser(user_id)
+
     # ------------------------------------------------------------------ the books
 
     def ledger(self, user_id: str, kinds: Collection[str] | None = None) -> list[LedgerEntry]:

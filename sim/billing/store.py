@@ -335,6 +335,12 @@ class Store(Protocol):
         """Store the (encrypted) customer and card; clears a pause or suspension."""
         ...
 
+    def save_customer(self, user_id: str, encrypted_customer_id: bytes) -> None:
+        """Store the (encrypted) customer of a user who has none yet (a first purchase, before
+        any card is saved); a saved customer is kept. The cached snapshot holds no customer, so
+        its version does not change."""
+        ...
+
     def mark_event_processed(self, event_id: str, event_type: str, now: float) -> bool:
         """Remember a webhook event id; ``False`` if it was already processed."""
         ...

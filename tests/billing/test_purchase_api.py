@@ -18,6 +18,7 @@ from sim.billing import BillingService, ManualClock, QueueRunner
 from sim.billing.api import build_app
 from sim.billing.payments import StripeGateway
 from sim.billing.purchases import PURCHASE_KIND
+from sim.billing.twofactor import TwoFactor
 from sim.stripe_emulator import StripeEmulator
 
 from .conftest import BillingFactory
@@ -28,6 +29,8 @@ SERVICE_TOKEN = "svc-test-token-0123456789"
 
 class Shop(Api):
     """The API client of ``test_api`` plus the purchase, card and usage calls."""
+
+    twofactor: TwoFactor
 
     def buy(self, credits: int = 1_000, card: str = "pm_card_visa", **changes: Any) -> Any:
         body = {
@@ -89,7 +92,9 @@ def shop(
     )
     wired.twofactor.enable("u1", SECRET)
     with TestClient(wired.app, raise_server_exceptions=False) as client:
-        yield Shop(client, wired.sessions.issue("u1"), billing, clock, emulator)
+        shop = Shop(client, wired.sessions.issue("u1"), billing, clock, emulator)
+        shop.twofactor = wired.twofactor
+        yield shop
 
 
 def _error(answer: Any, status: int, code: str) -> dict[str, Any]:
@@ -133,6 +138,23 @@ def test_webhook_first_then_confirm_credits_once(shop: Shop) -> None:
     done = shop.confirm(purchase["id"]).json()["purchase"]
     assert (done["status"], done["credited"]) == ("succeeded", False)
     assert shop.billing.balance("u1") == 11_500 and len(shop.purchases()) == 1
+
+
+def test_first_purchase_without_a_card_is_credited_by_its_webhook(shop: Shop) -> None:
+    """A user with no saved card buys with 3-D Secure; the customer authenticates and Stripe's
+    webhook arrives with no confirm from the client: the webhook credits (it finds the customer
+    saved by the purchase), and a late confirm changes nothing. No card is saved."""
+    shop.billing.create_user("u4")
+    shop.twofactor.enable("u4", SECRET)
+    shop.auth = shop.login("u4")
+    purchase = shop.buy(1_000, card="pm_card_authenticationRequired").json()["purchase"]
+    assert purchase["status"] == "requires_action"
+    shop.emulator.stripe_client("sk_test_billing").v1.payment_intents.confirm(purchase["id"])
+    assert set(shop.webhooks(times=2)) == {200}
+    assert shop.billing.balance("u4") == 1_000
+    assert shop.confirm(purchase["id"]).json()["purchase"]["credited"] is False
+    assert shop.billing.balance("u4") == 1_000 and shop.billing.payment_method("u4") is None
+    assert shop.billing.store.dead_letters() == []
 
 
 def test_three_d_secure_purchase_confirmed_through_the_api(shop: Shop) -> None:

@@ -69,6 +69,22 @@ def test_every_write_to_cached_fields_raises_the_version(db: Store) -> None:
     assert versions == sorted(set(versions)) and db.snapshot("u1").version == versions[-1]
 
 
+def test_save_customer_keeps_a_saved_one(db: Store) -> None:
+    """A first purchase saves the customer; a saved one (or one saved with a card) is kept, and
+    nothing cached changes. An unknown user is refused."""
+    version = db.snapshot("u1").version
+    db.save_customer("u1", b"cus-1")
+    db.save_customer("u1", b"cus-2")
+    user = db.get_user("u1")
+    assert (user.encrypted_stripe_customer_id, user.encrypted_payment_method_id) == (b"cus-1", None)
+    assert db.snapshot("u1").version == version
+    db.save_payment_method("u1", b"cus-3", b"pm")
+    db.save_customer("u1", b"cus-4")
+    assert db.get_user("u1").encrypted_stripe_customer_id == b"cus-3"
+    with pytest.raises(UnknownUser):
+        db.save_customer("nobody", b"cus")
+
+
 def test_balance_equals_ledger_sum(db: Store) -> None:
     """Every change is a ledger entry, so the balance always equals the ledger's sum."""
     db.deduct("u1", 300, T0, POLICY, _seal)
