@@ -211,7 +211,6 @@ def test_triggers_and_outcomes_log_stable_event_names(
         "event=topup_finished user=u1 attempt=1 status=declined decline_code=expired_card",
         "event=topup_claimed user=u1 attempt=2",
         "event=topup_charge_succeeded user=u1 attempt=2 payment_intent=pi_scripted_0002",
-        "event=topup_credited user=u1 attempt=2 payment_intent=pi_scripted_0002"
-        " delay=0.000",
+        "event=topup_credited user=u1 attempt=2 payment_intent=pi_scripted_0002 delay=0.000",
     ]
     assert {getattr(r, "event", None) for r in caplog.records} >= {"topup_claimed"}
