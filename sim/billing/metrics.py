@@ -33,20 +33,22 @@ from .claims import Trigger
 CREDIT_DELAY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1_800, 3_600, 21_600, 86_400)
 
 #: Every metric :class:`PrometheusMetrics` exports, by the name a query uses (a counter's
-#: ``_total`` included; a histogram's ``_bucket``, ``_sum`` and ``_count`` derive from its name).
-METRIC_NAMES = (
-    "topup_deductions_total",
-    "topup_triggers_total",
-    "topup_charges_total",
-    "topup_attempts_finished_total",
-    "topup_credit_delay_seconds",
-    "topup_unknown_outcomes_total",
-    "topup_suspensions_total",
-    "topup_stuck_attempts_total",
-    "topup_uncredited_charges_total",
-    "topup_webhooks_total",
-    "topup_dead_letters_total",
-)
+#: ``_total`` included; a histogram's ``_bucket``, ``_sum`` and ``_count`` derive from its name),
+#: with its label names. The alerting rules are checked against this list.
+METRICS: dict[str, tuple[str, ...]] = {
+    "topup_deductions_total": ("result",),
+    "topup_triggers_total": ("kind",),
+    "topup_charges_total": ("outcome", "decline_code"),
+    "topup_attempts_finished_total": ("status",),
+    "topup_credit_delay_seconds": (),
+    "topup_unknown_outcomes_total": (),
+    "topup_suspensions_total": (),
+    "topup_stuck_attempts_total": (),
+    "topup_uncredited_charges_total": (),
+    "topup_webhooks_total": ("result",),
+    "topup_dead_letters_total": ("type",),
+}
+METRIC_NAMES = tuple(METRICS)
 
 #: The content type of :meth:`PrometheusMetrics.exposition`: the classic text format 0.0.4, which
 #: every Prometheus server reads (the library's newer default, 1.0.0, is not understood by

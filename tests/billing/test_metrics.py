@@ -5,20 +5,24 @@ event name."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import sim.billing
 from sim.billing import (
     BillingConfig,
     BillingService,
     InsufficientCredits,
     ManualClock,
     QueueRunner,
+    Trigger,
 )
-from sim.billing.metrics import METRIC_NAMES, NoMetrics, PrometheusMetrics
+from sim.billing.metrics import METRIC_NAMES, METRICS, NoMetrics, PrometheusMetrics
 from sim.billing.reconcile import reconcile_user
 from sim.billing.subscriptions import Subscriptions
 from sim.billing.testing import ScriptedGateway
@@ -148,6 +152,11 @@ def test_metrics_endpoint_serves_the_services_own_registry(api: Api) -> None:  #
         if not name.endswith("_created")
     }
     assert exported == set(METRIC_NAMES)
+    for name, family in families.items():
+        base = name.removesuffix("_created")
+        queried = f"{base}_total" if f"{base}_total" in METRICS else base
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} <= set(METRICS.get(queried, ())), sample
     webhooks = {s.labels["result"]: s.value for s in families["topup_webhooks"].samples
                 if s.name == "topup_webhooks_total"}  # fmt: skip
     assert webhooks == {"credited": 1, "rejected": 1}
@@ -214,3 +223,25 @@ def test_triggers_and_outcomes_log_stable_event_names(
         "event=topup_credited user=u1 attempt=2 payment_intent=pi_scripted_0002 delay=0.000",
     ]
     assert {getattr(r, "event", None) for r in caplog.records} >= {"topup_claimed"}
+
+
+def test_every_logged_event_is_documented() -> None:
+    """The events table of ``docs/operations.md`` lists exactly the event names the module logs
+    (read from the source: a new or renamed event must be documented)."""
+    billing_dir = Path(sim.billing.__file__).parent
+    source = "\n".join(p.read_text() for p in sorted(billing_dir.glob("*.py")))
+    calls = re.findall(r"log_event\(\s*\w+,\s*[^,]+,\s*(f?)\"([^\"]+)\"", source)
+    expanded = {
+        "topup_{trigger.value}": {f"topup_{t.value}" for t in Trigger if t is not Trigger.NONE},
+        "topup_charge_{outcome}": {
+            f"topup_charge_{o}" for o in ("succeeded", "declined", "requires_action")
+        },
+    }
+    logged = set()
+    for is_format, name in calls:
+        logged |= expanded[name] if is_format else {name}
+    docs = (billing_dir.parents[1] / "docs" / "operations.md").read_text()
+    table = docs.split("## Log events", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE))
+    assert len(calls) >= 15
+    assert documented == logged
