@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -245,3 +246,23 @@ def test_every_logged_event_is_documented() -> None:
     documented = set(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE))
     assert len(calls) >= 15
     assert documented == logged
+
+
+def test_deductions_counted_from_many_threads_are_all_counted() -> None:
+    """The request path's lock-free counts lose nothing under concurrent increments."""
+    metrics = PrometheusMetrics()
+
+    def work() -> None:
+        for _ in range(20_000):
+            metrics.deduction(True)
+            metrics.trigger(Trigger.PENDING)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert metrics.value("topup_deductions_total", result="served") == 160_000
+    assert metrics.value("topup_triggers_total", kind="pending") == 160_000
+    metrics.trigger(Trigger.NONE)  # not a decision at the threshold: not counted
+    assert sum(s.value for s in metrics.samples() if s.name == "topup_triggers_total") == 160_000
