@@ -13,7 +13,14 @@ from .backends import Backend, get_backend
 from .crashes import CrashPlan
 from .gateways import payments_made
 from .invariants import InvariantViolation, check_invariants
-from .results import Results, events_frame, groups_frame, summary_frame, users_frame
+from .results import (
+    Results,
+    events_frame,
+    groups_frame,
+    metrics_frame,
+    summary_frame,
+    users_frame,
+)
 from .scenario import Scenario, load_scenario
 from .world import World
 
@@ -77,7 +84,8 @@ def run(
         users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
         summary = summary_frame(scenario, seed, events, users, payments)
         groups = groups_frame(scenario, seed, events, users, payments)
-        return Results(scenario, seed, chosen.name, events, users, summary, groups)
+        metrics = metrics_frame(world.metric_samples)
+        return Results(scenario, seed, chosen.name, events, users, summary, groups, metrics)
     finally:
         opened.close()
 
