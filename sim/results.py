@@ -127,8 +127,9 @@ class Results:
     summary: pd.DataFrame
     #: The summary's figures per group of users: one row per group, ``group`` first.
     groups: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: The billing's Prometheus metrics as a scrape would have read them every 5 simulated
-    #: minutes and at the end (:func:`metrics_frame`): what the alerting rules would have seen.
+    #: The billing's Prometheus metrics at the end of the run, and over time when the run was
+    #: asked for them (``run(..., metrics_interval=300)``: what a scrape would have read, what
+    #: the alerting rules would have seen), as :func:`metrics_frame` lays them out.
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def write(self, out_dir: str | Path, *, csv: bool = False) -> list[Path]:

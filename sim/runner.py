@@ -35,6 +35,7 @@ def run(
     crash: CrashPlan | None = None,
     gateway: str = "stripe",
     on_day: Callable[[float], None] | None = None,
+    metrics_interval: float | None = None,
 ) -> Results:
     """Simulate ``scenario`` (a :class:`Scenario` or a TOML path) and return its frames.
 
@@ -46,7 +47,9 @@ def run(
     ``stripe`` library, as a server does) or ``direct`` (straight into the emulator, the
     sweeps' default; same events, see :mod:`sim.gateways`). ``on_day`` is called with the
     simulated days done after each simulated day, for a caller that shows progress its own way
-    (the review explorer's button).
+    (the review explorer's button). ``Results.metrics`` holds the billing's Prometheus metrics
+    at the end of the run, and every ``metrics_interval`` simulated seconds when given (e.g.
+    ``METRICS_INTERVAL_SECONDS``, 300: what a scrape would have seen, for the alerting rules).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -54,7 +57,7 @@ def run(
     chosen = get_backend(backend)
     opened = chosen.open()
     try:
-        world = World(scenario, seed, opened, crash, gateway)
+        world = World(scenario, seed, opened, crash, gateway, metrics_interval)
         with tqdm(
             total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
             disable=not progress, leave=False,

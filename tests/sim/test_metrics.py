@@ -21,7 +21,7 @@ def _final(metrics: pd.DataFrame, name: str, labels: str = "") -> float:
 def test_a_run_exposes_its_metrics_over_time_agreeing_with_its_events() -> None:
     """Samples every 5 simulated minutes to the end; the last ones count what the event log
     shows: requests served and refused, claims, charges by outcome."""
-    results = run(shipped("chaos"), backend="memory")
+    results = run(shipped("chaos"), backend="memory", metrics_interval=METRICS_INTERVAL_SECONDS)
     metrics, events = results.metrics, results.events
     times = sorted(metrics["time"].unique())
     assert times[1] - times[0] == METRICS_INTERVAL_SECONDS
@@ -52,3 +52,13 @@ def test_a_run_exposes_its_metrics_over_time_agreeing_with_its_events() -> None:
     # A counter never goes down between samples.
     for key, series in metrics.groupby(["name", "labels"], observed=True)["value"]:
         assert (series.diff().dropna() >= 0).all(), key
+
+
+def test_by_default_a_run_reads_its_metrics_once_at_the_end() -> None:
+    """Without an interval the metrics are read once, after the settling: the run pays nothing
+    for them while it runs."""
+    results = run(shipped("webhook_outage"), backend="memory")
+    assert results.metrics["time"].nunique() == 1
+    assert results.metrics["time"].iloc[0] >= results.scenario.horizon + SETTLE_SECONDS - 3_600
+    served = results.metrics[results.metrics["labels"] == 'result="served"']["value"]
+    assert served.sum() == (results.events["kind"] == "request").sum()
