@@ -362,7 +362,7 @@ class BillingService:
         except TransientGatewayError as exc:
             self.metrics.charge("transient", None)
             log_event(log, logging.WARNING, "topup_charge_transient", user=user_id, attempt=seq,
-                      error=repr(str(exc)))  # fmt: skip
+                      key=request.idempotency_key, error=repr(str(exc)))  # fmt: skip
             self._retry_later(user, seq, lease, tries + 1, sent=True)
             return
         self._record_result(user, seq, lease, terms, result, tries)
@@ -383,7 +383,7 @@ class BillingService:
             found = self.gateway.find_charge(request)
         except TransientGatewayError as exc:
             log_event(log, logging.WARNING, "topup_lookup_transient", user=user.user_id,
-                      attempt=seq, error=repr(str(exc)))  # fmt: skip
+                      attempt=seq, key=request.idempotency_key, error=repr(str(exc)))  # fmt: skip
             self._retry_later(user, seq, lease, tries + 1, sent=True)
             return
         if found is None:
