@@ -127,6 +127,10 @@ class Results:
     summary: pd.DataFrame
     #: The summary's figures per group of users: one row per group, ``group`` first.
     groups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The billing's Prometheus metrics at the end of the run, and over time when the run was
+    #: asked for them (``run(..., metrics_interval=300)``: what a scrape would have read, what
+    #: the alerting rules would have seen), as :func:`metrics_frame` lays them out.
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def write(self, out_dir: str | Path, *, csv: bool = False) -> list[Path]:
         """Write ``events``, ``users``, ``summary`` and ``groups`` as Parquet (and CSV); return
@@ -218,6 +222,16 @@ def quantity(value: float, unit: str) -> str:
     """``1,234 users``, ``1 day``: a figure and its unit, for the header and for the sample size
     every figure of the notebooks states (``sim.analysis.samples``)."""
     return f"{_number(value)} {_unit(unit, value)}"
+
+
+def metrics_frame(samples: Sequence[tuple[float, str, str, float]]) -> pd.DataFrame:
+    """The metrics read during a run: ``time`` (seconds from the start), ``name`` (the series,
+    e.g. ``topup_charges_total``), ``labels`` (``outcome="declined",decline_code="..."``) and
+    ``value`` (cumulative, as Prometheus stores it: a rate is a difference over time)."""
+    frame = pd.DataFrame.from_records(samples, columns=["time", "name", "labels", "value"])
+    for column in ("name", "labels"):
+        frame[column] = frame[column].astype("category")
+    return frame
 
 
 def events_frame(rows: list[Row], start: float | None = None) -> pd.DataFrame:

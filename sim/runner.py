@@ -13,7 +13,14 @@ from .backends import Backend, get_backend
 from .crashes import CrashPlan
 from .gateways import payments_made
 from .invariants import InvariantViolation, check_invariants
-from .results import Results, events_frame, groups_frame, summary_frame, users_frame
+from .results import (
+    Results,
+    events_frame,
+    groups_frame,
+    metrics_frame,
+    summary_frame,
+    users_frame,
+)
 from .scenario import Scenario, load_scenario
 from .world import World
 
@@ -28,6 +35,7 @@ def run(
     crash: CrashPlan | None = None,
     gateway: str = "stripe",
     on_day: Callable[[float], None] | None = None,
+    metrics_interval: float | None = None,
 ) -> Results:
     """Simulate ``scenario`` (a :class:`Scenario` or a TOML path) and return its frames.
 
@@ -39,7 +47,9 @@ def run(
     ``stripe`` library, as a server does) or ``direct`` (straight into the emulator, the
     sweeps' default; same events, see :mod:`sim.gateways`). ``on_day`` is called with the
     simulated days done after each simulated day, for a caller that shows progress its own way
-    (the review explorer's button).
+    (the review explorer's button). ``Results.metrics`` holds the billing's Prometheus metrics
+    at the end of the run, and every ``metrics_interval`` simulated seconds when given (e.g.
+    ``METRICS_INTERVAL_SECONDS``, 300: what a scrape would have seen, for the alerting rules).
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -47,7 +57,7 @@ def run(
     chosen = get_backend(backend)
     opened = chosen.open()
     try:
-        world = World(scenario, seed, opened, crash, gateway)
+        world = World(scenario, seed, opened, crash, gateway, metrics_interval)
         with tqdm(
             total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
             disable=not progress, leave=False,
@@ -77,7 +87,8 @@ def run(
         users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
         summary = summary_frame(scenario, seed, events, users, payments)
         groups = groups_frame(scenario, seed, events, users, payments)
-        return Results(scenario, seed, chosen.name, events, users, summary, groups)
+        metrics = metrics_frame(world.metric_samples)
+        return Results(scenario, seed, chosen.name, events, users, summary, groups, metrics)
     finally:
         opened.close()
 

@@ -129,7 +129,7 @@ def test_core_install_is_what_billing_imports() -> None:
     missing = {
         module
         for module in third_party
-        if not {d.lower() for d in providers.get(module, [])} & installed
+        if not {d.lower().replace("_", "-") for d in providers.get(module, [])} & installed
     }
     assert third_party and missing == set()
     assert not {name.split("[")[0] for name in FORBIDDEN} & installed

@@ -22,6 +22,9 @@ notebooks that show it:
 - :mod:`~sim.analysis.books`: money charged against credits granted, and the billing's rules
   re-checked from the frames (``03_failure_rates``).
 
+- :mod:`~sim.analysis.monitoring`: the billing's Prometheus metrics over a run, read as the
+  alerting rules read them (no notebook shows them yet).
+
 The threshold review (``04_threshold_review``) lives apart, in :mod:`sim.review`.
 
 The event log grows new kinds as the simulation grows (webhook deliveries, subscription

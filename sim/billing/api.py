@@ -77,6 +77,7 @@ from .errors import (
 )
 from .gateway import CheckoutGateway, PaymentGateway, SubscriptionGateway
 from .json_limits import MalformedJson, load_json
+from .metrics import CONTENT_TYPE, PrometheusMetrics
 from .payments import WebhookVerifier
 from .purchases import Checkout
 from .service import BillingService
@@ -468,6 +469,16 @@ def create_app(
             log.exception("webhook processing failed; answering 500 so that Stripe retries")
             return _error(500, "processing_failed", "the event could not be processed; retry")
         return JSONResponse({"received": True, "outcome": outcome})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """The billing's Prometheus metrics, from the service's own registry (never the
+        process-global one, so two apps in a process do not mix their counts); 404 when the
+        service was given metrics that are not Prometheus's. No user data: every label is a
+        bounded set of values (see ``docs/operations.md``)."""
+        if not isinstance(billing.metrics, PrometheusMetrics):
+            raise ApiError(404, "not_found", "this service exports no Prometheus metrics")
+        return Response(billing.metrics.exposition(), media_type=CONTENT_TYPE)
 
     # The checks below run before a code is used, so that a change that is going to be refused
     # does not use it up. Each repeats the refusal of the call it precedes (which checks again:

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import BillingError
+from .metrics import log_event
 from .service import BillingService
 from .store import DeadLetter
 from .tasks import InlineRunner
@@ -70,7 +71,11 @@ def reconcile_user(billing: BillingService, user_id: str) -> Reconciliation:
     if repaired:
         billing.cache.forget(user_id)
         billing.cache.put(user_id, truth)
+        log_event(log, logging.INFO, "reconcile_cache_repaired", user=user_id)
     recovered = billing.recover(user_id)
+    if recovered is not None:
+        billing.metrics.stuck_attempt()
+        log_event(log, logging.WARNING, "reconcile_stuck_attempt", user=user_id, attempt=recovered)
     uncredited = []
     saved = billing.payment_method(user_id)
     if saved is not None:
@@ -82,6 +87,9 @@ def reconcile_user(billing: BillingService, user_id: str) -> Reconciliation:
                 continue
             billing.settle_payment(user_id, charge.payment_intent_id, charge.price, charge.metadata)
             uncredited.append(charge.payment_intent_id)
+            billing.metrics.uncredited_charge()
+            log_event(log, logging.WARNING, "reconcile_uncredited_charge", user=user_id,
+                      payment_intent=charge.payment_intent_id)  # fmt: skip
     sent = billing.send_pending_notices(user_id)
     return Reconciliation(user_id, repaired, recovered, tuple(uncredited), sent)
 

@@ -51,12 +51,14 @@ from .errors import (
     TransientGatewayError,
 )
 from .gateway import (
+    ChargeDeclined,
     ChargeNeedsAuthentication,
     ChargeRequest,
     ChargeResult,
     ChargeSucceeded,
     PaymentGateway,
 )
+from .metrics import Metrics, PrometheusMetrics, log_event
 from .notify import Notification, Notifier
 from .pricing import Money, credits_for_payment, price_of
 from .settings import ACTIVE, DEFAULT_COOLDOWN_SECONDS, PAUSED, SUSPENDED, AutoTopupSettings
@@ -158,7 +160,10 @@ class BillingService:
         vault: Vault,
         config: BillingConfig | None = None,
         cache_prefix: str = "topup",
+        metrics: Metrics | None = None,
     ) -> None:
+        """``metrics``: where the service counts what it does (default: Prometheus metrics in a
+        registry of this service's own, served by the API on ``/metrics``)."""
         self.clock = clock
         # A redis-py client (Redis, fakeredis) gets the Lua-script cache; any other object is
         # taken to be a BalanceCache already (e.g. MemoryCache).
@@ -172,6 +177,7 @@ class BillingService:
         self.vault = vault
         self.config = config or BillingConfig()
         self._policy = self.config.policy
+        self.metrics: Metrics = PrometheusMetrics() if metrics is None else metrics
 
     # ----------------------------------------------------------------- users and settings
 
@@ -282,6 +288,7 @@ class BillingService:
         """
         _check_credits(credits)
         done = self._take(user_id, credits)
+        self.metrics.deduction(not done.refused)
         if done.refused:
             raise InsufficientCredits(
                 user_id, credits, done.balance, attempt=done.attempt, trigger=done.trigger.value
@@ -295,11 +302,21 @@ class BillingService:
         """
         done = self.store.deduct(user_id, credits, self.clock.now(), self._policy, self._seal)
         self._publish(user_id, done.snapshot)
+        if done.trigger is not Trigger.NONE:
+            self._observe_trigger(user_id, done.trigger, done.attempt)
         if done.notice is not None:  # the monthly limit held a top-up, first time this month
             self._send([done.notice])
         if done.attempt is not None and done.lease is not None:
             self.tasks.submit(partial(self._run_topup, user_id, done.attempt, done.lease))
         return done
+
+    def _observe_trigger(self, user_id: str, trigger: Trigger, attempt: int | None) -> None:
+        """Count and log a decision at or below the threshold (``topup_<kind>``); the ones
+        repeated by every request while a top-up is in flight or cooling log at debug level."""
+        self.metrics.trigger(trigger)
+        quiet = trigger in (Trigger.COOLING, Trigger.PENDING)
+        log_event(log, logging.DEBUG if quiet else logging.INFO, f"topup_{trigger.value}",
+                  user=user_id, attempt=attempt)  # fmt: skip
 
     def _seal(self, user_id: str, wrapped_key: bytes, claimed_at: float) -> bytes:
         return self.vault.encrypt(user_id, wrapped_key, F_LAST_TRIGGERED, repr(claimed_at))
@@ -343,7 +360,9 @@ class BillingService:
         try:
             result = self.gateway.charge(request)
         except TransientGatewayError as exc:
-            log.warning("transient gateway error on %s: %s", request.idempotency_key, exc)
+            self.metrics.charge("transient", None)
+            log_event(log, logging.WARNING, "topup_charge_transient", user=user_id, attempt=seq,
+                      key=request.idempotency_key, error=repr(str(exc)))  # fmt: skip
             self._retry_later(user, seq, lease, tries + 1, sent=True)
             return
         self._record_result(user, seq, lease, terms, result, tries)
@@ -363,7 +382,8 @@ class BillingService:
         try:
             found = self.gateway.find_charge(request)
         except TransientGatewayError as exc:
-            log.warning("could not read back %s: %s", request.idempotency_key, exc)
+            log_event(log, logging.WARNING, "topup_lookup_transient", user=user.user_id,
+                      attempt=seq, key=request.idempotency_key, error=repr(str(exc)))  # fmt: skip
             self._retry_later(user, seq, lease, tries + 1, sent=True)
             return
         if found is None:
@@ -393,8 +413,8 @@ class BillingService:
             try:
                 usable = self.gateway.payment_method_usable(*saved)
             except TransientGatewayError as exc:
-                log.warning("transient gateway error checking the card of %s: %s",
-                            user.user_id, exc)  # fmt: skip
+                log_event(log, logging.WARNING, "topup_card_check_transient",
+                          user=user.user_id, attempt=seq, error=repr(str(exc)))  # fmt: skip
                 self._retry_later(user, seq, lease, tries + 1, sent=False)
                 return None
         if not usable or user.encrypted_payment_method_id is None:
@@ -444,7 +464,9 @@ class BillingService:
             self._finish(user, seq, lease, replace(_unchanged(user, "failed"), retries=tries - 1))
             return
         until = now + self.config.attempt_lease_seconds
-        self.store.hold_lease(user.user_id, seq, lease, until, "unknown", tries - 1)
+        if self.store.hold_lease(user.user_id, seq, lease, until, "unknown", tries - 1):
+            self.metrics.unknown_outcome()
+            log_event(log, logging.WARNING, "topup_unknown", user=user.user_id, attempt=seq)
 
     def _record_result(
         self, user: UserRecord, seq: int, lease: int, terms: ChargeTerms, result: ChargeResult,
@@ -454,6 +476,7 @@ class BillingService:
 
         The open attempt is always the user's newest, so its failure may change the user's state.
         """
+        self._observe_charge(user.user_id, seq, result)
         if isinstance(result, ChargeSucceeded):
             self.settle_payment(
                 user.user_id, result.payment_intent_id, result.price, result.metadata,
@@ -479,6 +502,19 @@ class BillingService:
             extra.append(outbox_notice(user.user_id, "topup_suspended", str(seq),
                                  {"failures": str(failures)}))  # fmt: skip
         self._finish(user, seq, lease, outcome, extra)
+
+    def _observe_charge(self, user_id: str, seq: int, result: ChargeResult) -> None:
+        """Count and log the gateway's answer (``topup_charge_<outcome>``)."""
+        code = None
+        if isinstance(result, ChargeSucceeded):
+            outcome = "succeeded"
+        elif isinstance(result, ChargeDeclined):
+            outcome, code = "declined", result.decline_code or result.code
+        else:
+            outcome = "requires_action"
+        self.metrics.charge(outcome, code)
+        log_event(log, logging.INFO, f"topup_charge_{outcome}", user=user_id, attempt=seq,
+                  decline_code=code, payment_intent=result.payment_intent_id)  # fmt: skip
 
     def _finish(
         self,
@@ -507,6 +543,13 @@ class BillingService:
         if snapshot is None:
             return
         self._publish(user.user_id, snapshot)
+        self.metrics.attempt_finished(outcome.status)
+        log_event(log, logging.INFO, "topup_finished", user=user.user_id, attempt=seq,
+                  status=outcome.status, decline_code=outcome.decline_code)  # fmt: skip
+        if outcome.state == SUSPENDED and user.state != SUSPENDED:
+            self.metrics.suspension()
+            log_event(log, logging.WARNING, "topup_suspended", user=user.user_id, attempt=seq,
+                      failures=outcome.consecutive_failures)  # fmt: skip
         self._send(notices)
 
     def _send(self, notices: list[PendingNotice]) -> None:
@@ -575,8 +618,31 @@ class BillingService:
         settled = self.store.settle_topup(user_id, seq, outcome, self.clock.now(), notice)
         self._publish(user_id, settled.snapshot)
         if settled.credited:
+            self._observe_credit(user_id, seq, payment_intent_id, settled.closed)
             self._send([notice])
         return settled.credited
+
+    def _observe_credit(
+        self, user_id: str, seq: int | None, payment_intent_id: str, closed: bool
+    ) -> None:
+        """Count and log a credited top-up (``topup_credited``) with its delay since the claim.
+
+        The claim's time is read back after the credit was written, only to measure: a store
+        that fails this read loses the observation, never the credit."""
+        delay = None
+        if seq is not None:
+            try:
+                attempt = self.store.attempt(user_id, seq)
+            except BillingError:
+                attempt = None
+            if attempt is not None:
+                delay = self.clock.now() - attempt.claimed_at
+                self.metrics.credited(delay)
+        if closed:
+            self.metrics.attempt_finished("succeeded")
+        log_event(log, logging.INFO, "topup_credited", user=user_id, attempt=seq,
+                  payment_intent=payment_intent_id,
+                  delay=None if delay is None else f"{delay:.3f}")  # fmt: skip
 
     def payment_credits(
         self, user_id: str, payment_intent_id: str, paid: Money, metadata: Mapping[str, str]

@@ -34,8 +34,10 @@ from .errors import (
     UnknownTier,
     UnknownUser,
     WebhookPayloadError,
+    WebhookSignatureError,
 )
 from .json_limits import MalformedJson, load_json
+from .metrics import log_event
 from .pricing import Money
 from .purchases import PURCHASE_PURPOSE, settle_purchase
 from .service import TOPUP_PURPOSE, BillingService
@@ -87,7 +89,25 @@ class WebhookHandler:
         Raises ``WebhookSignatureError`` for a bad signature (answer 400), and a transient error
         (``StoreUnavailable``, ``CacheUnavailable``) when the event could not be processed now
         (answer 503 so that Stripe retries).
+
+        Every delivery is counted by its result (``topup_webhooks_total``): the outcome, or
+        ``rejected`` (bad signature) or ``failed`` (an error; Stripe delivers it again).
         """
+        metrics = self.billing.metrics
+        try:
+            outcome = self._handle(payload, signature)
+        except WebhookSignatureError:
+            metrics.webhook("rejected")
+            log_event(log, logging.WARNING, "webhook_rejected", bytes=len(payload))
+            raise
+        except Exception as exc:
+            metrics.webhook("failed")
+            log_event(log, logging.WARNING, "webhook_failed", error=type(exc).__name__)
+            raise
+        metrics.webhook(outcome)
+        return outcome
+
+    def _handle(self, payload: bytes, signature: str | None) -> str:
         self.verifier.verify(payload, signature)
         store = self.billing.store
         try:
@@ -109,7 +129,9 @@ class WebhookHandler:
         letter = DeadLetter(event_id, kind, reason, payload, self.billing.clock.now())
         if not self.billing.store.dead_letter(letter):
             return "duplicate"
-        log.warning("webhook event %s (%s) dead-lettered: %s", event_id, kind, reason)
+        self.billing.metrics.dead_letter(kind)
+        log_event(log, logging.WARNING, "webhook_dead_letter", event_id=event_id, type=kind,
+                  reason=repr(reason))  # fmt: skip
         return "dead_letter"
 
     def _check(self, event: Envelope) -> Apply:

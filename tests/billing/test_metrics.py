@@ -1,0 +1,268 @@
+"""Metrics and structured logs: the counters move as the service works, ``/metrics`` serves
+them from the service's own registry, and each trigger and payment outcome logs its stable
+event name."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+import sim.billing
+from sim.billing import (
+    BillingConfig,
+    BillingService,
+    InsufficientCredits,
+    ManualClock,
+    QueueRunner,
+    Trigger,
+)
+from sim.billing.metrics import METRIC_NAMES, METRICS, NoMetrics, PrometheusMetrics
+from sim.billing.reconcile import reconcile_user
+from sim.billing.subscriptions import Subscriptions
+from sim.billing.testing import ScriptedGateway
+from sim.billing.webhooks import WebhookHandler
+
+from .conftest import BillingFactory
+from .test_api import Api, api  # noqa: F401  (the fixture, used by name)
+
+AddUser = Callable[..., str]
+
+
+def _metrics(billing: BillingService) -> PrometheusMetrics:
+    assert isinstance(billing.metrics, PrometheusMetrics)
+    return billing.metrics
+
+
+def test_deductions_and_triggers_are_counted_by_kind(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, clock: ManualClock
+) -> None:
+    """Served and refused deductions; claimed, pending and cooling decisions, one each per
+    request that made them; a credit observes its delay since the claim."""
+    add_user("u1", balance=1_500)
+    m = _metrics(billing)
+    billing.deduct_credits("u1", 600)  # 900: claims
+    billing.deduct_credits("u1", 100)  # 800: the attempt is in flight
+    with pytest.raises(InsufficientCredits):
+        billing.deduct_credits("u1", 50_000)  # refused, still pending
+    clock.advance(7)
+    tasks.run_pending()  # charged and credited: 10,800
+    billing.deduct_credits("u1", 10_000)  # 800 again, within the cooldown
+    assert m.value("topup_deductions_total", result="served") == 3
+    assert m.value("topup_deductions_total", result="refused") == 1
+    kinds = {k: m.value("topup_triggers_total", kind=k) for k in ("claimed", "pending", "cooling")}
+    assert kinds == {"claimed": 1, "pending": 2, "cooling": 1}
+    assert m.value("topup_charges_total", outcome="succeeded", decline_code="") == 1
+    assert m.value("topup_attempts_finished_total", status="succeeded") == 1
+    assert m.value("topup_credit_delay_seconds_count") == 1
+    assert m.value("topup_credit_delay_seconds_sum") == 7
+    assert m.value("topup_credit_delay_seconds_bucket", le="5.0") == 0
+    assert m.value("topup_credit_delay_seconds_bucket", le="10.0") == 1
+
+
+def test_declines_suspension_and_unknown_outcomes_are_counted(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    clock: ManualClock,
+) -> None:
+    """A decline by its code, the suspension it leads to, and an attempt whose every answer was
+    lost (``unknown``), with each transient answer counted."""
+    billing = make_billing(config=BillingConfig(failures_before_suspension=1, cooldown_seconds=0))
+    add_user("u1", balance=1_500, service=billing)
+    add_user("u2", balance=1_500, service=billing)
+    m = _metrics(billing)
+    gateway.queue("declined:insufficient_funds")
+    billing.deduct_credits("u1", 600)
+    tasks.run_pending()
+    assert m.value("topup_charges_total", outcome="declined", decline_code="insufficient_funds")
+    assert m.value("topup_attempts_finished_total", status="declined") == 1
+    assert m.value("topup_suspensions_total") == 1
+    gateway.queue("transient", "transient", "transient")
+    billing.deduct_credits("u2", 600)
+    tasks.run_pending()
+    assert m.value("topup_charges_total", outcome="transient", decline_code="") == 3
+    assert m.value("topup_unknown_outcomes_total") == 1
+    assert m.value("topup_credit_delay_seconds_count") == 0
+
+
+def test_reconcile_counts_stuck_attempts(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, clock: ManualClock
+) -> None:
+    """An attempt whose worker never ran is taken over by the reconcile once its lease ran out:
+    one stuck attempt; its credit then observes the whole delay since the claim."""
+    add_user("u1", balance=1_500)
+    billing.deduct_credits("u1", 600)
+    tasks._queue.clear()  # the worker died with its task
+    clock.advance(billing.config.attempt_lease_seconds + 1)
+    assert reconcile_user(billing, "u1").attempt_recovered == 1
+    tasks.run_pending()
+    m = _metrics(billing)
+    assert m.value("topup_stuck_attempts_total") == 1
+    assert m.value("topup_credit_delay_seconds_sum") == billing.config.attempt_lease_seconds + 1
+
+
+class _AcceptAll:
+    """A verifier that accepts every delivery (the payloads below are not Stripe's)."""
+
+    def verify(self, payload: bytes, signature: str | None) -> None:
+        """Accept."""
+
+
+def test_webhook_results_and_dead_letters_are_counted(
+    billing: BillingService, gateway: ScriptedGateway
+) -> None:
+    """An unreadable signed delivery is dead-lettered (by type ``unknown``); its copy is a
+    duplicate."""
+    handler = WebhookHandler(
+        billing=billing,
+        subscriptions=Subscriptions(billing=billing, gateway=gateway),  # type: ignore[arg-type]
+        verifier=_AcceptAll(),
+    )
+    assert handler.handle(b"not json", None) == "dead_letter"
+    assert handler.handle(b"not json", None) == "duplicate"
+    m = _metrics(billing)
+    assert m.value("topup_webhooks_total", result="dead_letter") == 1
+    assert m.value("topup_webhooks_total", result="duplicate") == 1
+    assert m.value("topup_dead_letters_total", type="unknown") == 1
+
+
+def test_metrics_endpoint_serves_the_services_own_registry(api: Api) -> None:  # noqa: F811
+    """``GET /metrics`` is the Prometheus text format, with every exported metric; a webhook
+    delivery and a forged one show up in it as ``credited`` and ``rejected``."""
+    assert api.subscribe().status_code == 201
+    paid = [d for d in api.emulator.due_deliveries() if d.event_type == "invoice.paid"]
+    assert api.deliver(paid) == [200]
+    forged = api.client.post("/v1/payments/webhook", content=paid[0].payload)
+    assert forged.status_code == 400
+    response = api.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    # (``*_created`` are the library's standard creation-time series of each counter.)
+    exported = {
+        f"{name}_total" if f.type == "counter" else name
+        for name, f in families.items()
+        if not name.endswith("_created")
+    }
+    assert exported == set(METRIC_NAMES)
+    for name, family in families.items():
+        base = name.removesuffix("_created")
+        queried = f"{base}_total" if f"{base}_total" in METRICS else base
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} <= set(METRICS.get(queried, ())), sample
+    webhooks = {s.labels["result"]: s.value for s in families["topup_webhooks"].samples
+                if s.name == "topup_webhooks_total"}  # fmt: skip
+    assert webhooks == {"credited": 1, "rejected": 1}
+
+
+def test_two_services_never_share_counts(make_billing: BillingFactory, add_user: AddUser) -> None:
+    """Each service counts in its own registry: nothing global is touched."""
+    first, second = make_billing(), make_billing()
+    add_user("u1", balance=5_000, service=first)
+    first.deduct_credits("u1", 10)
+    assert _metrics(first).value("topup_deductions_total", result="served") == 1
+    assert _metrics(second).value("topup_deductions_total", result="served") == 0
+    assert _metrics(first).registry is not _metrics(second).registry
+
+
+def test_a_service_without_prometheus_metrics_serves_none(
+    make_billing: BillingFactory, add_user: AddUser, tasks: QueueRunner
+) -> None:
+    """``NoMetrics`` counts nothing and changes nothing; the app then answers 404 on
+    ``/metrics``."""
+    from sim.billing.api import build_app
+
+    billing = BillingService(
+        clock=ManualClock(), cache=make_billing().cache, store=make_billing().store,
+        gateway=ScriptedGateway(), notifier=make_billing().notifier, tasks=tasks,
+        vault=make_billing().vault, metrics=NoMetrics(),
+    )  # fmt: skip
+    add_user("u1", balance=1_500, service=billing)
+    assert billing.deduct_credits("u1", 600).attempt == 1
+    tasks.run_pending()
+    assert billing.balance("u1") == 10_900
+    wired = build_app(billing, ScriptedGateway(), "whsec_test")  # type: ignore[arg-type]
+    with TestClient(wired.app, raise_server_exceptions=False) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_triggers_and_outcomes_log_stable_event_names(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``event=<name> key=value`` lines, one per trigger and payment outcome."""
+    caplog.set_level(logging.INFO, logger="sim.billing")
+    add_user("u1", balance=1_500)
+    gateway.queue("declined:expired_card")
+    billing.deduct_credits("u1", 600)
+    tasks.run_pending()
+    clock.advance(billing.config.cooldown_seconds)
+    billing.deduct_credits("u1", 1)
+    tasks.run_pending()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event=")]
+    assert lines[:6] == [
+        "event=topup_claimed user=u1 attempt=1",
+        "event=topup_charge_declined user=u1 attempt=1 decline_code=expired_card"
+        " payment_intent=pi_scripted_0001",
+        "event=topup_finished user=u1 attempt=1 status=declined decline_code=expired_card",
+        "event=topup_claimed user=u1 attempt=2",
+        "event=topup_charge_succeeded user=u1 attempt=2 payment_intent=pi_scripted_0002",
+        "event=topup_credited user=u1 attempt=2 payment_intent=pi_scripted_0002 delay=0.000",
+    ]
+    assert {getattr(r, "event", None) for r in caplog.records} >= {"topup_claimed"}
+
+
+def test_every_logged_event_is_documented() -> None:
+    """The events table of ``docs/operations.md`` lists exactly the event names the module logs
+    (read from the source: a new or renamed event must be documented)."""
+    billing_dir = Path(sim.billing.__file__).parent
+    source = "\n".join(p.read_text() for p in sorted(billing_dir.glob("*.py")))
+    calls = re.findall(r"log_event\(\s*\w+,\s*[^,]+,\s*(f?)\"([^\"]+)\"", source)
+    expanded = {
+        "topup_{trigger.value}": {f"topup_{t.value}" for t in Trigger if t is not Trigger.NONE},
+        "topup_charge_{outcome}": {
+            f"topup_charge_{o}" for o in ("succeeded", "declined", "requires_action")
+        },
+    }
+    logged = set()
+    for is_format, name in calls:
+        logged |= expanded[name] if is_format else {name}
+    docs = (billing_dir.parents[1] / "docs" / "operations.md").read_text()
+    table = docs.split("## Log events", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE))
+    assert len(calls) >= 15
+    assert documented == logged
+
+
+def test_deductions_counted_from_many_threads_are_all_counted() -> None:
+    """The request path's lock-free counts lose nothing under concurrent increments."""
+    metrics = PrometheusMetrics()
+
+    def work() -> None:
+        for _ in range(20_000):
+            metrics.deduction(True)
+            metrics.trigger(Trigger.PENDING)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert metrics.value("topup_deductions_total", result="served") == 160_000
+    assert metrics.value("topup_triggers_total", kind="pending") == 160_000
+    metrics.trigger(Trigger.NONE)  # not a decision at the threshold: not counted
+    assert sum(s.value for s in metrics.samples() if s.name == "topup_triggers_total") == 160_000
