@@ -166,7 +166,9 @@ def plot_heatmap(
     starred: tuple[object, object] | None = None,
     boxed: tuple[object, object] | None = None,
 ) -> Axes:
-    """Draw a pivot as a heat map with each cell's value written in it and a labelled colour bar.
+    """Draw a pivot as a heat map with each cell's value written in it and a labelled colour bar;
+    a pivot with one value in every cell is drawn flat, without a colour bar, and says so in its
+    title (a colour scale would spread noise-sized steps over the whole palette).
 
     ``text`` (a pivot of strings, same shape) replaces the written values, e.g. with their
     intervals. ``outlined`` and ``hatched`` (pivots of booleans) draw a thick white frame round
@@ -175,8 +177,15 @@ def plot_heatmap(
     recommendation) and a dashed frame (e.g. the setting being looked at).
     """
     values = grid.to_numpy(dtype="float64")
-    image = ax.imshow(values, cmap="viridis", aspect="auto", origin="lower")
-    ax.figure.colorbar(image, ax=ax, label=label)
+    finite = values[np.isfinite(values)]
+    constant = finite.size > 0 and bool(finite.min() == finite.max())
+    if constant:  # a colour scale would paint noise-sized steps on one value: one flat grey
+        _ = ax.imshow(np.zeros_like(values), cmap="Greys", vmin=0, vmax=1, aspect="auto",
+                      origin="lower")  # fmt: skip
+        title += f"\nthe same in every cell: {fmt.format(finite[0])} {label}"
+    else:
+        image = ax.imshow(values, cmap="viridis", aspect="auto", origin="lower")
+        ax.figure.colorbar(image, ax=ax, label=label)
     ax.set_xticks(range(grid.shape[1]), [f"{c:,}" for c in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [f"{r:,}" for r in grid.index])
     ax.set_xlabel(f"{grid.columns.name} (credits)")
@@ -187,7 +196,7 @@ def plot_heatmap(
     for (i, j), v in np.ndenumerate(values):
         written = fmt.format(v) if words is None else str(words[i, j])
         _ = ax.text(j, i, written, ha="center", va="center", fontsize=9,
-                    color="black" if v > middle else "white")  # fmt: skip
+                    color="black" if constant or v > middle else "white")  # fmt: skip
     for mask, style in ((outlined, _OUTLINE), (hatched, _HATCH)):
         if mask is not None:
             for i, j in zip(*np.nonzero(mask.to_numpy(dtype=bool)), strict=True):

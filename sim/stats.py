@@ -42,10 +42,15 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
 
 def mean_interval(values: np.ndarray) -> tuple[float, float]:
     """The 95% interval of the mean of ``values`` (one per user): mean +- 1.96 standard errors
-    (NaN for fewer than two values)."""
+    (NaN for fewer than two values). Values that are all 0 or more (hours, top-ups) are a
+    quantity that cannot be negative, so the lower bound stops at 0: a few users far from the
+    rest (hours dry among light users, nearly all 0) would otherwise give "0.02 (-0.01 to 0.05)"."""
     n = len(values)
     if n < 2:
         return math.nan, math.nan
     mean = float(np.mean(values))
     half = Z95 * float(np.std(values, ddof=1)) / math.sqrt(n)
-    return mean - half, mean + half
+    low = mean - half
+    if low < 0 and float(np.min(values)) >= 0:
+        low = 0.0
+    return low, mean + half

@@ -73,6 +73,21 @@ def test_plot_heatmap_writes_each_value_in_its_cell() -> None:
     assert ax.get_xlabel() == "amount (credits)" and len(fig.axes) == 2
 
 
+def test_a_map_with_one_value_everywhere_is_flat_and_says_so() -> None:
+    """Failed charges equal in every cell: no colour bar spreading them over the palette, and
+    the title says the value is the same everywhere."""
+    fig = Figure()
+    ax = fig.subplots()
+    table = review_table(GRID.assign(failed_topups=2), "eur")  # 40 per 1,000 a month everywhere
+    grid = pivot(table, "failed_per_1000_month")
+    plot_heatmap(grid, ax, title="Failed charges", label="per 1,000 users per month")
+    assert len(fig.axes) == 1
+    assert ax.get_title() == (
+        "Failed charges\nthe same in every cell: 40 per 1,000 users per month"
+    )
+    assert sorted(t.get_text() for t in ax.texts) == ["40"] * 4
+
+
 def test_interval_text_reads_value_then_interval() -> None:
     """Each cell reads "value (low to high)"; a figure without an interval reads its value
     alone, and so does a row whose interval is missing (fewer than two users)."""

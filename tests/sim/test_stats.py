@@ -32,6 +32,18 @@ def test_mean_interval_is_the_mean_plus_or_minus_two_standard_errors() -> None:
     assert all(math.isnan(x) for x in mean_interval(np.array([3.0])))
 
 
+def test_a_quantity_that_cannot_be_negative_gets_no_negative_bound() -> None:
+    """Nineteen users at 0 and one at 1 (hours dry): the plain lower bound is below 0 and stops
+    at 0, the upper stays; with a negative value in the data the bound is left as it is."""
+    hours = np.array([0.0] * 19 + [1.0])
+    half = Z95 * np.std(hours, ddof=1) / math.sqrt(20)
+    assert 0.05 - half < 0
+    assert mean_interval(hours) == pytest.approx((0.0, 0.05 + half))
+    signed = np.array([-0.5] + [0.0] * 18 + [1.0])
+    low, _ = mean_interval(signed)
+    assert low < 0
+
+
 def test_the_summarys_intervals_come_from_its_users() -> None:
     """Each interval column, recomputed by hand from the users frame, and the figure inside."""
     results = run(shipped("card_failures", users=60, days=3), seed=2, backend="memory")
