@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -150,3 +151,24 @@ def test_month_is_the_utc_calendar_month(now: float, key: str, start: float, end
     """The limit resets at 00:00 UTC on the first of each month, whatever the server's zone."""
     assert month_of(now) == Month(key, start, end)
     assert month_of(now).start <= now < month_of(now).end
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+def test_the_month_is_utc_whatever_the_servers_local_time_zone(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hours into February in UTC is still January in New York and already February 1st
+    09:00 in Tokyo: the limit's month follows UTC, not the host's zone, so servers in different
+    zones agree on it."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        now = datetime(2026, 2, 1, 2, 0, tzinfo=UTC).timestamp()
+        start = datetime(2026, 2, 1, tzinfo=UTC).timestamp()
+        end = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+        assert month_of(now) == Month("2026-02", start, end)
+        late = datetime(2026, 1, 31, 23, 0, tzinfo=UTC).timestamp()  # February 1st in Tokyo
+        assert month_of(late).key == "2026-01"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
