@@ -291,6 +291,46 @@ def test_card_status_without_a_card(shop: Shop) -> None:
     assert answer["saved"] is False and answer["usable"] is False and answer["brand"] is None
 
 
+def test_a_purchase_resent_with_its_idempotency_key_charges_and_credits_once(shop: Shop) -> None:
+    """The client's Idempotency-Key makes a resent purchase the same PaymentIntent: one charge at
+    Stripe, one credit; another key is another purchase."""
+    answers = []
+    for _ in range(2):
+        body = {"credits": 1_000, "currency": "eur", "payment_method": "pm_card_visa",
+                "totp_code": shop.next_code()}  # fmt: skip
+        headers = {**shop.auth, "Idempotency-Key": "buy-1"}
+        answers.append(shop.client.post("/v1/purchases", json=body, headers=headers))
+    first, again = (a.json()["purchase"] for a in answers)
+    assert first["id"] == again["id"]
+    assert (first["credited"], again["credited"]) == (True, False)
+    assert shop.billing.balance("u1") == 2_500 and len(shop.purchases()) == 1
+    assert shop.buy(1_000).json()["purchase"]["id"] != first["id"]  # no key: a new purchase
+    assert shop.billing.balance("u1") == 3_500
+
+
+def test_a_purchase_without_save_card_keeps_the_saved_card(shop: Shop) -> None:
+    """Paying with another card saves it only when asked to."""
+    before = shop.billing.payment_method("u1")
+    body = shop.buy(1_000, card="pm_card_mastercard").json()
+    assert body["purchase"]["credited"] is True and body["card_saved"] is False
+    assert shop.billing.payment_method("u1") == before and shop.card()["brand"] == "visa"
+
+
+def test_a_declined_setup_names_its_decline_code(shop: Shop) -> None:
+    """The 402 of a card the bank refuses at setup carries Stripe's decline code and message."""
+    error = _error(shop.setup("pm_card_chargeDeclined"), 402, "card_declined")
+    assert error["decline_code"] == "generic_decline" and error["message"]
+
+
+def test_a_saved_card_stripe_does_not_know_is_saved_but_not_usable(shop: Shop) -> None:
+    """A saved payment method that Stripe no longer finds: shown as saved, not usable."""
+    customer = shop.billing.customer_id("u1")
+    assert customer is not None
+    shop.billing.save_payment_method("u1", customer, "pm_1NotAtStripe")
+    card = shop.card()
+    assert (card["saved"], card["usable"], card["brand"]) == (True, False, None)
+
+
 # ---------------------------------------------------------------------------------- usage
 
 
