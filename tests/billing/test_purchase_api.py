@@ -9,6 +9,7 @@ deducts once per idempotency key.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -329,6 +330,30 @@ def test_a_saved_card_stripe_does_not_know_is_saved_but_not_usable(shop: Shop) -
     shop.billing.save_payment_method("u1", customer, "pm_1NotAtStripe")
     card = shop.card()
     assert (card["saved"], card["usable"], card["brand"]) == (True, False, None)
+
+
+def test_confirming_the_users_own_top_up_through_the_purchase_route_is_404(
+    shop: Shop, tasks: QueueRunner
+) -> None:
+    """The confirm route finds purchases only: an auto top-up's PaymentIntent of the same user
+    is not one (its metadata purpose is auto_topup), so it is 404 and nothing is paid again."""
+    _topup_charges_saved_card(shop, tasks, "visa")
+    [attempt] = shop.billing.store.attempts("u1")
+    assert attempt.payment_intent_id is not None
+    balance = shop.billing.balance("u1")
+    _error(shop.confirm(attempt.payment_intent_id), 404, "unknown_intent")
+    assert shop.billing.balance("u1") == balance
+
+
+def test_a_card_is_usable_through_its_expiry_month_and_not_after(shop: Shop) -> None:
+    """The test Visa expires 12/2034: usable on December 15th 2034, not on January 1st 2035."""
+    shop.clock.set(datetime(2034, 12, 15, tzinfo=UTC).timestamp())
+    shop.auth = shop.login("u1")
+    assert (shop.card()["exp_month"], shop.card()["exp_year"]) == (12, 2034)
+    assert shop.card()["usable"] is True
+    shop.clock.set(datetime(2035, 1, 1, tzinfo=UTC).timestamp())
+    shop.auth = shop.login("u1")
+    assert (shop.card()["saved"], shop.card()["usable"]) == (True, False)
 
 
 # ---------------------------------------------------------------------------------- usage
