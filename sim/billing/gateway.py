@@ -133,6 +133,9 @@ class OnSessionIntent:
     client_secret: str | None = None
     decline_code: str | None = None
     message: str = ""
+    #: The PaymentIntent asked Stripe to keep its card for off-session use
+    #: (``setup_future_usage``): only then may a paid purchase save the card.
+    keeps_card: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,11 +199,8 @@ class StripeGateway:
         }
         if save_card:
             params["setup_future_usage"] = "off_session"
-        try:
-            intent = self._send("post", "/v1/payment_intents", params, idempotency_key)
-        except StripeRefused as refused:
-            return _declined(refused, "payment_intent")
-        return _on_session(intent)
+        return self._on_session_post("/v1/payment_intents", "payment_intent", params,
+                                     idempotency_key)  # fmt: skip
 
     def confirm_payment(self, customer_id: str, intent_id: str) -> OnSessionIntent:
         """Confirm a PaymentIntent waiting for its customer (after 3-D Secure); a finished or
@@ -221,11 +218,7 @@ class StripeGateway:
             "usage": "off_session",
             "confirm": True,
         }
-        try:
-            intent = self._send("post", "/v1/setup_intents", params, idempotency_key)
-        except StripeRefused as refused:
-            return _declined(refused, "setup_intent")
-        return _on_session(intent)
+        return self._on_session_post("/v1/setup_intents", "setup_intent", params, idempotency_key)
 
     def confirm_setup(self, customer_id: str, setup_intent_id: str) -> OnSessionIntent:
         """Confirm a SetupIntent waiting for its customer (as :meth:`confirm_payment`)."""
@@ -239,11 +232,17 @@ class StripeGateway:
             raise StripeRefused(f"{base}/{intent_id}", 404, {"message": f"no such {kind}"})
         if intent["status"] not in ("requires_action", "requires_confirmation"):
             return _on_session(intent)
+        return self._on_session_post(f"{base}/{intent_id}/confirm", kind, {})
+
+    def _on_session_post(
+        self, path: str, kind: str, params: Mapping[str, Any], idempotency_key: str | None = None
+    ) -> OnSessionIntent:
+        """POST that creates or confirms an on-session intent; a 402 card error is the declined
+        intent it carries (``kind``), any other refusal is raised."""
         try:
-            intent = self._send("post", f"{base}/{intent_id}/confirm", {})
+            return _on_session(self._send("post", path, params, idempotency_key))
         except StripeRefused as refused:
             return _declined(refused, kind)
-        return _on_session(intent)
 
     # ------------------------------------------------------------------ charges
 
@@ -425,6 +424,7 @@ def _on_session(intent: Mapping[str, Any]) -> OnSessionIntent:
         intent.get("client_secret"),
         (error.get("decline_code") or error.get("code")) if error else None,
         _redacted(str(error.get("message") or "")) if error else "",
+        keeps_card=intent.get("setup_future_usage") == "off_session",
     )
 
 

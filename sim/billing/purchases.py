@@ -135,8 +135,7 @@ class Checkout:
         return self._after_payment(user_id, intent)
 
     def _after_payment(self, user_id: str, intent: OnSessionIntent) -> CheckoutResult:
-        if intent.status == "declined":
-            raise CardDeclined(intent.decline_code or "card_declined", intent.message)
+        _refuse_declined(intent)
         if intent.status != "succeeded" or intent.price is None:
             return CheckoutResult(intent)
         credited = settle_purchase(
@@ -150,9 +149,11 @@ class Checkout:
         return CheckoutResult(intent, credited, saved)
 
     def _kept_for_later(self, intent: OnSessionIntent) -> bool:
-        """Whether a paid purchase's card was kept for off-session use (Stripe attached it to
-        the customer because of ``setup_future_usage``)."""
-        if intent.payment_method_id is None or intent.customer_id is None:
+        """Whether a paid purchase's card was kept for off-session use: the purchase asked for
+        it (``setup_future_usage``) and Stripe attached it to the customer. A purchase that did
+        not ask saves nothing, even paid with a card the customer already holds (saving a card
+        lifts a pause or suspension), and costs no second request."""
+        if not intent.keeps_card or intent.payment_method_id is None or intent.customer_id is None:
             return False
         details = self.gateway.card_details(intent.payment_method_id)
         return details is not None and details.customer_id == intent.customer_id
@@ -180,8 +181,7 @@ class Checkout:
         return self._after_setup(user_id, intent)
 
     def _after_setup(self, user_id: str, intent: OnSessionIntent) -> CheckoutResult:
-        if intent.status == "declined":
-            raise CardDeclined(intent.decline_code or "card_declined", intent.message)
+        _refuse_declined(intent)
         if intent.status != "succeeded" or intent.payment_method_id is None:
             return CheckoutResult(intent)
         assert intent.customer_id is not None
@@ -229,3 +229,9 @@ def _expired(card: CardDetails, clock: Clock) -> bool:
     """Whether the card's expiry month is over (cards expire at the end of their month)."""
     now = datetime.fromtimestamp(clock.now(), UTC)
     return (card.exp_year, card.exp_month) < (now.year, now.month)
+
+
+def _refuse_declined(intent: OnSessionIntent) -> None:
+    """``CardDeclined`` for an intent the bank declined (nothing was charged or saved)."""
+    if intent.status == "declined":
+        raise CardDeclined(intent.decline_code or "card_declined", intent.message)

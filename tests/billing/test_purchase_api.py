@@ -317,6 +317,15 @@ def test_a_purchase_without_save_card_keeps_the_saved_card(shop: Shop) -> None:
     assert shop.billing.payment_method("u1") == before and shop.card()["brand"] == "visa"
 
 
+def test_paying_with_the_saved_card_without_save_card_saves_nothing(shop: Shop) -> None:
+    """The saved card is attached to the customer already; a purchase that did not ask to keep
+    its card does not save it again (saving lifts a pause or suspension)."""
+    saved = shop.billing.payment_method("u1")
+    assert saved is not None
+    body = shop.buy(1_000, card=saved[1]).json()
+    assert body["purchase"]["credited"] is True and body["card_saved"] is False
+
+
 def test_a_declined_setup_names_its_decline_code(shop: Shop) -> None:
     """The 402 of a card the bank refuses at setup carries Stripe's decline code and message."""
     error = _error(shop.setup("pm_card_chargeDeclined"), 402, "card_declined")
