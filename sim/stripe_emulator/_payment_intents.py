@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _currencies
-from ._cards import AUTHENTICATION_REQUIRED, issuer_decline
+from ._cards import AUTHENTICATION_REQUIRED, Decline, issuer_decline
 from ._charges import new_charge
 from ._errors import StripeAPIError, invalid_request
 from ._params import Params
@@ -266,14 +266,7 @@ def attempt(
     needs_authentication = card.requires_authentication and not authenticated
     if needs_authentication and not off_session and not error_on_requires_action:
         pi["status"] = "requires_action"
-        pi["next_action"] = {
-            "type": "use_stripe_sdk",
-            "use_stripe_sdk": {
-                "type": "three_d_secure_redirect",
-                "stripe_js": f"https://hooks.stripe.com/redirect/authenticate/{pi['id']}",
-                "source": pi["payment_method"],
-            },
-        }
+        pi["next_action"] = three_d_secure_action(pi)
         st.emit("payment_intent.requires_action", pi, created=now)
         return None
     decline = AUTHENTICATION_REQUIRED if needs_authentication else card.decline
@@ -298,14 +291,7 @@ def attempt(
             attach_to(st, pm["id"], customer, param="payment_method")
         return None
     charge = None if needs_authentication else new_charge(st, pi, pm, card, now, decline)
-    error: dict = {
-        "type": "card_error",
-        "code": decline.code,
-        "decline_code": decline.decline_code,
-        "doc_url": "https://stripe.com/docs/error-codes/" + decline.code.replace("_", "-"),
-        "message": decline.message,
-        "payment_method": dict(pm),
-    }
+    error = card_error(decline, pm)
     if charge is not None:
         error["charge"] = charge["id"]
         pi["latest_charge"] = charge["id"]
@@ -381,6 +367,31 @@ def _payment_method_for(st: State, pm_id: str, customer_id: str | None) -> Strip
 
 #: The PaymentMethod a request names, checked against the customer (SetupIntents share the rule).
 payment_method_for = _payment_method_for
+
+
+def three_d_secure_action(intent: StripeObject) -> dict[str, Any]:
+    """The ``next_action`` of a PaymentIntent or SetupIntent whose card asks for 3-D Secure: the
+    challenge Stripe.js completes in the browser."""
+    return {
+        "type": "use_stripe_sdk",
+        "use_stripe_sdk": {
+            "type": "three_d_secure_redirect",
+            "stripe_js": f"https://hooks.stripe.com/redirect/authenticate/{intent['id']}",
+            "source": intent["payment_method"],
+        },
+    }
+
+
+def card_error(decline: Decline, pm: StripeObject) -> dict[str, Any]:
+    """The ``last_payment_error`` / ``last_setup_error`` of a card the bank declined."""
+    return {
+        "type": "card_error",
+        "code": decline.code,
+        "decline_code": decline.decline_code,
+        "doc_url": "https://stripe.com/docs/error-codes/" + decline.code.replace("_", "-"),
+        "message": decline.message,
+        "payment_method": dict(pm),
+    }
 
 
 def _check_amount(amount: int, currency: str) -> None:

@@ -163,14 +163,7 @@ def _attempt(st: State, si: StripeObject, *, authenticated: bool) -> StripeAPIEr
     si["next_action"] = None
     if card.requires_authentication and not authenticated:
         si["status"] = "requires_action"
-        si["next_action"] = {
-            "type": "use_stripe_sdk",
-            "use_stripe_sdk": {
-                "type": "three_d_secure_redirect",
-                "stripe_js": f"https://hooks.stripe.com/redirect/authenticate/{si['id']}",
-                "source": si["payment_method"],
-            },
-        }
+        si["next_action"] = _payment_intents.three_d_secure_action(si)
         st.emit("setup_intent.requires_action", si, created=now)
         return None
     decline = card.decline if card.number not in _FAILS_ONLY_WHEN_CHARGED else None
@@ -181,16 +174,8 @@ def _attempt(st: State, si: StripeObject, *, authenticated: bool) -> StripeAPIEr
             attach_to(st, pm["id"], customer, param="payment_method")
         st.emit("setup_intent.succeeded", si, created=now)
         return None
-    error = {
-        "type": "card_error",
-        "code": decline.code,
-        "decline_code": decline.decline_code,
-        "doc_url": "https://stripe.com/docs/error-codes/" + decline.code.replace("_", "-"),
-        "message": decline.message,
-        "payment_method": dict(pm),
-    }
     si["status"] = "requires_payment_method"
-    si["last_setup_error"] = error
+    si["last_setup_error"] = _payment_intents.card_error(decline, pm)
     st.emit("setup_intent.setup_failed", si, created=now)
     return decline.error(setup_intent=dict(si), payment_method=dict(pm))
 
