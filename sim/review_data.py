@@ -33,7 +33,7 @@ import pandas as pd
 
 from . import review
 from .scenario import Scenario, load_scenario
-from .sweeps import sweep
+from .sweeps import grid_points, sweep
 
 #: Requests per day of each user segment -> its name in tables and controls.
 SEGMENTS: Mapping[int, str] = {
@@ -116,7 +116,7 @@ def generate(
     }
     folder.mkdir(parents=True, exist_ok=True)
     for name, (base, grid) in runs.items():
-        size = len(pd.MultiIndex.from_product(list(grid.values())))
+        size = len(grid_points(grid))
         print(f"{name}: {size} points of {users:,} users x {days:g} days", file=sys.stderr)
         start = time.monotonic()
         frame = sweep(base, grid, seed=seed, backend=BACKEND, gateway=GATEWAY, workers=workers,
