@@ -9,7 +9,8 @@ token table. A real deployment replaces it by overriding the :func:`current_user
 (``app.dependency_overrides[current_user] = its_own``).
 
 Buying a tier, saving a card and spending credits over HTTP are the routes of
-:mod:`~sim.billing.api_money`, added by :func:`build_app`.
+:mod:`~sim.billing.api_money`, and the billing settings page (``GET /billing``) is
+:mod:`~sim.billing.page`; :func:`build_app` adds both.
 
 Step-up authentication: every request that moves money or changes what a user is charged (the
 auto top-up settings, subscribing, cancelling, buying, replacing the card) carries a
@@ -78,6 +79,7 @@ from .errors import (
 from .gateway import CheckoutGateway, PaymentGateway, SubscriptionGateway
 from .json_limits import MalformedJson, load_json
 from .metrics import CONTENT_TYPE, PrometheusMetrics
+from .page import TEST_CARDS, add_page_routes
 from .payments import WebhookVerifier
 from .purchases import Checkout
 from .service import BillingService
@@ -338,10 +340,13 @@ def build_app(
     webhook_secret: str,
     *,
     service_token: str | None = None,
+    page_cards: Mapping[str, str] | None = TEST_CARDS,
 ) -> BillingApp:
     """Wire 2FA, subscriptions, webhooks, purchases and card setups around ``billing`` and build
-    the app. ``service_token`` is the secret of ``POST /v1/usage`` (see
-    :mod:`~sim.billing.spending`); without one, that endpoint refuses every call (401)."""
+    the app, with the billing settings page (:mod:`~sim.billing.page`). ``service_token`` is the
+    secret of ``POST /v1/usage`` (see :mod:`~sim.billing.spending`); without one, that endpoint
+    refuses every call (401). ``page_cards`` are the test cards the page offers by name (``None``
+    with live keys: the page then takes no card)."""
     twofactor = TwoFactor(store=billing.store, vault=billing.vault, clock=billing.clock)
     subscriptions = Subscriptions(billing=billing, gateway=gateway)
     verifier = WebhookVerifier(webhook_secret, billing.clock)
@@ -363,6 +368,7 @@ def build_app(
     add_money_routes(
         app, checkout=checkout, twofactor=twofactor, spends=spends, service_token=service_token
     )
+    add_page_routes(app, cards=page_cards)
     return BillingApp(app, sessions, twofactor, subscriptions, webhooks, checkout)
 
 

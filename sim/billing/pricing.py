@@ -34,11 +34,13 @@ class Money:
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """One package of credits, its price per currency, and its monthly-subscription bonus."""
+    """One package of credits, its price per currency, its monthly-subscription bonus, and
+    whether it is the tier the billing page recommends (the design brief's table marks one)."""
 
     credits: int
     prices: MappingProxyType[str, Decimal]
     monthly_bonus: int = 0
+    recommended: bool = False
 
     @property
     def subscribable(self) -> bool:
@@ -46,16 +48,18 @@ class Tier:
         return self.monthly_bonus > 0
 
 
-def _tier(credits: int, eur: str, usd: str, jpy: str, bonus: int = 0) -> Tier:
+def _tier(
+    credits: int, eur: str, usd: str, jpy: str, bonus: int = 0, *, recommended: bool = False
+) -> Tier:
     prices = {"eur": Decimal(eur), "usd": Decimal(usd), "jpy": Decimal(jpy)}
-    return Tier(credits, MappingProxyType(prices), bonus)
+    return Tier(credits, MappingProxyType(prices), bonus, recommended)
 
 
 #: The price table of the design brief (section 3).
 TIERS: Final[tuple[Tier, ...]] = (
     _tier(1_000, "2", "3", "400"),
     _tier(10_000, "10", "15", "2000", bonus=500),
-    _tier(21_000, "20", "30", "4000", bonus=1_000),
+    _tier(21_000, "20", "30", "4000", bonus=1_000, recommended=True),
     _tier(54_000, "50", "60", "9000", bonus=3_000),
 )
 TIER_CREDITS: Final[tuple[int, ...]] = tuple(t.credits for t in TIERS)

@@ -17,10 +17,12 @@ the server registers its own endpoint (``POST /v1/webhook_endpoints`` for
 with the fresh random secret the emulator returns; the emulator signs that endpoint's deliveries
 with it.
 
-``--demo-user NAME`` creates that user with a test card, enrols 2FA, and prints the bearer token
-and TOTP secret, so the endpoints can be tried with curl straight away. A user the ``--db`` file
-already holds is reused (same balance; a fresh card, TOTP secret and token), so the command can
-be run again; that needs the ``TOPUP_MASTER_KEY`` the user was created under.
+``--demo-user NAME`` creates that user with a test card, enrols 2FA, and prints the bearer token,
+the TOTP secret and the address of the billing settings page signed in as that user
+(``/billing#token=...``), so the endpoints can be tried with curl or a browser straight away. A
+user the ``--db`` file already holds is reused (same balance; a fresh card, TOTP secret and
+token), so the command can be run again; that needs the ``TOPUP_MASTER_KEY`` the user was
+created under.
 
 What stops the server before it serves is one line on stderr: exit status 2 for a bad option or
 setting (``REDIS_URL``, ``TOPUP_MASTER_KEY``, ``STRIPE_API_KEY``, ``--db``), 1 when Stripe does not
@@ -46,6 +48,7 @@ from .clock import SystemClock
 from .errors import DecryptionError, DuplicateUser, GatewayConfigurationError, TransientGatewayError
 from .memory_cache import MemoryCache
 from .notify import Notification
+from .page import PAGE_PATH
 from .payments import API_KEY_ENV, StripeGateway
 from .service import BillingService
 from .sqlite_store import SQLiteStore
@@ -218,8 +221,10 @@ def main(argv: list[str] | None = None) -> None:
                 parser.exit(2, f"{parser.prog}: error: user {args.demo_user} in {db} was"
                             f" created under another {MASTER_KEY_ENV}: set that one, or give"
                             " another --db\n")  # fmt: skip
-            print(f"user {args.demo_user}: bearer token {wired.sessions.issue(args.demo_user)}")
+            bearer = wired.sessions.issue(args.demo_user)
+            print(f"user {args.demo_user}: bearer token {bearer}")
             print(f"TOTP: {uri}")
+            print(f"billing page: http://127.0.0.1:{args.port}{PAGE_PATH}#token={bearer}")
         uvicorn.run(wired.app, host="127.0.0.1", port=args.port)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from sim.billing import SQLiteStore
 from sim.billing.serve import WEBHOOK_SECRET_ENV, main
@@ -197,3 +198,16 @@ def test_help_explains_the_temporary_database(capsys: pytest.CaptureFixture[str]
     assert exit_.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "--db" in out and "temporary folder" in out and "deleted" in out
+
+
+def test_demo_user_prints_the_billing_page_signed_in(
+    stripe_url: str, served: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--demo-user`` prints the page's address on the chosen port with the user's token in
+    its fragment, and the app it serves answers that page."""
+    main(["--stripe-url", stripe_url, "--demo-user", "ada", "--port", "8123"])
+    out = capsys.readouterr().out
+    token, _ = demo(out)
+    assert f"billing page: http://127.0.0.1:8123/billing#token={token}\n" in out
+    page = TestClient(served[0]["app"]).get("/billing")
+    assert page.status_code == 200 and "<h1>Billing</h1>" in page.text
