@@ -58,6 +58,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
+from .claims import month_of
 from .errors import (
     BillingError,
     CacheUnavailable,
@@ -493,6 +494,9 @@ def create_app(
     def overview(user_id: str) -> dict[str, Any]:
         user = billing.store.get_user(user_id)
         live = subscriptions.live(user_id)
+        month = month_of(billing.clock.now())
+        used = billing.store.auto_topup_credits_in(user_id, month)
+        limit = user.settings.monthly_limit
         return {
             "balance": billing.balance(user_id),
             "auto_topup": {
@@ -500,7 +504,15 @@ def create_app(
                 "threshold": user.settings.threshold,
                 "amount": user.settings.amount,
                 "currency": user.settings.currency,
-                "monthly_limit": user.settings.monthly_limit,
+                "monthly_limit": limit,
+                # The month (UTC) as the limit counts it: its credits so far, whether the next
+                # top-up would pass the limit (it is then held), and when the count restarts.
+                "month": {
+                    "key": month.key,
+                    "credits": used,
+                    "limit_reached": limit is not None and used + user.settings.amount > limit,
+                    "resets_at": month.end,
+                },
                 "state": user.state,
                 "consecutive_failures": user.consecutive_failures,
                 "last_triggered": billing.last_triggered(user_id),

@@ -479,6 +479,12 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             for entry_id, delta, kind, reference, balance_after, created_at in rows
         ]
 
+    def auto_topup_credits_in(self, user_id: str, month: Month) -> int:
+        """The month's auto top-up credits that count towards the limit (the claim's sum)."""
+        with self._lock:
+            user = self._users.get(user_id)
+            return 0 if user is None else _claimed_in(user, month)
+
     def ledger_sum(self, user_id: str) -> int:
         """The sum of the user's ledger (equals the balance when the books are right)."""
         with self._lock:

@@ -496,6 +496,11 @@ class SQLiteStore(EventTables, TwoFactorTables):
         )
         return [LedgerEntry(**dict(row)) for row in rows]
 
+    def auto_topup_credits_in(self, user_id: str, month: Month) -> int:
+        """The month's auto top-up credits that count towards the limit (the claim's sum)."""
+        with self._lock:
+            return self._claimed_in(self._db, user_id, month)
+
     def ledger_sum(self, user_id: str) -> int:
         """The sum of the user's ledger (equals the balance when the books are right)."""
         rows = self._read(

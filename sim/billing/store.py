@@ -400,6 +400,12 @@ class Store(Protocol):
         """The sum of the user's ledger."""
         ...
 
+    def auto_topup_credits_in(self, user_id: str, month: Month) -> int:
+        """The credits of the user's auto top-ups claimed in ``month`` that count towards the
+        monthly limit, as the claim counts them (0 for an unknown user): what the billing page
+        shows against the limit."""
+        ...
+
     def user_ids(self) -> list[str]:
         """Every user id, sorted."""
         ...

@@ -38,6 +38,8 @@ from sim.stripe_emulator import Delivery, StripeEmulator
 from .conftest import BillingFactory, FlakyStore
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+#: 2026-02-01T00:00:00Z: the first month change after the virtual clock's start.
+FEB_1 = 1_769_904_000.0
 SETTINGS = {"enabled": True, "threshold": 1000, "amount": 10000, "currency": "eur"}
 
 
@@ -873,6 +875,26 @@ def test_monthly_limit_is_saved_shown_kept_and_removed(api: Api) -> None:
     removed = api.save(totp_code=api.next_code(), monthly_limit=None)
     assert removed.json()["auto_topup"]["monthly_limit"] is None
     assert api.billing.store.get_user("u1").settings.monthly_limit is None
+
+
+def test_overview_counts_the_months_auto_top_ups_against_the_limit(
+    api: Api, tasks: QueueRunner
+) -> None:
+    """The overview shows the month's auto top-up credits as the limit counts them, and says
+    when the next top-up would pass the limit and when the count restarts."""
+    saved = api.save(threshold=1000, amount=10_000, monthly_limit=20_000).json()["auto_topup"]
+    assert saved["month"] == {
+        "key": "2026-01", "credits": 0, "limit_reached": False, "resets_at": FEB_1,
+    }  # fmt: skip
+    for _ in range(2):
+        api.billing.deduct_credits("u1", api.billing.balance("u1") - 900)  # cross the threshold
+        tasks.run_pending()
+        api.clock.advance(3_600)  # past the cooldown
+    month = api.client.get("/v1/settings/billing", headers=api.auth).json()["auto_topup"]["month"]
+    assert (month["credits"], month["limit_reached"]) == (20_000, True)
+    api.clock.advance(FEB_1 - api.clock.now())
+    month = api.client.get("/v1/settings/billing", headers=api.auth).json()["auto_topup"]["month"]
+    assert (month["key"], month["credits"], month["limit_reached"]) == ("2026-02", 0, False)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sim.billing import DuplicateUser, SQLiteStore, Store, StoreUnavailable, Trigger, UnknownUser
-from sim.billing.claims import ClaimPolicy
+from sim.billing.claims import ClaimPolicy, month_of
 from sim.billing.settings import AutoTopupSettings
 from sim.billing.sqlite_schema import SCHEMA
 from sim.billing.store import AttemptOutcome, ChargeTerms, DeadLetter, PendingNotice
@@ -581,10 +581,14 @@ def test_monthly_limit_reached_claims_nothing_and_queues_one_notice(db: Store) -
     lease, the trigger ``limited`` and one notice in the outbox, returned once (by the call that
     queued it), however many requests the limit holds that month."""
     _limited(db, 20_000)
+    assert db.auto_topup_credits_in("u1", month_of(T0)) == 0
     assert _decide(db, T0, 600) == (Trigger.CLAIMED, 1)
+    assert db.auto_topup_credits_in("u1", month_of(T0)) == 10_000  # reserved by the claim
     _end(db, "succeeded", T0 + 1)
     assert _decide(db, T0 + 2) == (Trigger.CLAIMED, 2)
     _end(db, "succeeded", T0 + 3)
+    assert db.auto_topup_credits_in("u1", month_of(T0)) == 20_000
+    assert db.auto_topup_credits_in("nobody", month_of(T0)) == 0
     held = db.deduct("u1", 1, T0 + 4, NO_COOLDOWN, _seal)
     assert (held.refused, held.balance, held.trigger, held.attempt, held.lease) == (
         False, 399, Trigger.LIMITED, None, None,
@@ -612,6 +616,8 @@ def test_monthly_limit_resumes_at_the_month_reset(db: Store) -> None:
     assert _decide(db, FEB - 0.001) == (Trigger.LIMITED, None)
     assert _decide(db, FEB) == (Trigger.CLAIMED, 2)
     _end(db, "succeeded", FEB + 1)
+    assert db.auto_topup_credits_in("u1", month_of(FEB - 1)) == 10_000  # each month its own
+    assert db.auto_topup_credits_in("u1", month_of(FEB)) == 10_000
     held = db.deduct("u1", 0, FEB + 2, NO_COOLDOWN, _seal)
     assert held.trigger is Trigger.LIMITED
     assert held.notice is not None and held.notice.notice_id == "topup_limit_reached:u1:2026-02"
@@ -627,6 +633,7 @@ def test_attempt_that_moved_no_money_does_not_use_the_limit_up(db: Store, status
     _limited(db, 10_000)
     _decide(db, T0, 600)
     _end(db, status, T0 + 1)
+    assert db.auto_topup_credits_in("u1", month_of(T0)) == 0
     assert _decide(db, T0 + 2) == (Trigger.CLAIMED, 2)
     _end(db, "succeeded", T0 + 3)
     assert _decide(db, T0 + 4) == (Trigger.LIMITED, None)

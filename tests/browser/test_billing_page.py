@@ -330,6 +330,8 @@ def test_auto_topup_with_a_wrong_code_then_the_right_one(
     saved = _message(browser, "auto-topup", error)
     assert saved.startswith("Saved. Buys 21,000 credits (USD) when the balance falls to 2,000")
     assert "at most 50,000 credits a month" in saved
+    # Enabled under the threshold (1,500 <= 2,000): a top-up was claimed at once, and counts.
+    assert saved.endswith("This month: 21,000 of 50,000 credits.")
     assert shop.billing.store.get_user("configurer").settings == AutoTopupSettings(
         True, 2_000, 21_000, "usd", 50_000
     )

@@ -157,7 +157,16 @@ function topupText(settings) {
     : `at most ${credits(settings.monthly_limit)} credits a month`;
   const state = STATE_TEXT[settings.state] || settings.state;
   return `Buys ${credits(settings.amount)} credits (${settings.currency.toUpperCase()}) when the`
-    + ` balance falls to ${credits(settings.threshold)}; ${limit}. Status: ${state}.`;
+    + ` balance falls to ${credits(settings.threshold)}; ${limit}. Status: ${state}.${monthText(settings)}`;
+}
+
+// The month as the limit counts it, said only when there is a limit.
+function monthText(settings) {
+  if (settings.monthly_limit === null) return "";
+  const month = settings.month;
+  const used = ` This month: ${credits(month.credits)} of ${credits(settings.monthly_limit)} credits.`;
+  return month.limit_reached
+    ? `${used} The limit is reached: auto top-up waits until ${dateOf(month.resets_at)}.` : used;
 }
 
 function renderOverview(data, card) {
