@@ -190,3 +190,8 @@ class CheckoutGateway(Protocol):
     def card_details(self, payment_method_id: str) -> CardDetails | None:
         """The card's brand, last four digits and expiry; ``None`` if the provider has none."""
         ...
+
+    def succeeded_purchases(self, customer_id: str) -> list[ChargeSucceeded]:
+        """Every succeeded purchase of the customer, as the provider records them, oldest
+        first (for reconciliation: a purchase paid while its answer and webhooks were lost)."""
+        ...

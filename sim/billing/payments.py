@@ -52,6 +52,7 @@ from .gateway import (
     SubscriptionInfo,
 )
 from .pricing import Money
+from .purchases import PURCHASE_PURPOSE
 from .stripe_transport import LibraryRequester, StripeRequester
 from .subscriptions import subscription_info
 
@@ -281,10 +282,19 @@ class StripeGateway:
 
     def succeeded_charges(self, customer_id: str) -> list[ChargeSucceeded]:
         """The customer's succeeded auto top-up PaymentIntents, oldest first."""
+        return self._succeeded(customer_id, TOPUP_PURPOSE)
+
+    def succeeded_purchases(self, customer_id: str) -> list[ChargeSucceeded]:
+        """The customer's succeeded purchase PaymentIntents, oldest first."""
+        return self._succeeded(customer_id, PURCHASE_PURPOSE)
+
+    def _succeeded(self, customer_id: str, purpose: str) -> list[ChargeSucceeded]:
+        """The customer's succeeded PaymentIntents of ``purpose`` (metadata), oldest first
+        (Stripe lists the newest first)."""
         found = []
         for intent in self.list_all("/v1/payment_intents", {"customer": customer_id}):
             metadata = dict(intent.get("metadata") or {})
-            if intent["status"] == "succeeded" and metadata.get("purpose") == TOPUP_PURPOSE:
+            if intent["status"] == "succeeded" and metadata.get("purpose") == purpose:
                 found.append(ChargeSucceeded(intent["id"], _received(intent), metadata))
         return found[::-1]
 

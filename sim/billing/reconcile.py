@@ -9,7 +9,8 @@ job covers users who make no further request, and is the operator's tool after a
   key, so Stripe answers what happened to it;
 - **charges without credit**: every succeeded auto top-up PaymentIntent of the user's customer is
   checked against the ledger; one that was never credited is credited now (once per intent, as
-  always) and listed;
+  always) and listed; so is every succeeded purchase, when a checkout gateway is given (a
+  purchase paid while the server died before answering, and its webhooks were lost);
 - **notices**: outbox notices a dead worker left unsent are sent (under their stable ids).
 
 The command's report also lists the newest dead-lettered webhook events (signed events that can
@@ -30,7 +31,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import BillingError
+from .gateway import CheckoutGateway
 from .metrics import log_event
+from .purchases import PURCHASE_KIND, settle_purchase
 from .service import BillingService
 from .store import DeadLetter
 from .tasks import InlineRunner
@@ -51,6 +54,8 @@ class Reconciliation:
     uncredited_charges: tuple[str, ...]
     #: Outbox notices a dead worker left unsent; sent now.
     notices_sent: int = 0
+    #: Purchase PaymentIntents that had succeeded at Stripe without a credit; credited now.
+    uncredited_purchases: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -60,11 +65,15 @@ class Reconciliation:
             or self.attempt_recovered
             or self.uncredited_charges
             or self.notices_sent
+            or self.uncredited_purchases
         )
 
 
-def reconcile_user(billing: BillingService, user_id: str) -> Reconciliation:
-    """Reconcile one user: cache against store, expired attempts, charges against the ledger."""
+def reconcile_user(
+    billing: BillingService, user_id: str, checkout: CheckoutGateway | None = None
+) -> Reconciliation:
+    """Reconcile one user: cache against store, expired attempts, charges (and, with
+    ``checkout``, purchases) against the ledger, unsent notices."""
     truth = billing.store.snapshot(user_id)
     cached = billing.cache.get(user_id)
     repaired = cached is not None and cached != truth
@@ -90,19 +99,43 @@ def reconcile_user(billing: BillingService, user_id: str) -> Reconciliation:
             billing.metrics.uncredited_charge()
             log_event(log, logging.WARNING, "reconcile_uncredited_charge", user=user_id,
                       payment_intent=charge.payment_intent_id)  # fmt: skip
+    purchases = [] if checkout is None else _credit_lost_purchases(billing, checkout, user_id)
     sent = billing.send_pending_notices(user_id)
-    return Reconciliation(user_id, repaired, recovered, tuple(uncredited), sent)
+    return Reconciliation(user_id, repaired, recovered, tuple(uncredited), sent, tuple(purchases))
+
+
+def _credit_lost_purchases(
+    billing: BillingService, checkout: CheckoutGateway, user_id: str
+) -> list[str]:
+    """Credit the user's succeeded purchases the ledger lacks (through the one settle path,
+    once per PaymentIntent); their ids. A user who never started a purchase has no customer."""
+    customer = billing.customer_id(user_id)
+    if customer is None:
+        return []
+    credited = {e.reference for e in billing.store.ledger(user_id, kinds=(PURCHASE_KIND,))}
+    found = []
+    for paid in checkout.succeeded_purchases(customer):
+        if paid.payment_intent_id in credited or paid.metadata.get("user_id") != user_id:
+            continue
+        if settle_purchase(billing, user_id, paid.payment_intent_id, paid.price, paid.metadata):
+            found.append(paid.payment_intent_id)
+            billing.metrics.uncredited_charge()
+            log_event(log, logging.WARNING, "reconcile_uncredited_purchase", user=user_id,
+                      payment_intent=paid.payment_intent_id)  # fmt: skip
+    return found
 
 
 def reconcile_all(
-    billing: BillingService, user_ids: Iterable[str] | None = None
+    billing: BillingService,
+    user_ids: Iterable[str] | None = None,
+    checkout: CheckoutGateway | None = None,
 ) -> list[Reconciliation]:
     """Reconcile every user (or those given), in order; a user whose reconciliation hits an
     outage is skipped with a log line and picked up by the next run."""
     out = []
     for user_id in billing.store.user_ids() if user_ids is None else user_ids:
         try:
-            out.append(reconcile_user(billing, user_id))
+            out.append(reconcile_user(billing, user_id, checkout))
         except BillingError:
             log.exception("reconcile of %s failed; the next run retries it", user_id)
     return out
@@ -119,6 +152,7 @@ def report_lines(found: list[Reconciliation], dead_letters: list[DeadLetter]) ->
         f"{item.user_id}: cache repaired={item.cache_repaired}"
         f" attempt recovered={item.attempt_recovered}"
         f" charges credited={list(item.uncredited_charges)}"
+        f" purchases credited={list(item.uncredited_purchases)}"
         f" notices sent={item.notices_sent}"
         for item in found
         if not item.clean
@@ -156,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stripe").setLevel(logging.WARNING)
     # Recoveries run in this process, now: a reconcile that exits has finished its repairs.
-    billing, _ = build_billing_or_exit(parser, args.db, args.stripe_url, InlineRunner())
-    found = reconcile_all(billing, args.user)
+    billing, gateway = build_billing_or_exit(parser, args.db, args.stripe_url, InlineRunner())
+    found = reconcile_all(billing, args.user, gateway)
     print("\n".join(report_lines(found, billing.store.dead_letters(limit=DEAD_LETTERS_SHOWN))))
     return 0
 

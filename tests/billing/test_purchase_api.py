@@ -19,6 +19,7 @@ from sim.billing import BillingService, ManualClock, QueueRunner
 from sim.billing.api import build_app
 from sim.billing.payments import StripeGateway
 from sim.billing.purchases import PURCHASE_KIND
+from sim.billing.reconcile import reconcile_user
 from sim.billing.twofactor import TwoFactor
 from sim.stripe_emulator import StripeEmulator
 
@@ -139,6 +140,36 @@ def test_webhook_first_then_confirm_credits_once(shop: Shop) -> None:
     done = shop.confirm(purchase["id"]).json()["purchase"]
     assert (done["status"], done["credited"]) == ("succeeded", False)
     assert shop.billing.balance("u1") == 11_500 and len(shop.purchases()) == 1
+
+
+def test_a_purchase_paid_while_its_answer_and_webhooks_were_lost_is_credited_by_reconcile(
+    shop: Shop, stripe_gateway: StripeGateway
+) -> None:
+    """3-D Secure; the customer authenticates at Stripe, but the client never confirms and
+    every webhook is lost: the money moved and nothing was credited. The reconcile, given the
+    checkout gateway, credits it once and lists it; a second pass and a late confirm change
+    nothing. Without the checkout gateway it does not look at purchases."""
+    purchase = shop.buy(10_000, card="pm_card_authenticationRequired").json()["purchase"]
+    shop.emulator.stripe_client("sk_test_billing").v1.payment_intents.confirm(purchase["id"])
+    shop.emulator.due_deliveries()  # taken, never delivered: lost
+    assert shop.billing.balance("u1") == 1_500
+    assert reconcile_user(shop.billing, "u1").uncredited_purchases == ()
+    assert shop.billing.balance("u1") == 1_500
+    found = reconcile_user(shop.billing, "u1", stripe_gateway)
+    assert found.uncredited_purchases == (purchase["id"],) and not found.clean
+    assert shop.billing.balance("u1") == 11_500
+    again = reconcile_user(shop.billing, "u1", stripe_gateway)
+    assert again.clean and again.uncredited_purchases == ()
+    assert shop.confirm(purchase["id"]).json()["purchase"]["credited"] is False
+    assert shop.billing.balance("u1") == 11_500 and len(shop.purchases()) == 1
+
+
+def test_reconcile_of_a_user_who_never_bought_asks_stripe_nothing(
+    shop: Shop, stripe_gateway: StripeGateway
+) -> None:
+    shop.billing.create_user("u5")
+    assert reconcile_user(shop.billing, "u5", stripe_gateway).clean
+    assert shop.billing.customer_id("u5") is None  # no customer was made to look
 
 
 def test_first_purchase_without_a_card_is_credited_by_its_webhook(shop: Shop) -> None:

@@ -166,9 +166,9 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
 
     def wire(db: str, stripe_url: str, tasks: TaskRunner) -> tuple[BillingService, object]:
         wired.append((db, stripe_url, type(tasks)))
-        built, stripe = build_billing(db, stripe_url, tasks)
+        built, _ = build_billing(db, stripe_url, tasks)
         built.gateway = gateway  # charge through the script, not over HTTP
-        return built, stripe
+        return built, None  # and no checkout gateway: no purchases to look for
 
     monkeypatch.setattr(serve, "build_billing", wire)
     monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
@@ -176,7 +176,8 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
     assert main([]) == 0
     assert wired == [("billing.sqlite", "http://127.0.0.1:12111", InlineRunner)]
     assert capsys.readouterr().out.splitlines() == [
-        "ada: cache repaired=False attempt recovered=1 charges credited=[] notices sent=0",
+        "ada: cache repaired=False attempt recovered=1 charges credited=[]"
+        " purchases credited=[] notices sent=0",
         "reconciled 1 users: 1 needed repair",
     ]
     assert [c.idempotency_key for c in gateway.calls] == ["auto-topup:ada:1"]
