@@ -24,7 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from ..scenario import Scenario
 from .monitoring import CARD_ANSWERS, FAILED_ANSWERS, histogram_quantile, increase, share, total
@@ -211,18 +214,43 @@ def firing(
 
 def summary(spelled: pd.DataFrame, alerts: Sequence[Alert] = ALERTS) -> pd.DataFrame:
     """One row per alert, in the order of ``alerts`` (those that never fired included): whether
-    it ``fired`` (bool), the hour it first fired (``first_hour``, NaN if never) and the hours it
-    spent firing (``firing_hours``), from :func:`firing`'s frame."""
+    it ``fired`` (bool), how many separate ``spells`` it fired, the hour it first fired
+    (``first_hour``, NaN if never) and the hours it spent firing (``firing_hours``), from
+    :func:`firing`'s frame. Spells tell a steady alert from one that comes and goes."""
     names = pd.Index([alert.name for alert in alerts], dtype="string", name="alert")
     grouped = spelled.assign(hours=spelled["end"] - spelled["start"]).groupby("alert")
     first = grouped["start"].min().reindex(names)
     return pd.DataFrame(
         {
             "fired": names.isin(spelled["alert"]),
+            "spells": grouped.size().reindex(names, fill_value=0).astype("int64"),
             "first_hour": first.astype("float64"),
             "firing_hours": grouped["hours"].sum().reindex(names, fill_value=0.0).astype("float64"),
         },
         index=names,
+    )
+
+
+def volumes(metrics: pd.DataFrame, alerts: Sequence[Alert] = ALERTS) -> pd.DataFrame:
+    """For each rule with a volume floor, what its window held over a run beside that floor:
+    ``window_minutes``, ``floor``, the ``median_volume`` and ``largest_volume`` at the sample
+    times, the hour of the largest (``largest_hour``) and ``samples_at_floor``, how many samples'
+    windows reached the floor. A ratio rule can only fire at those samples, so they tell how far
+    a run (or a deployment of its size) is from ever hearing from the rule, whatever its ratio."""
+    rows = []
+    for alert in alerts:
+        if alert.floor is None or alert.volume is None:
+            continue
+        counted = alert.volume(metrics, alert)
+        rows.append(
+            (alert.name, alert.window / MINUTE, alert.floor, counted.median(), counted.max(),
+             counted.idxmax() / HOUR, int(counted.ge(alert.floor).sum()))
+        )  # fmt: skip
+    columns = ["alert", "window_minutes", "floor", "median_volume", "largest_volume"]
+    frame = pd.DataFrame.from_records(rows, columns=[*columns, "largest_hour", "samples_at_floor"])
+    floats = {name: "float64" for name in [*columns[1:], "largest_hour"]}
+    return frame.astype({"alert": "string", **floats, "samples_at_floor": "int64"}).set_index(
+        "alert"
     )
 
 
@@ -251,6 +279,8 @@ FAULT_COLOURS = {
     "webhook endpoint down": "tab:orange",
     "cache flushed": "tab:gray",
 }
+#: The spells' colours: firing as the rules are, and firing only without the volume floors.
+FIRING, UNFLOORED = "tab:blue", "silver"
 
 
 def plot_timeline(
@@ -258,33 +288,49 @@ def plot_timeline(
     faults: pd.DataFrame,
     ax: Axes,
     *,
-    hours: float,
+    hours: tuple[float, float],
     sample: str,
+    unfloored: pd.DataFrame | None = None,
     alerts: Sequence[Alert] = ALERTS,
 ) -> Axes:
     """One row per alert (every alert, the quiet ones too, so that silence is visible), a bar
-    where it fired, over ``hours`` of the run; the scenario's fault windows shaded behind them
-    and named in the legend (a flush as a line), so a reader sees which fault each spell
-    follows. A spell one sample long is drawn as a tick, not lost as a bar of no width."""
+    where it fired, between two ``hours`` of the run (the whole run, or a close-up of a fault);
+    given ``unfloored`` (:func:`firing` with ``floors=False``), where it would have fired without
+    its volume floor, in grey behind. The scenario's fault windows are shaded (a flush is a
+    dotted line), so a reader sees which fault each spell follows. A spell one sample long, or
+    a fault window of minutes in a view of days, is drawn as a thin bar, not lost for lack of
+    width."""
     names = [alert.name for alert in alerts]
-    tick = hours / 400
-    for row, name in enumerate(names):
-        mine = spelled[spelled["alert"] == name]
-        spans = [(s, max(e - s, tick)) for s, e in zip(mine["start"], mine["end"], strict=True)]
-        ax.broken_barh(spans, (row - 0.35, 0.7), color="tab:blue")
+    first, last = hours
+    tick = (last - first) / 400
+    handles: list[Artist] = []
     for fault, group in faults.groupby("fault", sort=False):
-        colour = FAULT_COLOURS.get(str(fault), "tab:gray")
-        for n, (start, end) in enumerate(zip(group["start"], group["end"], strict=True)):
-            label = str(fault) if n == 0 else None
-            if end > start:
-                ax.axvspan(start, end, color=colour, alpha=0.25, label=label, linewidth=0)
+        colour, label = FAULT_COLOURS.get(str(fault), "tab:gray"), str(fault)
+        instants = bool((group["end"] == group["start"]).all())
+        for start, end in zip(group["start"], group["end"], strict=True):
+            if instants:
+                ax.axvline(start, color=colour, linestyle=":", zorder=1)
             else:
-                ax.axvline(start, color=colour, linestyle=":", label=label)
+                ax.axvspan(start, max(end, start + tick), color=colour, alpha=0.3, lw=0, zorder=1)
+        handles.append(
+            Line2D([], [], color=colour, linestyle=":", label=label)
+            if instants
+            else Patch(color=colour, alpha=0.3, label=label)
+        )
+    layers = [(unfloored, UNFLOORED, "fires only without its floor"), (spelled, FIRING, "fires")]
+    for frame, colour, label in layers:
+        if frame is None:
+            continue
+        for row, name in enumerate(names):
+            mine = frame[frame["alert"] == name]
+            spans = [(s, max(e - s, tick)) for s, e in zip(mine["start"], mine["end"], strict=True)]
+            ax.broken_barh(spans, (row - 0.35, 0.7), color=colour, zorder=2)
+        handles.append(Patch(color=colour, label=label))
     ax.set_yticks(np.arange(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -0.5)
-    ax.set_xlim(0, hours)
-    ax.set_xticks(np.arange(0, hours + 1, 24))
-    ax.set_xlabel("hours from the start (ticks every day)")
-    if len(faults):
-        ax.legend(loc="lower right", fontsize="small", title="faults at set times")
-    return titled(ax, "When each alert would have fired (blue)", sample)
+    ax.set_xlim(first, last)
+    step = 24 if last - first > 48 else 1
+    ax.set_xticks(np.arange(np.ceil(first / step), np.floor(last / step) + 1) * step)
+    ax.set_xlabel("hours from the start" + (" (a tick a day)" if step == 24 else ""))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    return titled(ax, "When each alert would have fired", sample)

@@ -24,6 +24,7 @@ from sim.analysis.alerts import (
     plot_timeline,
     spells,
     summary,
+    volumes,
 )
 from sim.world import METRICS_INTERVAL_SECONDS
 
@@ -111,13 +112,14 @@ def test_an_unknown_outcome_fires_five_minutes_later_and_stops_when_it_leaves_th
     table = summary(spelled)
     assert list(table.index) == [alert.name for alert in ALERTS]
     assert table.loc["TopupUnknownOutcomes"].to_dict() == {
-        "fired": True, "first_hour": 0.25, "firing_hours": pytest.approx(1_500 / HOUR)
+        "fired": True, "spells": 1, "first_hour": 0.25,
+        "firing_hours": pytest.approx(1_500 / HOUR),
     }  # fmt: skip
     quiet = table.drop(index="TopupUnknownOutcomes")
     assert not quiet["fired"].any() and quiet["first_hour"].isna().all()
-    assert (quiet["firing_hours"] == 0).all()
+    assert (quiet["firing_hours"] == 0).all() and (quiet["spells"] == 0).all()
     assert table.dtypes.to_dict() == {
-        "fired": "bool", "first_hour": "float64", "firing_hours": "float64"
+        "fired": "bool", "spells": "int64", "first_hour": "float64", "firing_hours": "float64"
     }  # fmt: skip
     assert spelled.dtypes.astype(str).to_dict() == {
         "alert": "string", "start": "float64", "end": "float64"
@@ -189,6 +191,21 @@ def _deliveries(ok: float) -> pd.DataFrame:
     )
 
 
+def test_the_volumes_beside_the_floors() -> None:
+    """Per ratio rule, its window's volume beside its floor: 3 answers never reach the card
+    answers' floor of 20 (6 samples of 13 see them in their window, so the median sees none);
+    30 answers reach it at those 6."""
+    few, many = volumes(_charges(1, 2)), volumes(_charges(10, 20))
+    assert list(few.index) == [a.name for a in ALERTS if a.floor is not None]
+    assert few.loc["TopupPaymentFailureRateHigh"].to_dict() == {
+        "window_minutes": 30.0, "floor": 20.0, "median_volume": 0.0, "largest_volume": 3.0,
+        "largest_hour": 300 / HOUR, "samples_at_floor": 0,
+    }  # fmt: skip
+    assert many.loc["TopupPaymentFailureRateHigh", "samples_at_floor"] == 6
+    assert few.dtypes["samples_at_floor"] == "int64"
+    assert many.loc["TopupWebhooksFailing", "largest_volume"] == 0.0
+
+
 def test_webhook_failures_need_40_deliveries_and_dead_letters_fire_per_type() -> None:
     """3 failed deliveries in every 10 minutes: of 39, quiet; of 40 (7.5%), firing 10 minutes
     after they first held, until no delivery is left in the window (60 minutes). A dead letter
@@ -231,13 +248,19 @@ def test_the_fault_windows_of_chaos_and_the_timeline() -> None:
     ]  # fmt: skip
     spelled = firing(scraped({("topup_unknown_outcomes_total", ""): {600.0: 1.0}}, until=3_600))
     ax = Figure().subplots()
-    plot_timeline(spelled, faults, ax, hours=14 * 24, sample="chaos: 200 users, 14 days")
+    plot_timeline(spelled, faults, ax, hours=(0, 14 * 24), sample="chaos: 200 users, 14 days")
     assert [t.get_text() for t in ax.get_yticklabels()] == [a.name for a in ALERTS]
-    legend = ax.get_legend()
-    assert [t.get_text() for t in legend.get_texts()] == [
-        "Stripe down", "store down", "cache flushed"
+    assert ax.get_xlim() == (0, 336) and list(ax.get_xticks()) == [24.0 * d for d in range(15)]
+    (bars,) = [c for c in ax.collections if len(c.get_paths())]  # the one spell: 15 to 40 min
+    assert bars.get_paths()[0].get_extents().x0 == pytest.approx(0.25)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "Stripe down", "store down", "cache flushed", "fires"
     ]  # fmt: skip
     assert "200 users, 14 days" in ax.get_title()
+    close = Figure().subplots()
+    plot_timeline(spelled, faults, close, hours=(46.5, 52), sample="chaos", unfloored=spelled)
+    assert list(close.get_xticks()) == [47.0, 48.0, 49.0, 50.0, 51.0, 52.0]
+    assert close.get_legend().get_texts()[-2].get_text() == "fires only without its floor"
 
 
 def test_chaos_raises_the_alerts_its_faults_should_and_no_other() -> None:
