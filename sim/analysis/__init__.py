@@ -23,7 +23,9 @@ notebooks that show it:
   re-checked from the frames (``03_failure_rates``).
 
 - :mod:`~sim.analysis.monitoring`: the billing's Prometheus metrics over a run, read as the
-  alerting rules read them (no notebook shows them yet).
+  alerting rules read them (increases, volumes, shares, a histogram's quantile);
+- :mod:`~sim.analysis.alerts`: the rules of ``deploy/prometheus/alerts.yml`` replayed over them,
+  when each would have fired, and a timeline against the scenario's faults (``05_alerts``).
 
 The threshold review (``04_threshold_review``) lives apart, in :mod:`sim.review`.
 

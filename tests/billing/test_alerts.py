@@ -1,10 +1,14 @@
 """The Prometheus alerting rules (``deploy/prometheus/alerts.yml``): well formed, each with a
-runbook section in ``docs/operations.md``, and every expression built only of metrics and labels
-the billing module exports (a renamed metric fails here, not silently in production)."""
+runbook section in ``docs/operations.md`` that states its volume floor and its ``for:``, every
+ratio guarded by a volume floor, and every expression built only of metrics and labels the
+billing module exports (a renamed metric fails here, not silently in production). Where
+promtool is installed, its own checks and unit tests (``alerts_test.yml``) run too."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ from sim.billing.metrics import METRICS
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 OPERATIONS = ROOT / "docs" / "operations.md"
+PROMTOOL = shutil.which("promtool")
 
 #: The PromQL functions the rules may call, and its keywords.
 FUNCTIONS = {"sum", "rate", "increase", "histogram_quantile", "max", "min", "avg", "count"}
@@ -130,3 +135,64 @@ def test_the_alerts_cover_failures_unknowns_stuck_attempts_and_webhooks() -> Non
         "topup_dead_letters_total",
     ):
         assert metric in used
+
+
+#: A ratio rule: ``sum(rate(<part>[w])) / sum(rate(<whole>[w])) > x``, and its volume floor,
+#: ``and sum(increase(<whole>[w])) >= n`` (the whole as divided by, over the same window).
+RATIO = re.compile(
+    r"/\s*sum\(rate\((?P<whole>[^\[]+)\[(?P<window>\w+)\]\)\)\s*>\s*[0-9.]+\s*"
+    r"and\s+sum\(increase\((?P<floored>[^\[]+)\[(?P<floor_window>\w+)\]\)\)\s*>=\s*(?P<floor>\d+)\s*$"
+)
+
+
+def floor_of(expr: str) -> int | None:
+    """The volume floor of a ratio rule, None for a rule that divides nothing; a ratio whose
+    floor is missing, or counts other series or another window than it divides by, is refused."""
+    if "/" not in expr:
+        return None
+    found = RATIO.search(expr)
+    assert found, f"a ratio without a volume floor over what it divides by: {expr}"
+    assert found["floored"] == found["whole"] and found["floor_window"] == found["window"]
+    return int(found["floor"])
+
+
+def test_the_floor_check_refuses_a_ratio_without_its_floor() -> None:
+    """A floor over other series, another window or none at all is refused."""
+    ratio = 'sum(rate(x_total{a="1"}[10m])) / sum(rate(x_total[10m])) > 0.1'
+    assert floor_of(f"{ratio} and sum(increase(x_total[10m])) >= 20") == 20
+    assert floor_of("sum(increase(x_total[1h])) > 0") is None
+    for wrong in ("", " and sum(increase(x_total[30m])) >= 20",
+                  ' and sum(increase(x_total{a="1"}[10m])) >= 20'):  # fmt: skip
+        with pytest.raises(AssertionError):
+            floor_of(ratio + wrong)
+
+
+def _section(alert: str) -> str:
+    """The text of ``docs/operations.md`` under the heading of ``alert``, to the next heading."""
+    text = OPERATIONS.read_text()
+    start = text.index(f"### {alert}\n")
+    end = text.find("\n#", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+@pytest.mark.parametrize("rule", _rules(), ids=lambda rule: rule["alert"])
+def test_every_ratio_has_a_volume_floor_that_the_runbook_states(rule: dict[str, Any]) -> None:
+    """A ratio fires only on a volume in its window (2 declines of 3 charges are not a rate),
+    and each runbook section states the rule's floor (or that it has none) and its ``for:``,
+    so that an operator reading it knows what made it fire."""
+    floor = floor_of(rule["expr"])
+    lead = _section(rule["alert"]).split("\n\n")[1]
+    assert f"`for: {rule['for']}`" in lead
+    assert (f"at least {floor}" if floor else "no volume floor") in " ".join(lead.split())
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian: prometheus)")
+def test_promtool_checks_the_rules_and_runs_their_unit_tests() -> None:
+    """``promtool check rules`` parses every expression in full; ``promtool test rules`` runs
+    ``alerts_test.yml``: when each alert fires, when its floor or its ``for:`` keeps it quiet,
+    and what its annotations say."""
+    for command in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        done = subprocess.run(
+            [str(PROMTOOL), *command], cwd=RULES.parent, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

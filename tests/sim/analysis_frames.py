@@ -1,13 +1,14 @@
-"""Hand-built frames for the analysis tests: event logs and users with known answers."""
+"""Hand-built frames for the analysis tests: event logs, users and metrics with known answers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
 from sim.eventlog import COLUMNS
-from sim.results import events_frame
+from sim.results import events_frame, metrics_frame
 from sim.usage import TICKS
 
 
@@ -79,3 +80,19 @@ FAILURES = frame(
     row(9, "u3", "charge", attempt=1, outcome="declined", decline_code="expired_card"),
     row(9, "u3", "webhook", attempt=1, payment_intent="pi_c"),
 )
+
+
+def scraped(
+    grows: Mapping[tuple[str, str], Mapping[float, float]], *, until: float, every: float = 300.0
+) -> pd.DataFrame:
+    """A metrics frame as ``Results.metrics`` lays it out, read every ``every`` seconds from 0
+    to ``until``: each ``(name, labels)`` series is a counter that grows by ``grows[t]`` at
+    sample time ``t`` (and not in between), stored cumulative as Prometheus stores it."""
+    times = [every * k for k in range(round(until / every) + 1)]
+    rows = []
+    for (name, labels), steps in grows.items():
+        value = 0.0
+        for time in times:
+            value += steps.get(time, 0.0)
+            rows.append((time, name, labels, value))
+    return metrics_frame(rows)
