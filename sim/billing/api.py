@@ -85,7 +85,6 @@ from .payments import WebhookVerifier
 from .purchases import Checkout
 from .service import BillingService
 from .settings import AutoTopupSettings
-from .spending import SpendReplays
 from .subscriptions import Subscriptions
 from .twofactor import TwoFactor
 from .webhooks import MAX_PAYLOAD_BYTES, WebhookHandler
@@ -361,14 +360,11 @@ def build_app(
         sessions=sessions,
     )
     checkout = Checkout(billing=billing, gateway=gateway)
-    spends = SpendReplays(billing.clock)
     # The purchase, card and usage routes (sim/billing/api_money.py); imported here because that
     # module builds on this one's request types.
     from .api_money import add_money_routes
 
-    add_money_routes(
-        app, checkout=checkout, twofactor=twofactor, spends=spends, service_token=service_token
-    )
+    add_money_routes(app, checkout=checkout, twofactor=twofactor, service_token=service_token)
     add_page_routes(app, cards=page_cards)
     return BillingApp(app, sessions, twofactor, subscriptions, webhooks, checkout)
 

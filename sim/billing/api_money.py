@@ -38,13 +38,12 @@ from .errors import (
     IdempotencyKeyReused,
     InsufficientCredits,
     InvalidAmount,
-    RequestInProgress,
     TransientGatewayError,
     UnknownIntent,
 )
 from .gateway import OnSessionIntent
 from .purchases import CardStatus, Checkout, CheckoutResult
-from .spending import MAX_CREDITS_PER_REQUEST, SpendReplays
+from .spending import MAX_CREDITS_PER_REQUEST
 from .twofactor import TwoFactor
 
 #: A Stripe PaymentMethod id as a client sends it (``pm_...``, test aliases included).
@@ -137,7 +136,6 @@ def add_money_routes(
     *,
     checkout: Checkout,
     twofactor: TwoFactor,
-    spends: SpendReplays,
     service_token: str | None,
 ) -> None:
     """Add the purchase, card and usage routes to ``app`` (built by ``create_app``)."""
@@ -235,31 +233,19 @@ def add_money_routes(
                 422, "invalid_field", "Idempotency-Key: the header is required",
                 field="Idempotency-Key",
             )  # fmt: skip
-        key = f"{body.user_id}:{idempotency_key}"
         try:
-            earlier = spends.begin(key, (body.user_id, body.credits))
+            done = billing.deduct_credits(body.user_id, body.credits, request_key=idempotency_key)
         except IdempotencyKeyReused as exc:
             raise ApiError(422, "idempotency_key_reused", str(exc)) from None
-        except RequestInProgress as exc:
-            raise ApiError(409, "request_in_progress", str(exc)) from None
-        if earlier is not None:
-            return JSONResponse(dict(earlier), headers={"Idempotent-Replayed": "true"})
-        try:
-            done = billing.deduct_credits(body.user_id, body.credits)
         except InsufficientCredits as exc:
-            spends.abandon(key)
             raise ApiError(402, "insufficient_credits", str(exc), balance=exc.balance) from None
         except InvalidAmount as exc:  # unreachable past the model's bounds; kept typed anyway
-            spends.abandon(key)
             raise ApiError(422, "invalid_field", str(exc), field="credits") from None
-        except BaseException:
-            spends.abandon(key)
-            raise
         answer = {
             "user_id": done.user_id,
             "credits": done.credits,
             "balance": done.balance,
             "auto_topup": done.trigger.value,
         }
-        spends.finish(key, answer)
-        return JSONResponse(answer)
+        replayed = {"Idempotent-Replayed": "true"} if done.replayed else None
+        return JSONResponse(answer, headers=replayed)

@@ -191,7 +191,3 @@ class UnknownIntent(BillingError):
 
 class IdempotencyKeyReused(BillingError):
     """An ``Idempotency-Key`` was sent again with a different request: it names one request."""
-
-
-class RequestInProgress(BillingError):
-    """A request with this ``Idempotency-Key`` is still being processed: retry after it ends."""

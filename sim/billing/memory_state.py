@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 
 from .errors import StoreUnavailable, UnknownUser
 from .settings import ACTIVE, AutoTopupSettings
-from .store import CachedUser, DeadLetter, PendingNotice, SubscriptionRecord, TopupAttempt
+from .store import (
+    CachedUser,
+    DeadLetter,
+    PendingNotice,
+    SubscriptionRecord,
+    TopupAttempt,
+    UsageRecord,
+)
 
 #: The schema's defaults for a new user's auto top-up columns (off, 1,000, 10,000, eur).
 _DEFAULT_SETTINGS = AutoTopupSettings()
@@ -77,6 +84,8 @@ class UserRow:
     tfa_failures: list[float] = field(default_factory=list)
     #: The user's subscription ids, in the order they were first stored.
     subscription_ids: list[str] = field(default_factory=list)
+    #: Spends kept under their request keys (``usage_requests``), by key.
+    usage_requests: dict[str, UsageRecord] = field(default_factory=dict)
 
     def snapshot(self) -> CachedUser:
         """The cached fields at the current version (positional: this is on the hot path)."""

@@ -40,6 +40,7 @@ from .settings import ACTIVE, AutoTopupSettings
 from .store import (
     LIMIT_COUNTED_STATUSES,
     OPEN_ATTEMPT_STATUSES,
+    USAGE_KEY_SECONDS,
     AttemptOutcome,
     CachedUser,
     ChargeTerms,
@@ -49,11 +50,23 @@ from .store import (
     Sealer,
     Settled,
     TopupAttempt,
+    UsageRecord,
     UserRecord,
     limit_notice,
 )
 
 _CREATED_AT = itemgetter(0)
+
+
+def _keep_usage(user: UserRow, request_key: str, record: UsageRecord) -> None:
+    """Keep ``record`` under ``request_key``, dropping every record of the user past its window
+    at ``record``'s time, as SQLite's ``DELETE`` does (a scan of the user's keys: this store
+    serves one process, where keyed spends are the API's, not the simulation's hot path)."""
+    cutoff = record.at - USAGE_KEY_SECONDS
+    kept = user.usage_requests
+    for key in [key for key, old in kept.items() if old.at <= cutoff]:
+        del kept[key]
+    kept[request_key] = record
 
 
 def _claimed_in(user: UserRow, month: Month) -> int:
@@ -144,9 +157,16 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
     # ------------------------------------------------------------------ the deduction
 
     def deduct(
-        self, user_id: str, credits: int, now: float, policy: ClaimPolicy, seal: Sealer
+        self,
+        user_id: str,
+        credits: int,
+        now: float,
+        policy: ClaimPolicy,
+        seal: Sealer,
+        request_key: str | None = None,
     ) -> Deducted:
-        """Take, decide and claim in one transaction (see :class:`~sim.billing.store.Store`).
+        """Take, decide and claim in one transaction (see :class:`~sim.billing.store.Store`),
+        keeping a taken spend under ``request_key``.
 
         The hot path of a simulation: one dict lookup, the decision, and for most calls one
         tuple appended to the ledger.
@@ -155,41 +175,58 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             user = self._users.get(user_id)
             if user is None:
                 raise UnknownUser(user_id)
-            balance = user.balance
-            taken = bool(credits) and balance >= credits
-            if taken:
-                balance -= credits
-            refused = bool(credits) and not taken
-            settings = user.settings
-            state = UserTopupState(
-                balance, settings.enabled, settings.threshold, user.state, user.open_seq,
-                user.lease_until, settings.amount, settings.monthly_limit,
-            )  # fmt: skip
-            trigger = decide(
-                state, now, policy, lambda: self._claimed_at(user),
-                lambda month: _claimed_in(user, month),
-            )  # fmt: skip
-            if trigger is Trigger.CLAIMED:
-                return self._claim(user, credits if taken else 0, refused, now, policy, seal)
-            created_at = real(now)
-            attempt = lease = until = None
-            if trigger is Trigger.RECOVER:
-                attempt, lease = user.open_seq, user.lease + 1
-                until = real(now + policy.lease_seconds)
-            held: PendingNotice | None = None
-            queued: list[tuple[UserRow, NoticeRow]] = []
-            if trigger is Trigger.LIMITED:
-                assert settings.monthly_limit is not None  # LIMITED only comes from a limit
-                held = limit_notice(user.user_id, month_of(now), settings.monthly_limit)
-                queued = self._prepare_notices([held], now)
-            # Everything is computed: write.
-            if taken:
-                self._book(user, -credits, "usage", None, created_at)
-            if lease is not None:
-                user.lease, user.lease_until = lease, until
-            self._queue(queued)
-            notice = held if queued else None
-            return Deducted(refused, balance, trigger, attempt, lease, user.snapshot(), notice)
+            if request_key is None:
+                return self._deduct(user, credits, now, policy, seal)
+            kept = user.usage_requests.get(request_key)
+            if kept is not None and kept.at > now - USAGE_KEY_SECONDS:
+                return Deducted(
+                    False, kept.balance, Trigger.NONE, None, None, user.snapshot(), None, kept
+                )
+            done = self._deduct(user, credits, now, policy, seal)
+            if credits and not done.refused:
+                _keep_usage(user, request_key, UsageRecord(credits, done.balance, done.trigger,
+                                                           real(now)))  # fmt: skip
+            return done
+
+    def _deduct(
+        self, user: UserRow, credits: int, now: float, policy: ClaimPolicy, seal: Sealer
+    ) -> Deducted:
+        """The deduction's work, under the lock."""
+        balance = user.balance
+        taken = bool(credits) and balance >= credits
+        if taken:
+            balance -= credits
+        refused = bool(credits) and not taken
+        settings = user.settings
+        state = UserTopupState(
+            balance, settings.enabled, settings.threshold, user.state, user.open_seq,
+            user.lease_until, settings.amount, settings.monthly_limit,
+        )  # fmt: skip
+        trigger = decide(
+            state, now, policy, lambda: self._claimed_at(user),
+            lambda month: _claimed_in(user, month),
+        )  # fmt: skip
+        if trigger is Trigger.CLAIMED:
+            return self._claim(user, credits if taken else 0, refused, now, policy, seal)
+        created_at = real(now)
+        attempt = lease = until = None
+        if trigger is Trigger.RECOVER:
+            attempt, lease = user.open_seq, user.lease + 1
+            until = real(now + policy.lease_seconds)
+        held: PendingNotice | None = None
+        queued: list[tuple[UserRow, NoticeRow]] = []
+        if trigger is Trigger.LIMITED:
+            assert settings.monthly_limit is not None  # LIMITED only comes from a limit
+            held = limit_notice(user.user_id, month_of(now), settings.monthly_limit)
+            queued = self._prepare_notices([held], now)
+        # Everything is computed: write.
+        if taken:
+            self._book(user, -credits, "usage", None, created_at)
+        if lease is not None:
+            user.lease, user.lease_until = lease, until
+        self._queue(queued)
+        notice = held if queued else None
+        return Deducted(refused, balance, trigger, attempt, lease, user.snapshot(), notice)
 
     def _claim(
         self,

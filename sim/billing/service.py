@@ -44,6 +44,7 @@ from .clock import Clock
 from .errors import (
     BillingError,
     CacheUnavailable,
+    IdempotencyKeyReused,
     InsufficientCredits,
     InvalidAmount,
     PaymentMethodMissing,
@@ -143,6 +144,8 @@ class Deduction:
     balance: int
     trigger: Trigger
     attempt: int | None = None
+    #: The first answer under the request key, given again: nothing was taken this time.
+    replayed: bool = False
 
 
 class BillingService:
@@ -279,15 +282,29 @@ class BillingService:
 
     # ----------------------------------------------------------------- the deduction
 
-    def deduct_credits(self, user_id: str, credits: int) -> Deduction:
+    def deduct_credits(
+        self, user_id: str, credits: int, *, request_key: str | None = None
+    ) -> Deduction:
         """Take ``credits`` from the balance; claim and start a top-up if one is due.
 
         Raises ``InsufficientCredits`` (no credits taken) when the balance cannot pay; a refused
         request still claims a due top-up, so a user who ran dry is topped up without first
         having to afford a request. Never waits for the top-up: it goes to the task runner.
+
+        ``request_key`` (the caller's idempotency key, per user) makes a retry safe in any
+        process: the store keeps a taken spend under it in the same transaction, and the same
+        key again answers the first deduction (``replayed``) without taking anything; the same
+        key with other credits is ``IdempotencyKeyReused``.
         """
         _check_credits(credits)
-        done = self._take(user_id, credits)
+        done = self._take(user_id, credits, request_key)
+        kept = done.replay
+        if kept is not None:
+            if kept.credits != credits:
+                raise IdempotencyKeyReused(
+                    f"this key took {kept.credits} credits, not {credits}: use a new key"
+                )
+            return Deduction(user_id, credits, kept.balance, kept.trigger, None, True)
         self.metrics.deduction(not done.refused)
         if done.refused:
             raise InsufficientCredits(
@@ -295,12 +312,14 @@ class BillingService:
             )
         return Deduction(user_id, credits, done.balance, done.trigger, done.attempt)
 
-    def _take(self, user_id: str, credits: int) -> Deducted:
+    def _take(self, user_id: str, credits: int, request_key: str | None = None) -> Deducted:
         """The single deduction point: one store transaction, one cache write, then the top-up.
 
         ``credits`` may be 0 to evaluate the trigger alone (after settings change).
         """
-        done = self.store.deduct(user_id, credits, self.clock.now(), self._policy, self._seal)
+        done = self.store.deduct(
+            user_id, credits, self.clock.now(), self._policy, self._seal, request_key
+        )
         self._publish(user_id, done.snapshot)
         if done.trigger is not Trigger.NONE:
             self._observe_trigger(user_id, done.trigger, done.attempt)

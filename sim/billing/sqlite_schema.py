@@ -92,6 +92,16 @@ CREATE TABLE IF NOT EXISTS notices (
     sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS notices_pending ON notices(user_id) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS usage_requests (
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    request_key TEXT NOT NULL,
+    credits INTEGER NOT NULL,
+    balance_after INTEGER NOT NULL,
+    auto_topup TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (user_id, request_key)
+);
+CREATE INDEX IF NOT EXISTS usage_requests_age ON usage_requests(user_id, created_at);
 CREATE TABLE IF NOT EXISTS webhook_events (
     event_id TEXT PRIMARY KEY,
     type TEXT NOT NULL,

@@ -24,6 +24,7 @@ from .sqlite_twofactor import TwoFactorTables
 from .store import (
     LIMIT_COUNTED_STATUSES,
     OPEN_ATTEMPT_STATUSES,
+    USAGE_KEY_SECONDS,
     AttemptOutcome,
     CachedUser,
     ChargeTerms,
@@ -33,6 +34,7 @@ from .store import (
     Sealer,
     Settled,
     TopupAttempt,
+    UsageRecord,
     UserRecord,
     limit_notice,
 )
@@ -131,78 +133,131 @@ class SQLiteStore(EventTables, TwoFactorTables):
     # ------------------------------------------------------------------ the deduction
 
     def deduct(
-        self, user_id: str, credits: int, now: float, policy: ClaimPolicy, seal: Sealer
+        self,
+        user_id: str,
+        credits: int,
+        now: float,
+        policy: ClaimPolicy,
+        seal: Sealer,
+        request_key: str | None = None,
     ) -> Deducted:
-        """Take, decide and claim in one transaction (see :class:`~sim.billing.store.Store`)."""
+        """Take, decide and claim in one transaction (see :class:`~sim.billing.store.Store`),
+        keeping a taken spend under ``request_key``."""
         with self._tx() as db:
-            row = None
-            if credits:
-                row = db.execute(
-                    "UPDATE users SET balance = balance - ?, version = version + 1"
-                    f" WHERE user_id = ? AND balance >= ? RETURNING {_SNAPSHOT}",
-                    (credits, user_id, credits),
-                ).fetchone()
-            taken = row is not None
+            if request_key is not None:
+                kept = self._kept_usage(db, user_id, request_key, now)
+                if kept is not None:
+                    return kept
+            done = self._deduct(db, user_id, credits, now, policy, seal)
+            if request_key is not None and credits and not done.refused:
+                db.execute(
+                    "DELETE FROM usage_requests WHERE user_id = ? AND created_at <= ?",
+                    (user_id, now - USAGE_KEY_SECONDS),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO usage_requests (user_id, request_key, credits,"
+                    " balance_after, auto_topup, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (user_id, request_key, credits, done.balance, done.trigger.value, now),
+                )
+            return done
+
+    def _kept_usage(
+        self, db: sqlite3.Connection, user_id: str, request_key: str, now: float
+    ) -> Deducted | None:
+        """The answer kept under ``request_key`` within its window, as a replay; else None."""
+        kept = db.execute(
+            "SELECT credits, balance_after, auto_topup, created_at FROM usage_requests"
+            " WHERE user_id = ? AND request_key = ? AND created_at > ?",
+            (user_id, request_key, now - USAGE_KEY_SECONDS),
+        ).fetchone()
+        if kept is None:
+            return None
+        row = db.execute(f"SELECT {_SNAPSHOT} FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        record = UsageRecord(
+            kept["credits"], kept["balance_after"], Trigger(kept["auto_topup"]), kept["created_at"]
+        )
+        return Deducted(
+            False, record.balance, Trigger.NONE, None, None, _snapshot(row), None, record
+        )
+
+    def _deduct(
+        self,
+        db: sqlite3.Connection,
+        user_id: str,
+        credits: int,
+        now: float,
+        policy: ClaimPolicy,
+        seal: Sealer,
+    ) -> Deducted:
+        """The deduction's work inside the open transaction ``db``."""
+        row = None
+        if credits:
+            row = db.execute(
+                "UPDATE users SET balance = balance - ?, version = version + 1"
+                f" WHERE user_id = ? AND balance >= ? RETURNING {_SNAPSHOT}",
+                (credits, user_id, credits),
+            ).fetchone()
+        taken = row is not None
+        if row is None:
+            row = db.execute(
+                f"SELECT {_SNAPSHOT} FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
             if row is None:
-                row = db.execute(
-                    f"SELECT {_SNAPSHOT} FROM users WHERE user_id = ?", (user_id,)
-                ).fetchone()
-                if row is None:
-                    raise UnknownUser(user_id)
-            else:
-                db.execute(
-                    "INSERT INTO ledger (user_id, delta, kind, reference, balance_after,"
-                    " created_at) VALUES (?, ?, 'usage', NULL, ?, ?)",
-                    (user_id, -credits, row["balance"], now),
-                )
-            state = UserTopupState(
-                row["balance"], bool(row["enabled"]), row["threshold"], row["state"],
-                row["open_seq"], row["lease_until"], row["amount"], row["monthly_limit"],
-            )  # fmt: skip
-            trigger = decide(
-                state, now, policy, lambda: self._claimed_at(db, user_id, row["seq"]),
-                lambda month: self._claimed_in(db, user_id, month),
-            )  # fmt: skip
-            attempt = lease = None
-            notice = None
-            if trigger is Trigger.LIMITED:
-                held = limit_notice(user_id, month_of(now), row["monthly_limit"])
-                if self._queue(db, held, now):
-                    notice = held
-            elif trigger is Trigger.CLAIMED:
-                attempt, lease = row["seq"] + 1, row["lease"] + 1
-                wrapped = db.execute(
-                    "SELECT wrapped_key FROM users WHERE user_id = ?", (user_id,)
-                ).fetchone()["wrapped_key"]
-                db.execute(
-                    "INSERT INTO topup_attempts (user_id, seq, idempotency_key, claimed_at, status,"
-                    " claimed_credits) VALUES (?, ?, ?, ?, 'claimed', ?)",
-                    (user_id, attempt, idempotency_key(user_id, attempt), now, row["amount"]),
-                )
-                row = db.execute(
-                    "UPDATE users SET auto_topup_seq = ?, auto_topup_open_seq = ?,"
-                    " auto_topup_lease = ?, auto_topup_lease_until = ?,"
-                    " encrypted_auto_topup_last_triggered = ?, version = version + 1"
-                    f" WHERE user_id = ? RETURNING {_SNAPSHOT}",
-                    (attempt, attempt, lease, now + policy.lease_seconds,
-                     seal(user_id, wrapped, now), user_id),
-                ).fetchone()  # fmt: skip
-            elif trigger is Trigger.RECOVER:
-                attempt, lease = row["open_seq"], row["lease"] + 1
-                db.execute(
-                    "UPDATE users SET auto_topup_lease = ?, auto_topup_lease_until = ?"
-                    " WHERE user_id = ?",
-                    (lease, now + policy.lease_seconds, user_id),
-                )
-            return Deducted(
-                refused=bool(credits) and not taken,
-                balance=row["balance"],
-                trigger=trigger,
-                attempt=attempt,
-                lease=lease,
-                snapshot=_snapshot(row),
-                notice=notice,
+                raise UnknownUser(user_id)
+        else:
+            db.execute(
+                "INSERT INTO ledger (user_id, delta, kind, reference, balance_after,"
+                " created_at) VALUES (?, ?, 'usage', NULL, ?, ?)",
+                (user_id, -credits, row["balance"], now),
             )
+        state = UserTopupState(
+            row["balance"], bool(row["enabled"]), row["threshold"], row["state"],
+            row["open_seq"], row["lease_until"], row["amount"], row["monthly_limit"],
+        )  # fmt: skip
+        trigger = decide(
+            state, now, policy, lambda: self._claimed_at(db, user_id, row["seq"]),
+            lambda month: self._claimed_in(db, user_id, month),
+        )  # fmt: skip
+        attempt = lease = None
+        notice = None
+        if trigger is Trigger.LIMITED:
+            held = limit_notice(user_id, month_of(now), row["monthly_limit"])
+            if self._queue(db, held, now):
+                notice = held
+        elif trigger is Trigger.CLAIMED:
+            attempt, lease = row["seq"] + 1, row["lease"] + 1
+            wrapped = db.execute(
+                "SELECT wrapped_key FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()["wrapped_key"]
+            db.execute(
+                "INSERT INTO topup_attempts (user_id, seq, idempotency_key, claimed_at, status,"
+                " claimed_credits) VALUES (?, ?, ?, ?, 'claimed', ?)",
+                (user_id, attempt, idempotency_key(user_id, attempt), now, row["amount"]),
+            )
+            row = db.execute(
+                "UPDATE users SET auto_topup_seq = ?, auto_topup_open_seq = ?,"
+                " auto_topup_lease = ?, auto_topup_lease_until = ?,"
+                " encrypted_auto_topup_last_triggered = ?, version = version + 1"
+                f" WHERE user_id = ? RETURNING {_SNAPSHOT}",
+                (attempt, attempt, lease, now + policy.lease_seconds,
+                 seal(user_id, wrapped, now), user_id),
+            ).fetchone()  # fmt: skip
+        elif trigger is Trigger.RECOVER:
+            attempt, lease = row["open_seq"], row["lease"] + 1
+            db.execute(
+                "UPDATE users SET auto_topup_lease = ?, auto_topup_lease_until = ?"
+                " WHERE user_id = ?",
+                (lease, now + policy.lease_seconds, user_id),
+            )
+        return Deducted(
+            refused=bool(credits) and not taken,
+            balance=row["balance"],
+            trigger=trigger,
+            attempt=attempt,
+            lease=lease,
+            snapshot=_snapshot(row),
+            notice=notice,
+        )
 
     @staticmethod
     def _claimed_in(db: sqlite3.Connection, user_id: str, month: Month) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from .claims import ClaimPolicy, Month, Trigger
 from .settings import ACTIVE, AutoTopupSettings
@@ -84,6 +84,22 @@ class LedgerEntry:
     created_at: float
 
 
+#: How long a spend is kept under its request key: a day, like Stripe's idempotency keys. A
+#: retry within it gets the first answer back; after it the key names a new request.
+USAGE_KEY_SECONDS: Final = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """A spend kept under its request key, in the deduction's own transaction: what the first
+    answer said (the credits taken, the balance after them, what auto top-up decided)."""
+
+    credits: int
+    balance: int
+    trigger: Trigger
+    at: float
+
+
 @dataclass(slots=True)
 class Deducted:
     """What a deduction did in the store: the new balance, the trigger, and the attempt it
@@ -98,6 +114,9 @@ class Deducted:
     #: The notice this deduction queued in the outbox (the monthly limit held a top-up for the
     #: first time this month), for the caller to send; ``None`` for nearly every deduction.
     notice: PendingNotice | None = None
+    #: For a deduction sent with a request key that was already used (within
+    #: :data:`USAGE_KEY_SECONDS`): the first one's record. Nothing was taken or decided again.
+    replay: UsageRecord | None = None
     # Not frozen, like CachedUser: built on every deduction.
 
 
@@ -253,13 +272,25 @@ class Store(Protocol):
         ...
 
     def deduct(
-        self, user_id: str, credits: int, now: float, policy: ClaimPolicy, seal: Sealer
+        self,
+        user_id: str,
+        credits: int,
+        now: float,
+        policy: ClaimPolicy,
+        seal: Sealer,
+        request_key: str | None = None,
     ) -> Deducted:
         """Take ``credits`` if the balance holds them (a usage entry; none for 0), then decide
         the trigger (:func:`~sim.billing.claims.decide`) and claim or take over the attempt it
         names, all in one transaction. A refused request takes nothing but still decides. When
         the monthly limit holds a top-up, :func:`limit_notice` goes to the outbox in the same
-        transaction (once a month: returned in ``notice`` only by the call that queued it)."""
+        transaction (once a month: returned in ``notice`` only by the call that queued it).
+
+        With ``request_key`` (the caller's idempotency key, per user), a spend that was taken is
+        kept under it in the same transaction (:class:`UsageRecord`, for
+        :data:`USAGE_KEY_SECONDS`), and a later call with the key answers that record in
+        ``replay`` and changes nothing: however many processes the retries reach, one key takes
+        credits once. A refused spend is not kept (its retry is evaluated again)."""
         ...
 
     def credit(

@@ -206,13 +206,23 @@ class DifferentialMachine(RuleBasedStateMachine):
         now=deduction_times,
         policy=policies,
         crash=st.booleans(),
+        request_key=st.none() | st.sampled_from(("k1", "k2")),
     )
     def deduct(
-        self, user_id: str, drawn: int | str, now: float, policy: ClaimPolicy, crash: bool
+        self,
+        user_id: str,
+        drawn: int | str,
+        now: float,
+        policy: ClaimPolicy,
+        crash: bool,
+        request_key: str | None,
     ) -> None:
+        """A deduction, with a request key from a small set so that keys are met again: kept,
+        replayed (the same or other credits), and past their window (deductions reach a month
+        later, and times go back and forth)."""
         seal = _crashing_seal if crash else _seal
         credits = self.amount(user_id, drawn)
-        self.both(lambda store: store.deduct(user_id, credits, now, policy, seal))
+        self.both(lambda store: store.deduct(user_id, credits, now, policy, seal, request_key))
 
     @rule(
         user_id=users,

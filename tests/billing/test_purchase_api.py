@@ -20,6 +20,7 @@ from sim.billing.api import build_app
 from sim.billing.payments import StripeGateway
 from sim.billing.purchases import PURCHASE_KIND
 from sim.billing.reconcile import reconcile_user
+from sim.billing.store import USAGE_KEY_SECONDS
 from sim.billing.twofactor import TwoFactor
 from sim.stripe_emulator import StripeEmulator
 
@@ -407,6 +408,37 @@ def test_usage_deducts_once_per_idempotency_key(shop: Shop) -> None:
     assert shop.billing.balance("u1") == 1_400
     _error(shop.spend(200, key="req-1"), 422, "idempotency_key_reused")
     assert shop.spend(100, key="req-2").json()["balance"] == 1_300
+
+
+def test_a_usage_retry_reaching_another_api_process_takes_nothing(
+    shop: Shop, make_billing: BillingFactory, stripe_gateway: StripeGateway
+) -> None:
+    """Two API processes on one store and cache (each with its own services and app): the retry
+    of a spend that reached the first replays on the second; the key is the user's, so another
+    user may use the same one."""
+    other = make_billing(payment_gateway=stripe_gateway)
+    second = build_app(other, stripe_gateway, "whsec_x", service_token=SERVICE_TOKEN).app
+    first = shop.spend(300, key="lost-answer")
+    assert first.status_code == 200 and first.json()["balance"] == 1_200
+    with TestClient(second) as client:
+        retry = client.post(
+            "/v1/usage", json={"user_id": "u1", "credits": 300},
+            headers={"X-Service-Token": SERVICE_TOKEN, "Idempotency-Key": "lost-answer"},
+        )  # fmt: skip
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first.json() and retry.headers["Idempotent-Replayed"] == "true"
+    assert shop.billing.balance("u1") == 1_200 and other.balance("u1") == 1_200
+    shop.billing.create_user("u2", balance=500)
+    assert shop.spend(300, key="lost-answer", user_id="u2").json()["balance"] == 200
+
+
+def test_a_usage_key_names_a_new_request_after_a_day(shop: Shop) -> None:
+    assert shop.spend(100, key="daily").json()["balance"] == 1_400
+    shop.clock.advance(USAGE_KEY_SECONDS - 1)
+    assert shop.spend(100, key="daily").headers.get("Idempotent-Replayed") == "true"
+    shop.clock.advance(1)
+    again = shop.spend(100, key="daily")
+    assert "Idempotent-Replayed" not in again.headers and again.json()["balance"] == 1_300
 
 
 def test_usage_guard(shop: Shop) -> None:

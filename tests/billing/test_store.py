@@ -18,7 +18,14 @@ from sim.billing import DuplicateUser, SQLiteStore, Store, StoreUnavailable, Tri
 from sim.billing.claims import ClaimPolicy, month_of
 from sim.billing.settings import AutoTopupSettings
 from sim.billing.sqlite_schema import SCHEMA
-from sim.billing.store import AttemptOutcome, ChargeTerms, DeadLetter, PendingNotice
+from sim.billing.store import (
+    USAGE_KEY_SECONDS,
+    AttemptOutcome,
+    ChargeTerms,
+    DeadLetter,
+    PendingNotice,
+    UsageRecord,
+)
 from sim.billing.twofactor import Guess, TfaPolicy, TfaVerdict
 
 from .conftest import STORES
@@ -732,3 +739,45 @@ def test_file_from_before_the_monthly_limit_is_migrated(tmp_path: Path) -> None:
     reopened = SQLiteStore(path)  # opening again adds nothing twice
     assert reopened.get_user("u1").settings.monthly_limit == 10_000
     reopened.close()
+
+
+# ---------------------------------------------------------------------- spends kept under a key
+
+
+def test_a_spend_under_a_key_is_taken_once_and_replayed(db: Store) -> None:
+    """The first spend under a key takes, decides and claims; the same key again answers the
+    kept record (its balance and trigger) and takes, decides and writes nothing."""
+    first = db.deduct("u1", 600, T0, POLICY, _seal, "req-1")
+    assert (first.refused, first.balance, first.trigger, first.replay) == (
+        False, 400, Trigger.CLAIMED, None,
+    )  # fmt: skip
+    ledger, version = db.ledger("u1"), db.snapshot("u1").version
+    again = db.deduct("u1", 600, T0 + 5, POLICY, _seal, "req-1")
+    assert again.replay == UsageRecord(600, 400, Trigger.CLAIMED, T0)
+    assert (again.refused, again.balance, again.trigger, again.attempt) == (
+        False, 400, Trigger.NONE, None,
+    )  # fmt: skip
+    assert db.ledger("u1") == ledger and db.snapshot("u1").version == version
+    assert len(db.attempts("u1")) == 1
+
+
+def test_a_refused_spend_is_not_kept_and_keys_are_per_user(db: Store) -> None:
+    refused = db.deduct("u1", 5_000, T0, POLICY, _seal, "big")
+    assert refused.refused and refused.replay is None
+    db.credit("u1", 10_000, "grant", "support-1", T0 + 1)
+    taken = db.deduct("u1", 5_000, T0 + 2, POLICY, _seal, "big")
+    assert (taken.refused, taken.balance, taken.replay) == (False, 6_000, None)
+    db.create_user("u2", b"key-2", None, T0)
+    db.credit("u2", 100, "grant", "support-2", T0)
+    other = db.deduct("u2", 50, T0 + 3, POLICY, _seal, "big")
+    assert (other.balance, other.replay) == (50, None)
+
+
+def test_a_kept_spend_expires_after_its_window(db: Store) -> None:
+    db.deduct("u1", 100, T0, POLICY, _seal, "k")
+    inside = db.deduct("u1", 100, T0 + USAGE_KEY_SECONDS - 1, POLICY, _seal, "k")
+    assert inside.replay is not None and inside.balance == 900
+    after = db.deduct("u1", 100, T0 + USAGE_KEY_SECONDS, POLICY, _seal, "k")
+    assert (after.replay, after.balance) == (None, 800)
+    kept = db.deduct("u1", 100, T0 + USAGE_KEY_SECONDS + 1, POLICY, _seal, "k")
+    assert kept.replay == UsageRecord(100, 800, Trigger.NONE, T0 + USAGE_KEY_SECONDS)

@@ -35,7 +35,13 @@ class StampAfterChargeStore(SQLiteStore):
         self._credited_at: dict[str, float] = {}
 
     def deduct(
-        self, user_id: str, credits: int, now: float, policy: ClaimPolicy, seal: Sealer
+        self,
+        user_id: str,
+        credits: int,
+        now: float,
+        policy: ClaimPolicy,
+        seal: Sealer,
+        request_key: str | None = None,
     ) -> Deducted:
         last = self._credited_at.get(user_id)
         if last is None or now - last >= policy.cooldown_seconds:
@@ -43,7 +49,7 @@ class StampAfterChargeStore(SQLiteStore):
             with self._tx() as db:
                 db.execute("UPDATE users SET auto_topup_open_seq = NULL WHERE user_id = ?",
                            (user_id,))  # fmt: skip
-        return super().deduct(user_id, credits, now, policy, seal)
+        return super().deduct(user_id, credits, now, policy, seal, request_key)
 
     def settle_topup(
         self,
