@@ -1,21 +1,25 @@
 """A Hypothesis state machine over the whole billing module.
 
-Random interleavings of deductions, top-ups, settlements by confirm and by webhook (duplicated and
-reordered), cache flushes (one of them in the middle of a refill), store write failures, Stripe
-faults, card changes, clock jumps, late events of ended attempts, and workers killed at any write
-boundary of a deduction or a top-up, with the billing invariants checked after every step:
+Random interleavings of deductions (some under idempotency keys, retried), top-ups, purchases
+with the user present (paid, declined, 3-D Secure confirmed by the client or only at Stripe),
+settlements by confirm and by webhook (duplicated and reordered), cache flushes (one of them in
+the middle of a refill), store write failures, Stripe faults, card changes, clock jumps, late
+events of ended attempts, and workers killed at any write boundary of a deduction or a top-up,
+with the billing invariants checked after every step:
 
 - each balance equals its ledger's sum; a cached snapshot is never newer than the store's, and
   equal to it at the same version;
-- every top-up credit is a succeeded PaymentIntent of the right amount, credited once;
+- every top-up credit is a succeeded PaymentIntent of the right amount, credited once; every
+  purchase credit is a succeeded purchase of the user, of its tier's price, credited once;
+- a spend retried under its key takes credits once and answers as the first time;
 - each PaymentIntent belongs to its own attempt, and the attempts that charged were claimed at
   least one cooldown apart (one charge per crossing per cooldown), whatever the faults;
 - under a monthly limit (drawn per run, or none), the auto top-up credits claimed in a calendar
   month by attempts that succeeded or are in flight never exceed it, and every intent's credits
   are its claim's;
 - once the faults stop, leases run out, the reconcile runs and every webhook is delivered: every
-  succeeded intent has been credited, every cache equals its store, no attempt is open, and each
-  attempt sent the one notice its outcome calls for.
+  succeeded intent (top-up or purchase) has been credited, every cache equals its store, no
+  attempt is open, and each attempt sent the one notice its outcome calls for.
 
 Every step is counted; ``make proptest`` prints the total (``STEPS``).
 """
@@ -45,8 +49,11 @@ from sim.billing import (
     Vault,
     WebhookHandler,
 )
-from sim.billing.claims import month_of
+from sim.billing.claims import TOPUP_PURPOSE, month_of
+from sim.billing.errors import IdempotencyKeyReused
 from sim.billing.payments import StripeGateway, WebhookVerifier
+from sim.billing.pricing import price_of
+from sim.billing.purchases import PURCHASE_KIND, PURCHASE_PURPOSE, Checkout
 from sim.billing.reconcile import reconcile_all
 from sim.billing.store import FINAL_NOTICES, LIMIT_COUNTED_STATUSES
 from sim.crashes import Boundaries, Crash, CrashPlan, all_boundaries
@@ -106,6 +113,10 @@ class BillingMachine(RuleBasedStateMachine):
         self.webhooks = WebhookHandler(
             billing=self.billing, subscriptions=subscriptions, verifier=verifier
         )
+        self.checkout = Checkout(billing=self.billing, gateway=self.gateway)
+        #: Purchases waiting for 3-D Secure, and the first answer of each keyed spend.
+        self.waiting: list[tuple[str, str]] = []
+        self.spends: dict[tuple[str, str], tuple[int, int, str]] = {}
         self.customers: dict[str, str] = {}
         for user in USERS:
             self.billing.create_user(user, balance=2_000)
@@ -136,6 +147,51 @@ class BillingMachine(RuleBasedStateMachine):
         spend = max(self.store.inner.get_user(user).balance - 1_000, 1)
         with contextlib.suppress(InsufficientCredits, StoreUnavailable):
             self.billing.deduct_credits(user, spend)
+
+    @rule(user=st.sampled_from(USERS), credits=st.integers(1, 1_500),
+          key=st.sampled_from(("k1", "k2", "k3")))  # fmt: skip
+    def spend_with_key(self, user: str, credits: int, key: str) -> None:
+        """A spend under an idempotency key from a small set, so that keys come back: the first
+        taken answer is kept; a retry with the same credits within the day answers it again,
+        other credits are refused, and nothing is taken twice."""
+        before = self.store.inner.get_user(user).balance
+        try:
+            done = self.billing.deduct_credits(user, credits, request_key=key)
+        except (InsufficientCredits, StoreUnavailable):
+            return
+        except IdempotencyKeyReused:
+            first = self.spends[(user, key)]
+            assert first[0] != credits and self.store.inner.get_user(user).balance == before
+            return
+        answer = (done.credits, done.balance, done.trigger.value)
+        if done.replayed:
+            assert self.spends[(user, key)] == answer
+            assert self.store.inner.get_user(user).balance == before
+        else:
+            self.spends[(user, key)] = answer
+
+    @rule(user=st.sampled_from(USERS), credits=st.sampled_from((1_000, 10_000)),
+          card=st.sampled_from(CARDS), save_card=st.booleans())  # fmt: skip
+    def buy(self, user: str, credits: int, card: str, save_card: bool) -> None:
+        """The user buys a tier with the user present: paid and credited now, declined, waiting
+        for 3-D Secure, or cut short by a fault (the webhook or the reconcile then credits what
+        Stripe took)."""
+        with contextlib.suppress(BillingError):
+            done = self.checkout.buy(user, credits, "eur", card, save_card=save_card)
+            if done.intent.status == "requires_action":
+                self.waiting.append((user, done.intent.intent_id))
+
+    @precondition(lambda self: bool(getattr(self, "waiting", None)))
+    @rule(pick=st.integers(0, 7), by_client=st.booleans())
+    def authenticate(self, pick: int, by_client: bool) -> None:
+        """A customer completes 3-D Secure: the client confirms through the API (credited by its
+        answer), or only Stripe hears of it (credited by the webhook or the reconcile)."""
+        user, intent_id = self.waiting.pop(pick % len(self.waiting))
+        with contextlib.suppress(Exception):  # a fault may cut either short; Stripe keeps it
+            if by_client:
+                self.checkout.confirm(user, intent_id)
+            else:
+                self.emulator.stripe_client("sk_test_props").v1.payment_intents.confirm(intent_id)
 
     @rule()
     def run_top_ups(self) -> None:
@@ -241,14 +297,15 @@ class BillingMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ invariants
 
-    def _intents(self, user: str) -> list[Any]:
-        """The user's PaymentIntents as Stripe holds them (read with faults off)."""
+    def _intents(self, user: str, purpose: str = TOPUP_PURPOSE) -> list[Any]:
+        """The user's PaymentIntents of ``purpose`` (auto top-ups unless told) as Stripe holds
+        them (read with faults off)."""
         faults, self.emulator.faults = self.emulator.faults, Faults()
         try:
             listed = self.gateway.client.v1.payment_intents.list(
                 params={"customer": self.customers[user], "limit": 100}
             )
-            return list(listed.auto_paging_iter())
+            return [i for i in listed.auto_paging_iter() if i.metadata["purpose"] == purpose]
         finally:
             self.emulator.faults = faults
 
@@ -279,6 +336,24 @@ class BillingMachine(RuleBasedStateMachine):
                 intent = self.emulator.object(entry.reference or "")
                 assert intent is not None and intent["status"] == "succeeded"
                 assert (intent["amount"], intent["currency"], entry.delta) == (200, "eur", 1_000)
+
+    @invariant()
+    def purchases_credited_once_at_their_price(self) -> None:
+        """Each purchase credit is a succeeded purchase of this user, credited once, for the
+        credits whose price Stripe took."""
+        if not hasattr(self, "billing"):
+            return
+        for user in USERS:
+            bought = self.store.inner.ledger(user, kinds=(PURCHASE_KIND,))
+            assert len({e.reference for e in bought}) == len(bought)
+            for entry in bought:
+                intent = self.emulator.object(entry.reference or "")
+                assert intent is not None and intent["status"] == "succeeded"
+                metadata = intent["metadata"]
+                assert (metadata["purpose"], metadata["user_id"]) == (PURCHASE_PURPOSE, user)
+                assert entry.delta == int(metadata["credits"])
+                paid = price_of(entry.delta, "eur")
+                assert (intent["amount"], intent["currency"]) == (paid.amount_minor, "eur")
 
     @invariant()
     def one_charge_per_cooldown(self) -> None:
@@ -327,12 +402,15 @@ class BillingMachine(RuleBasedStateMachine):
         for _ in range(10):  # failed deliveries come back with Stripe's back-off
             self.clock.set(self.clock.now() + 3 * 86_400)
             self.deliver_webhooks(duplicate=False, reverse=False)
-            reconcile_all(self.billing)
+            reconcile_all(self.billing, checkout=self.gateway)
             self.tasks.run_pending()
         for user in USERS:
             credited = {e.reference for e in self.store.inner.ledger(user) if e.kind == "topup"}
             succeeded = {i.id for i in self._intents(user) if i.status == "succeeded"}
             assert credited == succeeded, (user, credited ^ succeeded)
+            bought = {e.reference for e in self.store.inner.ledger(user, kinds=(PURCHASE_KIND,))}
+            paid = {i.id for i in self._intents(user, PURCHASE_PURPOSE) if i.status == "succeeded"}
+            assert bought == paid, (user, bought ^ paid)
             cached = self.billing.cache.get(user)
             assert cached is None or cached == self.store.inner.snapshot(user), user
             assert self.store.inner.get_user(user).open_attempt is None, user
