@@ -10,9 +10,10 @@ every step is deterministic.
 The seed's frontend test list, and the test here that covers each: the purchase flow end to end
 (:func:`test_buy_a_tier_and_see_the_balance_change`, the 3-D Secure one in
 :func:`test_a_three_d_secure_purchase_completes_after_the_bank_confirms`); error states
-(:func:`test_a_declined_card_shows_its_error_and_changes_nothing`); subscription management
-(:func:`test_subscribe_then_cancel`); auto top-up configuration and 2FA enforcement
-(:func:`test_auto_topup_with_a_wrong_code_then_the_right_one`,
+(:func:`test_a_declined_card_shows_its_error_and_changes_nothing`, and on the card view
+:func:`test_replace_the_card_after_the_bank_confirms_and_a_declined_card_keeps_the_old`);
+subscription management (:func:`test_subscribe_then_cancel`); auto top-up configuration and
+2FA enforcement (:func:`test_auto_topup_with_a_wrong_code_then_the_right_one`,
 :func:`test_a_malformed_code_is_refused_before_anything_is_sent`); the top-up landing
 (:func:`test_spending_below_the_threshold_shows_the_top_up_land`); responsive design
 (:func:`test_no_view_is_wider_than_a_phone_or_a_tablet`). Screenshots of each view go to
@@ -263,6 +264,35 @@ def test_a_three_d_secure_purchase_completes_after_the_bank_confirms(
     assert not browser.find_element(By.CSS_SELECTOR, "#buy-confirm").is_displayed()
     shop.deliver_webhooks()
     assert shop.billing.balance("secure") == 2_500
+
+
+def test_replace_the_card_after_the_bank_confirms_and_a_declined_card_keeps_the_old(
+    browser: webdriver.Chrome, shop: Shop
+) -> None:
+    """The card view: a declined card is refused in words and the Visa stays; a card that
+    asks for 3-D Secure is saved once the bank confirms, and the overview says which."""
+    token = shop.user("carder")
+    visa = shop.billing.payment_method("carder")
+    _open(browser, shop, token, "card")
+    assert "Visa ending in 4242" in read(browser, "#card-status")
+    _choose(browser, 'input[name="card_payment_method"][value="pm_card_chargeDeclined"]')
+    _type_code(browser, "#card-form", shop.code())
+    find(browser, "#card-form button[type=submit]").click()
+    declined = _message(browser, "card")
+    assert declined == "The card was declined (generic decline). Nothing was charged."
+    assert shop.billing.payment_method("carder") == visa
+    _choose(browser, 'input[name="card_payment_method"][value="pm_card_authenticationRequired"]')
+    _type_code(browser, "#card-form", shop.code())
+    find(browser, "#card-form button[type=submit]").click()
+    assert _message(browser, "card", declined) == "Waiting for your bank: confirm to finish."
+    assert shop.billing.payment_method("carder") == visa
+    _screenshot(browser, "card-three-d-secure")
+    find(browser, "#card-confirm-button").click()
+    saved = _message(browser, "card", "Waiting for your bank: confirm to finish.")
+    assert saved.startswith("Card saved.") and "auto top-up can use it" in saved
+    assert shop.billing.payment_method("carder") != visa
+    find(browser, '[data-view="card"] a.back').click()
+    assert read(browser, "#go-card") == "Replace the card"
 
 
 # ---------------------------------------------------------------------------------- subscription
