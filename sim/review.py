@@ -23,17 +23,22 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-from .stats import INTERVALS
+from .stats import INTERVALS, wilson
 
 #: The review table's figures for a reader: column -> (what it counts, its unit, its format).
 #: Revenue's unit names the currency with ``{currency}``.
 FIGURES: Mapping[str, tuple[str, str, str]] = {
     "dry_per_1000_users": ("Users who ran dry", "users per 1,000", "{:,.0f}"),
     "dry_hours_per_user": ("Hours dry", "hours per user", "{:,.2f}"),
+    "left_per_1000_users": ("Users who left", "users per 1,000", "{:,.0f}"),
     "topups_per_user_month": ("Top-ups", "per user per month", "{:,.1f}"),
     "failed_per_1000_month": ("Failed charges", "per 1,000 users per month", "{:,.0f}"),
     "revenue_per_1000_month": ("Revenue", "{currency} per 1,000 users per month", "{:,.0f}"),
 }
+
+
+#: The review's figures with a 95% interval: the summary's, and users who left.
+REVIEW_INTERVALS = (*INTERVALS, "left_per_1000_users")
 
 
 def review_table(grid: pd.DataFrame, currency: str) -> pd.DataFrame:
@@ -52,6 +57,14 @@ def review_table(grid: pd.DataFrame, currency: str) -> pd.DataFrame:
         for end in ("ci_low", "ci_high"):
             if f"{figure}_{end}" in grid.columns:
                 out[f"{figure}_{end}"] = grid[f"{figure}_{end}"]
+    # Users who left after running dry (a scenario's churn reaction): a share of users, with its
+    # Wilson interval like "ran dry" (0 with no churn in the scenario, and an interval still).
+    left = [
+        wilson(int(c), int(n)) for c, n in zip(grid["users_churned"], grid["users"], strict=True)
+    ]
+    out["left_per_1000_users"] = 1000 * grid["users_churned"] / grid["users"]
+    out["left_per_1000_users_ci_low"] = [1000 * low for low, _ in left]
+    out["left_per_1000_users_ci_high"] = [1000 * high for _, high in left]
     out["failed_per_1000_month"] = grid["failed_topups"] * per_1000_month
     out["revenue_per_1000_month"] = grid[f"revenue_{currency}"] * per_1000_month
     out["users"] = grid["users"]
@@ -133,7 +146,7 @@ def precision(table: pd.DataFrame) -> pd.DataFrame:
     its 95% interval (the "+-") in the median row and in the widest, in the figure's unit, beside
     the median value, so that a reader sees which differences the data can resolve."""
     rows = {}
-    for figure in INTERVALS:
+    for figure in REVIEW_INTERVALS:
         if f"{figure}_ci_low" not in table.columns:
             continue
         low, high = interval(table, figure)

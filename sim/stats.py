@@ -37,7 +37,10 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
     denominator = 1 + Z95**2 / n
     centre = (p + Z95**2 / (2 * n)) / denominator
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 (or n) successes the bound is exactly 0 (or 1); the float sum leaves 1e-15 or so.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float]:

@@ -35,7 +35,9 @@ def _table() -> pd.DataFrame:
                     "cooldown_hours": cooldown, "dry_per_1000_users": dry,
                     "dry_per_1000_users_ci_low": dry - 10, "dry_per_1000_users_ci_high": dry + 10,
                     "dry_hours_per_user": 0.25, "dry_hours_per_user_ci_low": 0.0,
-                    "dry_hours_per_user_ci_high": 0.5, "topups_per_user_month": topups,
+                    "dry_hours_per_user_ci_high": 0.5, "left_per_1000_users": 3.0,
+                    "left_per_1000_users_ci_low": 1.0, "left_per_1000_users_ci_high": 9.0,
+                    "topups_per_user_month": topups,
                     "topups_per_user_month_ci_low": topups - 0.5,
                     "topups_per_user_month_ci_high": topups + 0.5,
                     "failed_per_1000_month": 12.0, "revenue_per_1000_month": 45_000.0,
@@ -65,6 +67,7 @@ def test_the_chosen_settings_figures_carry_their_intervals_and_sample_size() -> 
     assert shown.figures.set_index("figure")["value"].to_dict() == {
         "Users who ran dry (users per 1,000)": "40 (30 to 50)",
         "Hours dry (hours per user)": "0.25 (0.00 to 0.50)",
+        "Users who left (users per 1,000)": "3 (1 to 9)",
         "Top-ups (per user per month)": "2.0 (1.5 to 2.5)",
         "Failed charges (per 1,000 users per month)": "12",
         "Revenue (EUR per 1,000 users per month)": "45,000",

@@ -31,7 +31,8 @@ GRID = pd.DataFrame(
      "dry_per_1000_users_ci_low": [150.0, 30.0, 30.0, 30.0],
      "dry_per_1000_users_ci_high": [250.0, 70.0, 70.0, 70.0],
      "dry_hours_per_user": 0.5, "topups_per_user_month": [9.0, 1.0, 1.0, 1.0],
-     "failed_topups": [4, 2, 1, 1], "revenue_eur": [30.0, 40.0, 40.0, 40.0]}
+     "failed_topups": [4, 2, 1, 1], "revenue_eur": [30.0, 40.0, 40.0, 40.0],
+     "users_churned": [10, 0, 0, 0]}
 )  # fmt: skip
 
 
@@ -283,3 +284,15 @@ def test_precision_gives_each_intervals_half_width_in_the_median_and_the_widest_
         50.0, 20.0, 50.0,
     )  # fmt: skip
     assert row["settings"] == 4
+
+
+def test_users_who_left_are_a_share_with_its_wilson_interval() -> None:
+    """10 of 100 users left: 100 per 1,000, with the Wilson interval of 10/100 (about 55 to
+    174); none left: 0, and an interval that still says how few could have."""
+    table = review_table(GRID, "eur")
+    assert list(table["left_per_1000_users"]) == [100.0, 0.0, 0.0, 0.0]
+    low, high = table.loc[0, ["left_per_1000_users_ci_low", "left_per_1000_users_ci_high"]]
+    assert (round(low, 1), round(high, 1)) == (55.2, 174.4)
+    assert table.loc[1, "left_per_1000_users_ci_low"] == 0.0
+    assert round(table.loc[1, "left_per_1000_users_ci_high"], 1) == 37.0
+    assert "left_per_1000_users" in precision(table).index

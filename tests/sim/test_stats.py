@@ -90,3 +90,10 @@ def test_the_dry_share_interval_covers_the_true_share_in_about_95_percent_of_see
         low, high = summary["dry_per_1000_users_ci_low"], summary["dry_per_1000_users_ci_high"]
         covered += low <= 300 <= high
     assert covered >= 25
+
+
+def test_wilson_bounds_at_none_and_all_are_exact() -> None:
+    """No successes: the lower bound is exactly 0; all of them: the upper bound is exactly 1
+    (not a float residue a table would print as 0.000 and a test compare as non-zero)."""
+    assert wilson(0, 1_000)[0] == 0.0 and wilson(1_000, 1_000)[1] == 1.0
+    assert 0.0 < wilson(0, 1_000)[1] < 0.004 and 0.996 < wilson(1_000, 1_000)[0] < 1.0
