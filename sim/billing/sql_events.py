@@ -65,7 +65,7 @@ class EventTables(SQLConnection):
                 " WHERE excluded.as_of >= subscriptions.as_of",
                 (
                     record.subscription_id, record.user_id, record.credits, record.currency,
-                    record.status, record.current_period_end, record.cancel_at_period_end,
+                    record.status, record.current_period_end, int(record.cancel_at_period_end),
                     record.as_of,
                 ),
             )  # fmt: skip

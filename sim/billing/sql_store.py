@@ -511,7 +511,7 @@ class SQLStore(EventTables, TwoFactorTables):
                 " auto_topup_low_balance_currency = ?, auto_topup_monthly_limit = ?,"
                 " auto_topup_state = ?, auto_topup_consecutive_failures = 0,"
                 f" version = version + 1 WHERE user_id = ? RETURNING {_SNAPSHOT}",
-                (settings.enabled, settings.threshold, settings.amount, settings.currency,
+                (int(settings.enabled), settings.threshold, settings.amount, settings.currency,
                  settings.monthly_limit, ACTIVE, user_id),
             ).fetchone()  # fmt: skip
             if row is None:
@@ -549,6 +549,8 @@ class SQLStore(EventTables, TwoFactorTables):
 
     def ledger(self, user_id: str, kinds: Collection[str] | None = None) -> list[LedgerEntry]:
         """The user's ledger in order; with ``kinds``, only the entries of those kinds."""
+        if kinds is not None and not kinds:
+            return []  # none chosen, none kept (``IN ()`` is SQLite's only)
         chosen = sorted(set(kinds or ()))
         among = f" AND kind IN ({', '.join('?' * len(chosen))})" if kinds is not None else ""
         rows = self._read(
