@@ -57,6 +57,18 @@ def test_importing_billing_loads_no_simulation_package() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_billing_and_its_commands_run_without_psycopg() -> None:
+    """Importing the billing module, its server, the reconcile and the migrate command loads no
+    psycopg: a SQLite deployment needs no ``postgres`` extra."""
+    code = (
+        "import sys, sim.billing, sim.billing.serve, sim.billing.reconcile, sim.billing.migrate;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_stripe_emulator_stands_alone() -> None:
     """No module of sim/stripe_emulator imports sim.billing or any other sim package (it has its
     own clock), and a fresh interpreter importing it loads none of them."""
@@ -113,9 +125,12 @@ def _closure(names: set[str]) -> set[str]:
 
 def test_core_install_is_what_billing_imports() -> None:
     """``pip install topup-sim`` (no extras) installs every third-party package that the billing
-    module imports (its API and server included), and none of the simulation's or notebooks'."""
+    module imports (its API and server included), and none of the simulation's or notebooks';
+    the one exception is the PostgreSQL store's psycopg, installed by the ``postgres`` extra and
+    loaded only when a store URL names PostgreSQL (the next test)."""
     project = tomllib.loads((BILLING.parents[1] / "pyproject.toml").read_text())["project"]
     core = _requirement_names(project["dependencies"])
+    postgres = _closure(_requirement_names(project["optional-dependencies"]["postgres"]))
     installed = _closure(core)
     providers = importlib.metadata.packages_distributions()
     needed = set()
@@ -131,6 +146,7 @@ def test_core_install_is_what_billing_imports() -> None:
         for module in third_party
         if not {d.lower().replace("_", "-") for d in providers.get(module, [])} & installed
     }
-    assert third_party and missing == set()
+    assert third_party and missing == {"psycopg", "psycopg_pool"}
+    assert all({d.lower() for d in providers[module]} & postgres for module in missing)
     assert not {name.split("[")[0] for name in FORBIDDEN} & installed
     assert {"jupyterlab", "nbval", "pytest", "matplotlib", "dask"}.isdisjoint(installed)

@@ -32,10 +32,9 @@ def postgres_url() -> str:
 
 @contextmanager
 def postgres_schema() -> Iterator[str]:
-    """A new, migrated schema at ``POSTGRES_URL``; its conninfo (the URL with that schema as the
-    search path) while the block runs; dropped, with its tables, afterwards."""
+    """A new, migrated schema at ``POSTGRES_URL``; its URL (``POSTGRES_URL`` with that schema as
+    the search path) while the block runs; dropped, with its tables, afterwards."""
     import psycopg
-    from psycopg.conninfo import make_conninfo
 
     from sim.billing.postgres_schema import migrate
 
@@ -44,7 +43,8 @@ def postgres_schema() -> Iterator[str]:
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
         try:
-            conninfo = make_conninfo(url, options=f"-c search_path={schema}")
+            joint = "&" if "?" in url else "?"
+            conninfo = f"{url}{joint}options=-c%20search_path%3D{schema}"
             with psycopg.connect(conninfo, autocommit=True) as db:
                 migrate(db)
             yield conninfo
