@@ -1,11 +1,12 @@
 """Crash consistency across real processes: SIGKILLed workers and a flushed cache lose nothing.
 
-What it proves. N worker processes serve deductions against one SQLite file (WAL), one real Redis
-and one Stripe emulator over HTTP, each with its own ``BillingService`` and a thread pool running
-the auto top-ups. While they serve, random workers are killed with SIGKILL (mid-transaction,
-mid-charge, between Stripe's answer and the credit: wherever they happen to be) and replaced, and
-the cache is flushed. After the workers stop and every lease has run out, one
-``reconcile_all`` pass repairs what the kills left behind, and a second pass finds nothing. Then,
+What it proves. N worker processes serve deductions against one store (a SQLite file in WAL mode,
+or PostgreSQL with ``--store-url``), one real Redis and one Stripe emulator over HTTP, each with
+its own ``BillingService`` and a thread pool running the auto top-ups. While they serve, random
+workers are killed with SIGKILL (mid-transaction, mid-charge, between Stripe's answer and the
+credit: wherever they happen to be) and replaced, and the cache is flushed. After the workers stop
+and every lease has run out, one ``reconcile_all`` pass repairs what the kills left behind, and a
+second pass finds nothing. Then,
 for every user:
 
 - the cached snapshot, when cached, equals the store's (no divergent cache);
@@ -71,7 +72,6 @@ from sim.billing import (
     InsufficientCredits,
     RecordingNotifier,
     RedisCache,
-    SQLiteStore,
     SystemClock,
     TaskRunner,
     ThreadRunner,
@@ -80,6 +80,7 @@ from sim.billing import (
 )
 from sim.billing.payments import StripeGateway
 from sim.billing.reconcile import Reconciliation, reconcile_all
+from sim.billing.store_url import open_store
 
 log = logging.getLogger("crash_multiprocess")
 
@@ -115,6 +116,9 @@ class Options:
     #: Stop the workers with SIGKILL rather than the stop flag, leaving their top-ups in flight
     #: (and their unsent notices) to the reconcile.
     kill_at_stop: bool = False
+    #: The store every process shares: a ``sqlite:///`` or ``postgresql://`` URL (an empty,
+    #: migrated database of the run's own), or ``None`` for a SQLite file in a temporary folder.
+    store_url: str | None = None
 
     def config(self) -> BillingConfig:
         """The billing rules every process uses: short, so leases run out within the run."""
@@ -129,7 +133,7 @@ class Options:
 class Endpoints:
     """Where the shared state lives: what a worker needs to build its own BillingService."""
 
-    db_path: str
+    store_url: str
     redis_url: str
     cache_prefix: str
     stripe_url: str
@@ -193,9 +197,9 @@ class Report:
 
 def build_billing(
     endpoints: Endpoints, options: Options, tasks: TaskRunner
-) -> tuple[BillingService, redis.Redis, SQLiteStore]:
-    """One process's BillingService over the shared SQLite file, Redis and emulator."""
-    store = SQLiteStore(endpoints.db_path)
+) -> tuple[BillingService, redis.Redis, Any]:
+    """One process's BillingService over the shared store, Redis and emulator."""
+    store = open_store(endpoints.store_url)
     client = redis.Redis.from_url(endpoints.redis_url)
     billing = BillingService(
         clock=SystemClock(),
@@ -553,7 +557,7 @@ def run(options: Options, *, verbose: bool = True) -> Report:
         emulator = Emulator(options.seed)
         stack.callback(emulator.close)
         endpoints = Endpoints(
-            db_path=os.path.join(workdir, "billing.sqlite3"),
+            store_url=options.store_url or f"sqlite:///{workdir}/billing.sqlite3",
             redis_url=url,
             cache_prefix=f"crash-mp-{uuid.uuid4().hex[:12]}",
             stripe_url=emulator.url,
@@ -564,7 +568,7 @@ def run(options: Options, *, verbose: bool = True) -> Report:
         cache = RedisCache(client, endpoints.cache_prefix)
         stack.callback(cache.clear)
         say(f"redis {url} (key prefix {endpoints.cache_prefix}), Stripe emulator {emulator.url},")
-        say(f"SQLite {endpoints.db_path}")
+        say("PostgreSQL (--store-url)" if options.store_url else f"{endpoints.store_url}")
         setup_users(billing, users)
         say(
             f"{options.users} users with {START_BALANCE:,} credits each, auto top-up of"
@@ -673,6 +677,11 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Options, argparse.Namespac
         "--kill-at-stop", action="store_true",
         help="stop the workers with SIGKILL, leaving their top-ups in flight to the reconcile",
     )  # fmt: skip
+    parser.add_argument(
+        "--store-url",
+        help="the shared store: a postgresql:// URL of an empty, migrated database (default: a"
+        " SQLite file in a temporary folder)",
+    )
     parser.add_argument("--serve-stripe-emulator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.workers < 1 or args.users < 1 or args.seconds <= 0 or min(args.kills, args.flushes) < 0:
@@ -681,6 +690,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Options, argparse.Namespac
         workers=args.workers, users=args.users, seconds=args.seconds, kills=args.kills,
         flushes=args.flushes, seed=args.seed, cooldown=args.cooldown, lease=args.lease,
         stripe_latency=args.stripe_latency, kill_at_stop=args.kill_at_stop,
+        store_url=args.store_url,
     )  # fmt: skip
     return options, args
 

@@ -46,10 +46,12 @@ def test_billing_imports_nothing_from_the_simulation() -> None:
 
 
 def test_importing_billing_loads_no_simulation_package() -> None:
-    """A fresh interpreter importing sim.billing (and its test doubles) loads none of them."""
+    """A fresh interpreter importing sim.billing (its test doubles, server and commands) loads
+    none of them, nor psycopg: a SQLite deployment needs no ``postgres`` extra."""
     code = (
-        "import sys, sim.billing, sim.billing.testing;"
-        f"bad = [m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}"
+        "import sys, sim.billing, sim.billing.testing, sim.billing.serve, sim.billing.reconcile,"
+        " sim.billing.migrate;"
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {(*FORBIDDEN, 'psycopg')!r}"
         " or (m.startswith('sim.') and not m.startswith('sim.billing'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -113,9 +115,12 @@ def _closure(names: set[str]) -> set[str]:
 
 def test_core_install_is_what_billing_imports() -> None:
     """``pip install topup-sim`` (no extras) installs every third-party package that the billing
-    module imports (its API and server included), and none of the simulation's or notebooks'."""
+    module imports (its API and server included), and none of the simulation's or notebooks';
+    the one exception is the PostgreSQL store's psycopg, installed by the ``postgres`` extra and
+    loaded only when a store URL names PostgreSQL (the next test)."""
     project = tomllib.loads((BILLING.parents[1] / "pyproject.toml").read_text())["project"]
     core = _requirement_names(project["dependencies"])
+    postgres = _closure(_requirement_names(project["optional-dependencies"]["postgres"]))
     installed = _closure(core)
     providers = importlib.metadata.packages_distributions()
     needed = set()
@@ -131,6 +136,7 @@ def test_core_install_is_what_billing_imports() -> None:
         for module in third_party
         if not {d.lower().replace("_", "-") for d in providers.get(module, [])} & installed
     }
-    assert third_party and missing == set()
+    assert third_party and missing == {"psycopg", "psycopg_pool"}
+    assert all({d.lower() for d in providers[module]} & postgres for module in missing)
     assert not {name.split("[")[0] for name in FORBIDDEN} & installed
     assert {"jupyterlab", "nbval", "pytest", "matplotlib", "dask"}.isdisjoint(installed)

@@ -19,14 +19,15 @@ person reads them.
 
 A deployment runs it periodically from one process (every few minutes: more often than the
 attempt lease gains nothing), as ``python -m sim.billing.reconcile`` from cron or a systemd timer
-with the server's environment (``REDIS_URL``, ``TOPUP_MASTER_KEY``, ``STRIPE_API_KEY``), or calls
-:func:`reconcile_all` from its own scheduler. It is safe beside running workers: every repair it
-makes goes through the same fenced, idempotent writes they use.
+with the server's environment (``REDIS_URL``, ``STORE_URL``, ``TOPUP_MASTER_KEY``,
+``STRIPE_API_KEY``), or calls :func:`reconcile_all` from its own scheduler. It is safe beside
+running workers: every repair it makes goes through the same fenced, idempotent writes they use.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -175,12 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from .serve import build_billing_or_exit
+    from .store_url import STORE_URL_ENV
 
     parser = argparse.ArgumentParser(
         prog="python -m sim.billing.reconcile",
         description="Compare cache, store and Stripe for each user; repair what drifted.",
     )
-    parser.add_argument("--db", default="billing.sqlite", help="SQLite file (billing.sqlite)")
+    parser.add_argument(
+        "--db", help="SQLite file (default: the store at STORE_URL, else billing.sqlite)"
+    )
     parser.add_argument(
         "--stripe-url", default="http://127.0.0.1:12111",
         help="Stripe API base; the emulator's server by default, '' for real Stripe test mode",
@@ -190,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stripe").setLevel(logging.WARNING)
     # Recoveries run in this process, now: a reconcile that exits has finished its repairs.
-    billing, gateway = build_billing_or_exit(parser, args.db, args.stripe_url, InlineRunner())
+    db = args.db or (None if os.environ.get(STORE_URL_ENV) else "billing.sqlite")
+    billing, gateway = build_billing_or_exit(parser, db, args.stripe_url, InlineRunner())
     found = reconcile_all(billing, args.user, gateway)
     print("\n".join(report_lines(found, billing.store.dead_letters(limit=DEAD_LETTERS_SHOWN))))
     return 0

@@ -1,9 +1,10 @@
 """Run the billing API locally: ``python -m sim.billing.serve``.
 
 Wires the real services for a single process: the system clock; Redis from ``REDIS_URL``, or the
-in-process ``MemoryCache`` when unset (right for one process only); a SQLite file (``--db``; by
-default ``billing.sqlite`` in a fresh temporary folder, deleted when the server stops, so that
-trying it out leaves nothing behind and can be repeated); the Stripe gateway; a thread pool for
+in-process ``MemoryCache`` when unset (right for one process only); the store at ``STORE_URL``
+(``sqlite:///path`` or ``postgresql://...``, ``store_url.py``), or a SQLite file (``--db``, which
+wins; by default ``billing.sqlite`` in a fresh temporary folder, deleted when the server stops, so
+that trying it out leaves nothing behind and can be repeated); the Stripe gateway; a thread pool for
 top-ups; and the vault from ``TOPUP_MASTER_KEY`` (a fresh key per run when unset: fine for
 trying it out, useless for data that must outlive the process). Stripe is
 the offline emulator's HTTP server by default (``--stripe-url``), or real Stripe test mode with
@@ -25,8 +26,9 @@ token), so the command can be run again; that needs the ``TOPUP_MASTER_KEY`` the
 created under.
 
 What stops the server before it serves is one line on stderr: exit status 2 for a bad option or
-setting (``REDIS_URL``, ``TOPUP_MASTER_KEY``, ``STRIPE_API_KEY``, ``--db``), 1 when Stripe does not
-answer (start the emulator first).
+setting (``REDIS_URL``, ``STORE_URL``, ``TOPUP_MASTER_KEY``, ``STRIPE_API_KEY``, ``--db``: a
+PostgreSQL server that does not answer is a bad ``STORE_URL``), 1 when Stripe does not answer
+(start the emulator first).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from .page import PAGE_PATH
 from .payments import API_KEY_ENV, StripeGateway
 from .service import BillingService
 from .sqlite_store import SQLiteStore
+from .store_url import STORE_URL_ENV, open_store
 from .tasks import TaskRunner, ThreadRunner
 from .twofactor import TwoFactor
 from .vault import MASTER_KEY_ENV, Vault
@@ -101,11 +104,17 @@ class LogNotifier:
 
 
 def build_billing(
-    db: str, stripe_url: str, tasks: TaskRunner
+    db: str | None, stripe_url: str, tasks: TaskRunner
 ) -> tuple[BillingService, StripeGateway]:
     """Wire the real services from the environment (see the module doc); shared by the server
-    and the reconcile command, so both see the same store, cache, Stripe and keys."""
+    and the reconcile command, so both see the same store, cache, Stripe and keys. The store is
+    the SQLite file ``db``, or with ``None`` the one at ``STORE_URL``."""
     clock = SystemClock()
+    if db is None:
+        with _setting(STORE_URL_ENV):
+            store = open_store(os.environ.get(STORE_URL_ENV, ""))
+    else:
+        store = SQLiteStore(db)
     url = os.environ.get("REDIS_URL")
     with _setting("REDIS_URL"):
         cache: redis.Redis | MemoryCache = redis.Redis.from_url(url) if url else MemoryCache()
@@ -123,7 +132,7 @@ def build_billing(
         else:
             gateway = StripeGateway.from_env()
     billing = BillingService(
-        clock=clock, cache=cache, store=SQLiteStore(db), gateway=gateway,
+        clock=clock, cache=cache, store=store, gateway=gateway,
         notifier=LogNotifier(), tasks=tasks, vault=vault,
     )  # fmt: skip
     return billing, gateway
@@ -148,7 +157,7 @@ def register_webhook_endpoint(gateway: StripeGateway, port: int, stripe_url: str
 
 
 def build_billing_or_exit(
-    parser: argparse.ArgumentParser, db: str, stripe_url: str, tasks: TaskRunner
+    parser: argparse.ArgumentParser, db: str | None, stripe_url: str, tasks: TaskRunner
 ) -> tuple[BillingService, StripeGateway]:
     """:func:`build_billing` for a command: a setting it cannot use, or a database it cannot
     open, ends the command with one line and status 2 (shared by ``serve`` and ``reconcile``)."""
@@ -169,8 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sim.billing.serve", description=__doc__)
     parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (8000)")
     parser.add_argument(
-        "--db", help="SQLite file to keep the data in (default: billing.sqlite in a temporary"
-        " folder, deleted when the server stops); a user it holds can be --demo-user again",
+        "--db", help=f"SQLite file to keep the data in (default: the store at {STORE_URL_ENV},"
+        " else billing.sqlite in a temporary folder, deleted when the server stops); a user it"
+        " holds can be --demo-user again",
     )  # fmt: skip
     parser.add_argument(
         "--stripe-url", default="http://127.0.0.1:12111",
@@ -194,7 +204,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     with ExitStack() as cleanup:
         db = args.db
-        if db is None:
+        if db is None and os.environ.get(STORE_URL_ENV):
+            log.info("store at %s", STORE_URL_ENV)
+        elif db is None:
             folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="topup-serve-"))
             db = os.path.join(folder, "billing.sqlite")
             log.info("database %s, deleted on exit (--db keeps one)", db)
@@ -218,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
                     f" {_stripe_problem(exc)}{hint}"
                 ) from exc
             except DecryptionError:
-                parser.exit(2, f"{parser.prog}: error: user {args.demo_user} in {db} was"
+                where = db or STORE_URL_ENV
+                parser.exit(2, f"{parser.prog}: error: user {args.demo_user} in {where} was"
                             f" created under another {MASTER_KEY_ENV}: set that one, or give"
                             " another --db\n")  # fmt: skip
             bearer = wired.sessions.issue(args.demo_user)

@@ -1,7 +1,8 @@
-"""The SQLite connection the store's tables share: one connection, one lock, one transaction rule.
+"""The SQLite connection under the store's tables: one connection, one lock, one transaction rule.
 
 Every write is one ``BEGIN IMMEDIATE`` transaction: SQLite takes the write lock at ``BEGIN``, so a
-read-decide-write is serialised across threads and across processes sharing the file (WAL mode).
+read-decide-write is serialised across threads and across processes sharing the file (WAL mode);
+that lock is the whole file's, so locking one user's row (:meth:`_lock_user`) has nothing to add.
 Any database error rolls the transaction back and becomes
 :class:`~sim.billing.errors.StoreUnavailable`; anything else raised inside (a simulated crash
 included) rolls it back too, as a killed process's transaction is discarded.
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .errors import StoreUnavailable
+from .sql_connection import Session, SQLConnection
 from .sqlite_schema import migrate
 
 
-class SQLiteConnection:
+class SQLiteConnection(SQLConnection):
     """One connection to the store's file (``:memory:`` for tests), its lock, and ``_tx``."""
 
     def __init__(self, path: str = ":memory:") -> None:
@@ -60,6 +62,10 @@ class SQLiteConnection:
             else:
                 self._db.execute("COMMIT")
 
-    def _read(self, sql: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
+    def _read(self, sql: str, args: Sequence[object]) -> list[sqlite3.Row]:
+        """The rows of one read-only statement."""
         with self._lock:
             return self._db.execute(sql, args).fetchall()
+
+    def _lock_user(self, db: Session, user_id: str) -> None:
+        """Nothing: ``BEGIN IMMEDIATE`` already holds the write lock of the whole file."""

@@ -14,6 +14,7 @@ added column means "not set" by ``NULL``).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 SCHEMA = """
@@ -116,25 +117,35 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 """
 
+#: The tables of :data:`SCHEMA`, in the order it creates them.
+TABLES: tuple[str, ...] = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+
 #: Columns added after their table was first released: ``(table, column, declaration)``. A
-#: store file created before one of them gets it from :func:`migrate` when it is opened.
+#: store file created before one of them gets it from :func:`migrate` when it is opened. The
+#: declarations are SQLite's; PostgreSQL's schema translates them as it translates :data:`SCHEMA`.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("users", "auto_topup_monthly_limit", "INTEGER"),
     ("topup_attempts", "claimed_credits", "INTEGER"),
 )
 
 
-def migrate(db: sqlite3.Connection) -> None:
+def migrate(db: sqlite3.Connection) -> list[str]:
     """Create what is missing: the tables and indexes of :data:`SCHEMA`, then each of
-    :data:`ADDED_COLUMNS` that a file created before it lacks (one transaction)."""
+    :data:`ADDED_COLUMNS` that a file created before it lacks (one transaction). What it created
+    (``table users``, ``column users.auto_topup_monthly_limit``), for the migrate command to
+    report; nothing when the file was up to date."""
+    existing = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     db.executescript(SCHEMA)
+    changes = [f"table {table}" for table in TABLES if table not in existing]
     db.execute("BEGIN IMMEDIATE")
     try:
         for table, column, declaration in ADDED_COLUMNS:
             present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
             if column not in present:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                changes.append(f"column {table}.{column}")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+    return changes

@@ -11,6 +11,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,8 @@ from sim.billing import (
 from sim.billing.payments import StripeGateway
 from sim.billing.testing import ScriptedGateway
 from sim.stripe_emulator import StripeEmulator
+
+from .postgres import postgres_store
 
 MASTER_KEY = bytes(range(32))
 #: State-machine steps run in this session (``test_properties``); printed at the end of the run.
@@ -123,18 +126,32 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-#: Every Store implementation, by name: the store suite runs against each.
-STORES: dict[str, Callable[[], Store]] = {
-    "sqlite": lambda: SQLiteStore(":memory:"),
-    "memory": MemoryStore,
+@contextmanager
+def _closed_after(store: SQLiteStore) -> Iterator[Store]:
+    yield store
+    store.close()
+
+
+@contextmanager
+def _memory() -> Iterator[Store]:
+    yield MemoryStore()
+
+
+#: Every Store implementation, by name, each a context that opens a fresh store and cleans up:
+#: the store suite runs against each (PostgreSQL at ``POSTGRES_URL``, in a schema of its own).
+STORES: dict[str, Callable[[], AbstractContextManager[Store]]] = {
+    "sqlite": lambda: _closed_after(SQLiteStore(":memory:")),
+    "memory": _memory,
+    "postgres": postgres_store,  # type: ignore[dict-item]
 }
 
 
 @pytest.fixture
-def store() -> FlakyStore:
-    """An in-memory SQLite store that can be told to fail; ``BILLING_STORE=memory`` runs the
-    service tests on the memory store instead (it is proven to behave the same)."""
-    return FlakyStore(STORES[os.environ.get("BILLING_STORE", "sqlite")]())
+def store() -> Iterator[FlakyStore]:
+    """An in-memory SQLite store that can be told to fail; ``BILLING_STORE=memory`` (or
+    ``postgres``) runs the service tests on that store instead."""
+    with STORES[os.environ.get("BILLING_STORE", "sqlite")]() as chosen:
+        yield FlakyStore(chosen)
 
 
 @pytest.fixture

@@ -195,7 +195,7 @@ def test_command_help_names_the_command_and_each_option(
     for text in (
         "usage: python -m sim.billing.reconcile [-h] [--db DB] [--stripe-url STRIPE_URL]"
         " [--user USER] Compare cache, store and Stripe for each user; repair what drifted. ",
-        "--db DB SQLite file (billing.sqlite)",
+        "--db DB SQLite file (default: the store at STORE_URL, else billing.sqlite)",
         "--stripe-url STRIPE_URL Stripe API base; the emulator's server by default, '' for real"
         " Stripe test mode",
         "--user USER only this user (repeatable)",

@@ -1,8 +1,9 @@
 """The store: one transaction a call, decisions where the truth is, fenced attempt writes.
 
-Every test taking ``db`` runs against each Store implementation (SQLite and memory), which is
-how the memory store is held to SQLite's semantics; the tests of SQLite itself (files, WAL, two
-connections) build a ``SQLiteStore`` directly.
+Every test taking ``db`` runs against each Store implementation (SQLite, memory and, at
+``POSTGRES_URL``, PostgreSQL), which is how the other stores are held to SQLite's semantics; the
+tests of SQLite itself (files, WAL, two connections) build a ``SQLiteStore`` directly, and
+PostgreSQL's own are in ``test_postgres_store.py``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,14 +43,14 @@ def _seal(user_id: str, wrapped: bytes, at: float) -> bytes:
 
 
 @pytest.fixture(params=sorted(STORES))
-def db(request: pytest.FixtureRequest) -> Store:
+def db(request: pytest.FixtureRequest) -> Iterator[Store]:
     """Each store in turn, with one user holding 1,000 credits, auto top-up on at a 500
     threshold."""
-    store = STORES[request.param]()
-    store.create_user("u1", b"wrapped", None, T0)
-    store.credit("u1", 1_000, "grant", "opening:u1", T0)
-    store.save_settings("u1", AutoTopupSettings(True, 500, 10_000, "eur"))
-    return store
+    with STORES[request.param]() as store:
+        store.create_user("u1", b"wrapped", None, T0)
+        store.credit("u1", 1_000, "grant", "opening:u1", T0)
+        store.save_settings("u1", AutoTopupSettings(True, 500, 10_000, "eur"))
+        yield store
 
 
 def _claim(db: Store, at: float = T0) -> tuple[int, int]:

@@ -1,15 +1,15 @@
-"""The store's two-factor state on SQLite (part of :class:`SQLiteStore`)."""
+"""The store's two-factor state in SQL (part of :class:`SQLStore`)."""
 
 from __future__ import annotations
 
 from .errors import UnknownUser
-from .sqlite_connection import SQLiteConnection
+from .sql_connection import SQLConnection
 from .twofactor import Guess, TfaPolicy, TfaVerdict
 
 _FAILURES_SINCE = "SELECT at FROM tfa_failures WHERE user_id = ? AND at >= ? ORDER BY at"
 
 
-class TwoFactorTables(SQLiteConnection):
+class TwoFactorTables(SQLConnection):
     """The TOTP secret, the last accepted step, and wrong codes."""
 
     # ------------------------------------------------------------------ two-factor
@@ -31,10 +31,11 @@ class TwoFactorTables(SQLiteConnection):
         a wrong code as a failure, an accepted one as the last step; locked and replayed guesses
         record nothing.
 
-        One ``BEGIN IMMEDIATE`` transaction from the read of the failures to the write, so
+        One transaction, the user locked, from the read of the failures to the write, so
         concurrent guesses are judged one after another, each seeing the ones before.
         """
         with self._tx() as db:
+            self._lock_user(db, user_id)
             user = db.execute(
                 "SELECT tfa_last_step FROM users WHERE user_id = ?", (user_id,)
             ).fetchone()

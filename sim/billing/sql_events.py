@@ -1,12 +1,12 @@
-"""The store's webhook-event and subscription tables on SQLite (part of :class:`SQLiteStore`)."""
+"""The store's webhook-event and subscription tables in SQL (part of :class:`SQLStore`)."""
 
 from __future__ import annotations
 
-from .sqlite_connection import SQLiteConnection
+from .sql_connection import SQLConnection
 from .store import DeadLetter, SubscriptionRecord
 
 
-class EventTables(SQLiteConnection):
+class EventTables(SQLConnection):
     """Processed webhook events and subscriptions."""
 
     # ------------------------------------------------------------------ webhook events
@@ -15,8 +15,8 @@ class EventTables(SQLiteConnection):
         """Remember a webhook event id; ``False`` if it was already processed."""
         with self._tx() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO webhook_events (event_id, type, processed_at)"
-                " VALUES (?, ?, ?)",
+                "INSERT INTO webhook_events (event_id, type, processed_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (event_id) DO NOTHING",
                 (event_id, event_type, now),
             )
             return cursor.rowcount == 1
@@ -29,8 +29,8 @@ class EventTables(SQLiteConnection):
         """Keep an event that can never be applied, and mark its id processed."""
         with self._tx() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO webhook_events (event_id, type, processed_at)"
-                " VALUES (?, ?, ?)",
+                "INSERT INTO webhook_events (event_id, type, processed_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (event_id) DO NOTHING",
                 (letter.event_id, letter.type, letter.received_at),
             )
             if cursor.rowcount == 0:
@@ -43,11 +43,11 @@ class EventTables(SQLiteConnection):
             return True
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """The newest dead-lettered events, newest first."""
+        """The newest dead-lettered events, newest first (all of them for a negative limit)."""
         rows = self._read(
             "SELECT event_id, type, reason, payload, received_at FROM dead_letters"
-            " ORDER BY received_at DESC, rowid DESC LIMIT ?",
-            (limit,),
+            " ORDER BY received_at DESC, rowid DESC" + (" LIMIT ?" if limit >= 0 else ""),
+            (limit,) if limit >= 0 else (),
         )
         return [DeadLetter(**dict(row)) for row in rows]
 
