@@ -1,5 +1,5 @@
 """The memory store's webhook events, dead letters and subscriptions (part of
-:class:`~sim.billing.memory_store.MemoryStore`); the twin of ``sqlite_events.py``."""
+:class:`~sim.billing.memory_store.MemoryStore`); the twin of ``sql_events.py``."""
 
 from __future__ import annotations
 

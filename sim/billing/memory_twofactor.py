@@ -1,5 +1,5 @@
 """The memory store's two-factor state (part of
-:class:`~sim.billing.memory_store.MemoryStore`); the twin of ``sqlite_twofactor.py``."""
+:class:`~sim.billing.memory_store.MemoryStore`); the twin of ``sql_twofactor.py``."""
 
 from __future__ import annotations
 
