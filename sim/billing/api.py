@@ -139,7 +139,12 @@ _STATUS: dict[type[BillingError], tuple[int, str]] = {
     WebhookPayloadError: (400, "invalid_event"),
     StoreUnavailable: (503, "unavailable"),
     CacheUnavailable: (503, "unavailable"),
+    TransientGatewayError: (503, "unavailable"),
 }
+#: What a client is told when Stripe did not answer (the gateway's own text names the library's
+#: connection error, which is no business of the client's). Whether the code was used depends on
+#: the step that met the outage, as for any 503 (see the module doc).
+_GATEWAY_DOWN = "the payment provider did not answer; retry"
 _FIELD_OF: dict[type[BillingError], str] = {UnknownTier: "credits", UnknownCurrency: "currency"}
 #: What each auto top-up setting allows, as JSON values: ``InvalidSettings`` names the field and
 #: says it in words only.
@@ -405,7 +410,8 @@ def create_app(
             extra = {"field": _FIELD_OF[type(exc)], "allowed": list(exc.allowed)}
         elif isinstance(exc, TooManyAttempts):
             extra = {"retry_after": round(exc.retry_after)}
-        return _error(status, code, str(exc), **extra)
+        message = _GATEWAY_DOWN if isinstance(exc, TransientGatewayError) else str(exc)
+        return _error(status, code, message, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,7 +4,8 @@ The protocol converges on its own at each user's next write (see ``docs/architec
 job covers users who make no further request, and is the operator's tool after an incident:
 
 - **cache**: a cached snapshot that differs from the store's is replaced (a missing one is left
-  missing: the next read refills it);
+  missing: the next read refills it); with the cache down this step is skipped and logged, and
+  the others still run;
 - **attempts**: an attempt open past its lease is taken over and run again under its idempotency
   key, so Stripe answers what happened to it;
 - **charges without credit**: every succeeded auto top-up PaymentIntent of the user's customer is
@@ -31,7 +32,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import BillingError
+from .errors import BillingError, CacheUnavailable
 from .gateway import CheckoutGateway
 from .metrics import log_event
 from .purchases import PURCHASE_KIND, settle_purchase
@@ -75,13 +76,13 @@ def reconcile_user(
 ) -> Reconciliation:
     """Reconcile one user: cache against store, expired attempts, charges (and, with
     ``checkout``, purchases) against the ledger, unsent notices."""
-    truth = billing.store.snapshot(user_id)
-    cached = billing.cache.get(user_id)
-    repaired = cached is not None and cached != truth
-    if repaired:
-        billing.cache.forget(user_id)
-        billing.cache.put(user_id, truth)
-        log_event(log, logging.INFO, "reconcile_cache_repaired", user=user_id)
+    try:
+        repaired = _repair_cache(billing, user_id)
+    except CacheUnavailable:
+        # The cache is only a cache: the money-moving repairs below need the store and Stripe,
+        # and the cache catches up at the user's next write once it is back.
+        repaired = False
+        log_event(log, logging.WARNING, "reconcile_cache_unavailable", user=user_id)
     recovered = billing.recover(user_id)
     if recovered is not None:
         billing.metrics.stuck_attempt()
@@ -103,6 +104,18 @@ def reconcile_user(
     purchases = [] if checkout is None else _credit_lost_purchases(billing, checkout, user_id)
     sent = billing.send_pending_notices(user_id)
     return Reconciliation(user_id, repaired, recovered, tuple(uncredited), sent, tuple(purchases))
+
+
+def _repair_cache(billing: BillingService, user_id: str) -> bool:
+    """Replace a cached snapshot that differs from the store's; whether one did."""
+    truth = billing.store.snapshot(user_id)
+    cached = billing.cache.get(user_id)
+    repaired = cached is not None and cached != truth
+    if repaired:
+        billing.cache.forget(user_id)
+        billing.cache.put(user_id, truth)
+        log_event(log, logging.INFO, "reconcile_cache_repaired", user=user_id)
+    return repaired
 
 
 def _credit_lost_purchases(

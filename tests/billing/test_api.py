@@ -33,7 +33,7 @@ from sim.billing.api import (
 )
 from sim.billing.payments import StripeGateway
 from sim.billing.twofactor import TwoFactor
-from sim.stripe_emulator import Delivery, StripeEmulator
+from sim.stripe_emulator import Delivery, Faults, StripeEmulator
 
 from .conftest import BillingFactory, FlakyStore
 
@@ -444,6 +444,29 @@ def test_failure_after_the_code_was_accepted_uses_it(api: Api, store: FlakyStore
 
 
 # ---------------------------------------------------------------------- step-up on subscriptions
+
+
+GATEWAY_DOWN = "the payment provider did not answer; retry"
+
+
+def test_stripe_down_is_503_on_the_settings_and_subscription_routes(api: Api) -> None:
+    """Stripe answers nothing but 500s: enabling auto top-up (the card is checked at Stripe
+    first) and subscribing are 503 ``unavailable`` with a message that names no library, never
+    a 500. The settings met the outage before their code was used: it works once Stripe is
+    back."""
+    api.save(enabled=False)  # saved with this step's code; the calls below use later ones
+    api.emulator.faults = Faults(server_error_rate=1.0)
+    code = api.next_code()
+    refused = api.save(totp_code=code)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == {"code": "unavailable", "message": GATEWAY_DOWN}
+    assert api.billing.store.get_user("u1").settings.enabled is False
+    api.emulator.faults = Faults()
+    assert api.save(totp_code=code).status_code == 200
+    api.emulator.faults = Faults(server_error_rate=1.0)
+    subscribing = api.subscribe(totp_code=api.next_code())
+    assert subscribing.status_code == 503, subscribing.text
+    assert subscribing.json()["error"] == {"code": "unavailable", "message": GATEWAY_DOWN}
 
 
 @pytest.mark.parametrize(

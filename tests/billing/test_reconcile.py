@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 
 from sim.billing import (
@@ -22,6 +23,7 @@ from sim.billing import (
     Money,
     QueueRunner,
     RecordingNotifier,
+    RedisCache,
     StoreUnavailable,
     TaskRunner,
     Vault,
@@ -115,6 +117,24 @@ def test_reconcile_sends_the_notice_a_dead_worker_left(
     assert [n.kind for n in notifier.sent] == ["topup_succeeded", "topup_succeeded"]
     assert notifier.sent[0].notice_id == notifier.sent[1].notice_id
     assert store.pending_notices("u1") == []
+
+
+def test_with_redis_down_the_reconcile_still_recovers_and_credits(
+    billing: BillingService, add_user: AddUser, clock: ManualClock
+) -> None:
+    """Redis unreachable: the cache step is skipped, and the attempt a dead worker left is
+    still taken over and credited from the store and Stripe."""
+    add_user("u1", balance=1_200)
+    billing.deduct_credits("u1", 300)  # claims attempt 1; its worker dies with its queue
+    billing.tasks = QueueRunner()
+    server = fakeredis.FakeServer()
+    server.connected = False
+    billing.cache = RedisCache(fakeredis.FakeRedis(server=server))
+    clock.advance(301)  # past the attempt's lease
+    found = reconcile_user(billing, "u1")
+    assert (found.cache_repaired, found.attempt_recovered) == (False, 1)
+    billing.tasks.run_pending()  # type: ignore[attr-defined]
+    assert billing.store.get_user("u1").balance == 10_900
 
 
 def test_reconcile_all_skips_a_failing_user_and_logs_which(
