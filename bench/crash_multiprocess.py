@@ -20,16 +20,18 @@ Every one of those counts must be 0; the script exits 1 otherwise (or when the k
 asked for did not all happen).
 
 The Redis is Debian's ``redis-server`` on a free 127.0.0.1 port (started and stopped here, with
-``bench/billing.py``'s helper), or the server at ``REDIS_URL`` under a key prefix of this run's
-own (only those keys are flushed). The emulator is served from a child process on a free
-127.0.0.1 port; while the workers serve it answers each call after ``--stripe-latency`` seconds
-(real Stripe takes a few hundred milliseconds), which widens the window in which a kill lands
-between a charge and its credit.
+``bench/servers.py``'s helper), or the server at ``REDIS_URL`` under a key prefix of this run's
+own (only those keys are flushed). With ``--store-url postgresql://...`` the store is a schema of
+the run's own on that server, created and migrated first and dropped afterwards. The emulator is
+served from a child process on a free 127.0.0.1 port; while the workers serve it answers each
+call after ``--stripe-latency`` seconds (real Stripe takes a few hundred milliseconds), which
+widens the window in which a kill lands between a charge and its credit.
 
 Run it from the repository root:
 
     .venv/bin/python bench/crash_multiprocess.py [--workers 4] [--users 40] [--seconds 20]
         [--kills 3] [--flushes 1] [--seed 1] [--stripe-latency 0.05] [--kill-at-stop]
+        [--store-url postgresql://user:password@host:5432/database]
 
 The workers stop on a flag (finishing the top-ups they have in flight); ``--kill-at-stop`` stops
 them with SIGKILL instead, so that the reconcile has a dead fleet's leftovers to repair.
@@ -40,7 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import importlib.util
 import logging
 import multiprocessing
 import os
@@ -53,15 +54,15 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import redis
+from servers import is_postgres, postgres_schema, redis_url
 
 from sim.billing import (
     AutoTopupSettings,
@@ -272,30 +273,6 @@ def worker(
 
 
 # ------------------------------------------------------------------------------ the services
-
-
-def _bench_billing() -> Any:
-    """``bench/billing.py``, imported by path (``bench`` is not a package)."""
-    path = Path(__file__).with_name("billing.py")
-    spec = importlib.util.spec_from_file_location("bench_billing", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@contextlib.contextmanager
-def redis_url() -> Iterator[str | None]:
-    """The URL of a real Redis (REDIS_URL's, or one started here); ``None`` when there is none."""
-    with _bench_billing().redis_server() as client:
-        if client is None:
-            yield None
-        elif os.environ.get("REDIS_URL"):
-            yield os.environ["REDIS_URL"]
-        else:
-            kwargs = client.connection_pool.connection_kwargs
-            host = "127.0.0.1" if kwargs["host"] == "localhost" else kwargs["host"]
-            yield f"redis://{host}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 
 class Emulator:
@@ -679,8 +656,9 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Options, argparse.Namespac
     )  # fmt: skip
     parser.add_argument(
         "--store-url",
-        help="the shared store: a postgresql:// URL of an empty, migrated database (default: a"
-        " SQLite file in a temporary folder)",
+        help="the shared store: a postgresql:// server URL, where the run makes a schema of its"
+        " own and drops it afterwards, or a sqlite:/// URL (default: a SQLite file in a temporary"
+        " folder)",
     )
     parser.add_argument("--serve-stripe-emulator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -702,7 +680,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_stripe_emulator(options.seed)
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(processName)s %(name)s: %(message)s")
-    report = run(options)
+    with contextlib.ExitStack() as stack:
+        if options.store_url is not None and is_postgres(options.store_url):
+            scoped = stack.enter_context(postgres_schema(options.store_url, "crash_mp"))
+            options = replace(options, store_url=scoped)
+        report = run(options)
     for line in render(report, options):
         print(line)
     ran_all = report.kills == options.kills and report.flushes == options.flushes
