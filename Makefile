@@ -70,6 +70,7 @@ mutation: $(STAMP)
 ##   (long: the decision grid alone, bench/sweep.py, runs 36 points x 1,000 users on 2 workers)
 bench: $(STAMP)
 	$(BIN)/python bench/billing.py
+	$(BIN)/python bench/stores.py
 	$(BIN)/python bench/stripe_emulator.py
 	$(BIN)/python bench/topup.py
 	$(BIN)/python bench/simulation.py --repeat 1
