@@ -16,7 +16,8 @@
 Every check that needs no code runs before the code is used (the body, the user, the tier), as on
 the settings route. A payment method Stripe refuses outright (unknown id, another customer's) is
 422 naming ``payment_method``; Stripe unreachable is 503, with nothing credited or saved (a payment
-that went through anyway is credited by its webhook). Routes are added by :func:`add_money_routes`
+that went through anyway is credited by its webhook; the app's handler answers it, as for every
+route). Routes are added by :func:`add_money_routes`
 so that the existing routes of :mod:`~sim.billing.api` stay as they are.
 """
 
@@ -38,7 +39,6 @@ from .errors import (
     IdempotencyKeyReused,
     InsufficientCredits,
     InvalidAmount,
-    TransientGatewayError,
     UnknownIntent,
 )
 from .gateway import OnSessionIntent
@@ -89,7 +89,8 @@ class UsageRequest(BaseModel):
 
 @contextmanager
 def _gateway_errors() -> Iterator[None]:
-    """The typed errors of a call that reaches Stripe, as the API's answers."""
+    """The typed errors of a call that reaches Stripe, as the API's answers (Stripe not
+    answering, ``TransientGatewayError``, is the app's own 503 for every route: ``api._STATUS``)."""
     try:
         yield
     except CardDeclined as exc:
@@ -103,8 +104,6 @@ def _gateway_errors() -> Iterator[None]:
             "payment_method: Stripe refused this payment method",
             field="payment_method",
         ) from None
-    except TransientGatewayError:
-        raise ApiError(503, "unavailable", "the payment provider did not answer; retry") from None
 
 
 def _intent(intent: OnSessionIntent) -> dict[str, Any]:

@@ -10,6 +10,7 @@ says how it makes that one transaction atomic.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -37,22 +38,23 @@ class Session(Protocol):
     def execute(self, sql: str, args: Sequence[object] = ...) -> Cursor: ...
 
 
-class SQLConnection:
+class SQLConnection(ABC):
     """The database under the SQL tables: each store method is one :meth:`_tx` (or one
     :meth:`_read`), and a transaction that decides on a user's rows first calls
-    :meth:`_lock_user`, so that two such transactions on one user run one after the other."""
+    :meth:`_lock_user`, so that two such transactions on one user run one after the other.
+    Abstract: a store whose connection lacks one of the three cannot be built."""
 
+    @abstractmethod
     def _tx(self) -> AbstractContextManager[Session]:
         """One write transaction: committed when the block ends, rolled back when anything is
         raised in it (a simulated crash included), a database error raised as
         :class:`~sim.billing.errors.StoreUnavailable`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _read(self, sql: str, args: Sequence[object]) -> list[Any]:
         """The rows of one read-only statement."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _lock_user(self, db: Session, user_id: str) -> None:
         """Hold the user's row until the transaction ends, before anything is read to decide;
         an unknown user locks nothing (the statements after it find no row and say so)."""
-        raise NotImplementedError

@@ -22,7 +22,7 @@ from sim.billing.purchases import PURCHASE_KIND
 from sim.billing.reconcile import reconcile_user
 from sim.billing.store import USAGE_KEY_SECONDS
 from sim.billing.twofactor import TwoFactor
-from sim.stripe_emulator import StripeEmulator
+from sim.stripe_emulator import Faults, StripeEmulator
 
 from .conftest import BillingFactory
 from .test_api import SECRET, SETTINGS, Api
@@ -498,3 +498,16 @@ def _topup_charges_saved_card(shop: Shop, tasks: QueueRunner, brand: str) -> Non
     topup = next(i for i in intents if i.metadata["purpose"] == "auto_topup")
     card = stripe.v1.payment_methods.retrieve(str(topup.payment_method)).card
     assert topup.status == "succeeded" and card is not None and card.brand == brand
+
+
+def test_stripe_down_is_503_for_a_purchase_and_nothing_is_credited(shop: Shop) -> None:
+    """Stripe answers only 500s: the purchase is the app's 503 ``unavailable`` (the same answer
+    as every route's), and nothing is credited or saved."""
+    card = shop.billing.payment_method("u1")
+    shop.emulator.faults = Faults(server_error_rate=1.0)
+    answer = shop.buy(1_000, save_card=True)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == {
+        "code": "unavailable", "message": "the payment provider did not answer; retry",
+    }  # fmt: skip
+    assert shop.billing.balance("u1") == 1_500 and shop.billing.payment_method("u1") == card
