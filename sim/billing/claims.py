@@ -88,6 +88,17 @@ def month_of(now: float) -> Month:
     return Month(first.strftime("%Y-%m"), first.timestamp(), following.timestamp())
 
 
+def at_rest(balance: int, enabled: bool, threshold: int, open_seq: int | None) -> bool:
+    """Whether :func:`decide` answers :attr:`Trigger.NONE` from these four fields alone: nothing
+    in flight, and auto top-up off or the balance above its threshold.
+
+    Nearly every deduction is such a case. A store may ask this first and skip building the
+    :class:`UserTopupState` and the lookups that the rest of the decision needs; ``decide``
+    itself asks it, so the rule lives here once.
+    """
+    return open_seq is None and not (enabled and balance <= threshold)
+
+
 def decide(
     user: UserTopupState,
     now: float,
@@ -106,7 +117,7 @@ def decide(
             return Trigger.RECOVER
         due = user.enabled and user.balance <= user.threshold
         return Trigger.PENDING if due else Trigger.NONE
-    if not (user.enabled and user.balance <= user.threshold):
+    if at_rest(user.balance, user.enabled, user.threshold, user.open_seq):
         return Trigger.NONE
     if user.state != ACTIVE:
         return Trigger.HELD

@@ -6,12 +6,15 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sim.billing.claims import (
     ClaimPolicy,
     Month,
     Trigger,
     UserTopupState,
+    at_rest,
     decide,
     idempotency_key,
     month_of,
@@ -62,6 +65,34 @@ def test_decision_table(
 ) -> None:
     """Each row: what the user looks like after the credits were taken, and the trigger."""
     assert decide(_state(**overrides), T0, POLICY, lambda: last, _no_month) is expected
+
+
+@given(
+    balance=st.integers(-5, 5),
+    enabled=st.booleans(),
+    state=st.sampled_from(["active", "paused", "suspended"]),
+    open_seq=st.none() | st.just(3),
+    lease=st.none() | st.floats(-2, 2),
+    last=st.none() | st.floats(-7_200, 0),
+    limit=st.none() | st.integers(0, 30_000),
+)
+def test_at_rest_is_exactly_when_nothing_is_in_flight_and_decide_says_none(
+    balance: int, enabled: bool, state: str, open_seq: int | None, lease: float | None,
+    last: float | None, limit: int | None,
+) -> None:  # fmt: skip
+    """The shortcut a store may take before building the state agrees with the decision: with
+    nothing in flight, at rest exactly when ``decide`` answers NONE; never at rest with an
+    attempt open (that attempt may be due for recovery, whatever the balance)."""
+    user = _state(
+        balance=1_000 + balance, enabled=enabled, state=state, open_seq=open_seq,
+        lease_until=None if lease is None else T0 + lease, monthly_limit=limit,
+    )  # fmt: skip
+    rested = at_rest(user.balance, user.enabled, user.threshold, user.open_seq)
+    decided = decide(user, T0, POLICY, lambda: None if last is None else T0 + last, lambda m: 0)
+    if open_seq is None:
+        assert rested == (decided is Trigger.NONE)
+    else:
+        assert not rested
 
 
 @pytest.mark.parametrize(
