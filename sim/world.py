@@ -38,7 +38,6 @@ from sim.billing import (
     StoreUnavailable,
     SubscriptionError,
     Subscriptions,
-    Trigger,
     Vault,
     WebhookHandler,
 )
@@ -58,10 +57,7 @@ from .observers import LogNotifier, ObservedGateway
 from .postman import Postman
 from .scenario import DAY, HOUR, Group, Scenario, Usage
 from .traces import Trace, load_trace
-from .usage import TICKS, request_costs, request_times
-
-#: Each trigger's logged value, looked up once (``Enum.value`` is a slow property on the hot path).
-_TRIGGER_VALUES = {trigger: trigger.value for trigger in Trigger}
+from .usage import TICKS, requests_between
 
 #: After the traffic: time for in-flight top-ups and webhook retries (60 s .. 12 h back-off).
 SETTLE_SECONDS = DAY
@@ -88,12 +84,14 @@ class _ServedUnanswered(Exception):
 class SimClock:
     """The billing module's clock: the scenario's start epoch plus SimPy's milliseconds."""
 
-    def __init__(self, env: simpy.Environment, start: float) -> None:
+    def __init__(self, env: Environment, start: float) -> None:
         self._env, self._start = env, start
 
     def now(self) -> float:
-        """Epoch seconds of the current simulated instant."""
-        return self._start + self._env.now / TICKS
+        """Epoch seconds of the current simulated instant. Read on every deduction, so it reads
+        the attribute behind SimPy's ``now`` property (``Environment.skip_to`` writes it too)
+        rather than calling the property."""
+        return self._start + self._env._now / TICKS
 
 
 class ProcessRunner:
@@ -442,8 +440,9 @@ class World:
             except _ServedUnanswered as lost:  # its worker died after the deduction
                 served(t, user, cost, lost.balance, None, None, retried)
             else:
-                served(t, user, cost, done.balance, _TRIGGER_VALUES[done.trigger], done.attempt,
-                       retried)  # fmt: skip
+                # ``_value_`` is the member's own attribute: ``.value`` is a property and a
+                # dict keyed by members hashes through ``Enum.__hash__``, both Python calls.
+                served(t, user, cost, done.balance, done.trigger._value_, done.attempt, retried)
                 if reacting:
                     behaviour.served(user)
 
@@ -509,21 +508,28 @@ class World:
         """All users' requests in ``[start, end)``: times, user indices, costs, in time order
         (ties broken by user index, so the order never depends on anything but the seed)."""
         times, users, costs = [], [], []
-        for index, (rng, usage) in enumerate(zip(self._user_rngs, self._usage, strict=True)):
+        drawing: list[int] = []  # the users who draw their requests (the rest replay a trace)
+        for index in range(len(self._usage)):
             replay = self._replays.get(index) if self._replays else None
-            if replay is not None:
-                ticks, credits = replay
-                lo, hi = np.searchsorted(ticks, [round(start * TICKS), round(end * TICKS)])
-                t, c = ticks[lo:hi], credits[lo:hi]
-            else:
-                t = request_times(usage, rng, start, end)
-                c = request_costs(usage, rng, len(t))
+            if replay is None:
+                drawing.append(index)
+                continue
+            ticks, credits = replay
+            lo, hi = np.searchsorted(ticks, [round(start * TICKS), round(end * TICKS)])
+            times.append(ticks[lo:hi])
+            users.append(np.full(hi - lo, index, dtype=np.int64))
+            costs.append(credits[lo:hi])
+        if drawing:
+            t, position, c = requests_between(
+                [self._usage[i] for i in drawing], [self._user_rngs[i] for i in drawing],
+                start, end,
+            )  # fmt: skip
             times.append(t)
-            users.append(np.full(len(t), index, dtype=np.int64))
+            users.append(np.asarray(drawing, dtype=np.int64)[position])
             costs.append(c)
-        all_times = np.concatenate(times)
-        order = np.lexsort((np.concatenate(users), all_times))
-        return all_times[order], np.concatenate(users)[order], np.concatenate(costs)[order]
+        all_times, all_users = np.concatenate(times), np.concatenate(users)
+        order = np.lexsort((all_users, all_times))
+        return all_times[order], all_users[order], np.concatenate(costs)[order]
 
     def _flush_times(self) -> list[int]:
         cache = self.scenario.faults.cache

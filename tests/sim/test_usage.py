@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from sim.usage import TICKS, request_costs, request_times
+from sim.usage import TICKS, request_costs, request_times, requests_between
 
 from .conftest import constant, one_group
 
@@ -62,3 +64,38 @@ def test_costs_are_whole_credits_of_at_least_one() -> None:
     usage = _usage(cost={"dist": "lognormal", "median": 1, "sigma": 1.5})
     costs = request_costs(usage, np.random.default_rng(5), 1000)
     assert costs.dtype == np.int64 and costs.min() >= 1
+
+
+def test_many_users_at_once_draw_exactly_what_each_draws_alone() -> None:
+    """``requests_between`` (the world's batch for a whole population) gives each user exactly
+    the times and costs that ``request_times`` then ``request_costs`` give that user alone, from
+    the same generator: constant and Poisson users, with and without a diurnal cycle, bursts, a
+    user whose rate is 0, scaled costs of every kind."""
+    usages = [
+        one_group(constant(600, 7)).groups[0].usage,
+        _usage(diurnal_amplitude=0.8, peak_hour=9),
+        _usage(diurnal_amplitude=0.0, bursts_per_day=6, burst_minutes=20, burst_factor=8),
+        _usage(
+            diurnal_amplitude=0.5,
+            bursts_per_day=3,
+            burst_factor=4,
+            cost={"dist": "lognormal", "median": 30, "sigma": 0.9},
+        ),
+        _usage(requests_per_day=0, diurnal_amplitude=0.3),
+        _usage(cost={"dist": "choice", "values": [1, 5, 50], "weights": [0.5, 0.3, 0.2]}),
+        replace(_usage(diurnal_amplitude=0.2), cost_scale=1.7),
+    ]
+    for start, end in [(0.0, 86_400.0), (86_400.0, 2 * 86_400.0), (3_600.0, 5_000.0)]:
+        alone_t, alone_c, alone_u = [], [], []
+        for position, usage in enumerate(usages):
+            rng = np.random.default_rng([9, position, int(start)])
+            times = request_times(usage, rng, start, end)
+            alone_t.append(times)
+            alone_c.append(request_costs(usage, rng, len(times)))
+            alone_u.append(np.full(len(times), position))
+        rngs = [np.random.default_rng([9, p, int(start)]) for p in range(len(usages))]
+        ticks, owners, costs = requests_between(usages, rngs, start, end)
+        assert ticks.tolist() == np.concatenate(alone_t).tolist()
+        assert owners.tolist() == np.concatenate(alone_u).tolist()
+        assert costs.tolist() == np.concatenate(alone_c).tolist()
+        assert len(ticks) > 100  # the case is not vacuous
