@@ -32,6 +32,7 @@ from dataclasses import replace
 from operator import itemgetter
 
 from .claims import (
+    TRIGGER_NONE,
     ClaimPolicy,
     Month,
     Trigger,
@@ -216,7 +217,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             # Nearly every deduction: nothing to decide, only the spend to write.
             if taken:
                 self._book(user, -credits, "usage", None, real(now))
-            return Deducted(refused, balance, Trigger.NONE, None, None, user.snapshot())
+            return Deducted(refused, balance, TRIGGER_NONE, None, None, user.snapshot())
         state = UserTopupState(
             balance, settings.enabled, settings.threshold, user.state, user.open_seq,
             user.lease_until, settings.amount, settings.monthly_limit,

@@ -39,7 +39,7 @@ from functools import partial
 import redis
 
 from .cache import BalanceCache, RedisCache
-from .claims import TOPUP_PURPOSE, ClaimPolicy, Trigger, idempotency_key
+from .claims import TOPUP_PURPOSE, TRIGGER_NONE, ClaimPolicy, Trigger, idempotency_key
 from .clock import Clock
 from .errors import (
     BillingError,
@@ -321,7 +321,7 @@ class BillingService:
             user_id, credits, self.clock.now(), self._policy, self._seal, request_key
         )
         self._publish(user_id, done.snapshot)
-        if done.trigger is not Trigger.NONE:
+        if done.trigger is not TRIGGER_NONE:
             self._observe_trigger(user_id, done.trigger, done.attempt)
         if done.notice is not None:  # the monthly limit held a top-up, first time this month
             self._send([done.notice])
