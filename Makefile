@@ -78,6 +78,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/crash_points.py
 	$(BIN)/python bench/crash_multiprocess.py
+	if command -v valgrind >/dev/null; then $(BIN)/python bench/instructions.py; \
+	else echo "bench/instructions.py skipped: valgrind is not installed"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
