@@ -126,6 +126,7 @@ def _ratio(
     )
 
 
+DEDUCTIONS = "topup_deductions_total"
 CHARGES = "topup_charges_total"
 WEBHOOKS = "topup_webhooks_total"
 
@@ -133,6 +134,10 @@ WEBHOOKS = "topup_webhooks_total"
 #: readings of :mod:`sim.analysis.monitoring`. ``TopupDeadLetters`` fires one alert per event
 #: type; here it is one row, firing while any type's does (exact with its ``for: 0m``).
 ALERTS: tuple[Alert, ...] = (
+    _ratio(
+        "TopupDeductionsFailing", DEDUCTIONS, by="result", part=("failed",),
+        window=5 * MINUTE, threshold=0.1, hold=5 * MINUTE, floor=20,
+    ),
     _ratio(
         "TopupPaymentFailureRateHigh", CHARGES, by="outcome", part=FAILED_ANSWERS,
         of=CARD_ANSWERS, window=30 * MINUTE, threshold=0.2, hold=15 * MINUTE, floor=20,

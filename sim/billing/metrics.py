@@ -66,6 +66,10 @@ class Metrics(Protocol):
         """A deduction was served (credits taken) or refused (``InsufficientCredits``)."""
         ...
 
+    def deduction_failed(self) -> None:
+        """A deduction could not be made: the store was unavailable, nothing was taken."""
+        ...
+
     def trigger(self, trigger: Trigger) -> None:
         """A deduction (or a settings change) decided ``trigger`` (never ``Trigger.NONE``)."""
         ...
@@ -113,6 +117,9 @@ class NoMetrics:
     """Counts nothing."""
 
     def deduction(self, served: bool) -> None:
+        """Nothing."""
+
+    def deduction_failed(self) -> None:
         """Nothing."""
 
     def trigger(self, trigger: Trigger) -> None:
@@ -198,9 +205,11 @@ class PrometheusMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self._served, self._refused = itertools.count(), itertools.count()
+        self._failed = itertools.count()
         r.register(_TallyCollector(
-            "topup_deductions", "Deductions, by result (served, refused).", "result",
-            {"served": self._served, "refused": self._refused},
+            "topup_deductions",
+            "Deductions, by result (served, refused, failed: the store was unavailable).",
+            "result", {"served": self._served, "refused": self._refused, "failed": self._failed},
         ))  # fmt: skip
         self._triggers = {t: itertools.count() for t in Trigger if t is not Trigger.NONE}
         r.register(_TallyCollector(
@@ -250,6 +259,10 @@ class PrometheusMetrics:
     def deduction(self, served: bool) -> None:
         """Count a served or refused deduction."""
         next(self._served if served else self._refused)
+
+    def deduction_failed(self) -> None:
+        """Count a deduction the store could not make."""
+        next(self._failed)
 
     def trigger(self, trigger: Trigger) -> None:
         """Count a decision by its kind."""

@@ -49,6 +49,7 @@ from .errors import (
     InvalidAmount,
     PaymentMethodMissing,
     PriceMismatch,
+    StoreUnavailable,
     TransientGatewayError,
 )
 from .gateway import (
@@ -290,6 +291,8 @@ class BillingService:
         Raises ``InsufficientCredits`` (no credits taken) when the balance cannot pay; a refused
         request still claims a due top-up, so a user who ran dry is topped up without first
         having to afford a request. Never waits for the top-up: it goes to the task runner.
+        ``StoreUnavailable`` (nothing taken) is counted as a failed deduction before it is
+        raised: a store outage is what ``TopupDeductionsFailing`` pages on.
 
         ``request_key`` (the caller's idempotency key, per user) makes a retry safe in any
         process: the store keeps a taken spend under it in the same transaction, and the same
@@ -297,7 +300,11 @@ class BillingService:
         key with other credits is ``IdempotencyKeyReused``.
         """
         _check_credits(credits)
-        done = self._take(user_id, credits, request_key)
+        try:
+            done = self._take(user_id, credits, request_key)
+        except StoreUnavailable:
+            self.metrics.deduction_failed()  # what TopupDeductionsFailing watches
+            raise
         kept = done.replay
         if kept is not None:
             if kept.credits != credits:

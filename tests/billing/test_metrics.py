@@ -21,6 +21,7 @@ from sim.billing import (
     InsufficientCredits,
     ManualClock,
     QueueRunner,
+    StoreUnavailable,
     Trigger,
 )
 from sim.billing.metrics import METRIC_NAMES, METRICS, NoMetrics, PrometheusMetrics
@@ -29,7 +30,7 @@ from sim.billing.subscriptions import Subscriptions
 from sim.billing.testing import ScriptedGateway
 from sim.billing.webhooks import WebhookHandler
 
-from .conftest import BillingFactory
+from .conftest import BillingFactory, FlakyStore
 from .test_api import Api, api  # noqa: F401  (the fixture, used by name)
 
 AddUser = Callable[..., str]
@@ -64,6 +65,25 @@ def test_deductions_and_triggers_are_counted_by_kind(
     assert m.value("topup_credit_delay_seconds_sum") == 7
     assert m.value("topup_credit_delay_seconds_bucket", le="5.0") == 0
     assert m.value("topup_credit_delay_seconds_bucket", le="10.0") == 1
+
+
+def test_a_deduction_the_store_cannot_make_is_counted_failed(
+    billing: BillingService, add_user: AddUser, store: FlakyStore
+) -> None:
+    """A store outage is a failed deduction (what ``TopupDeductionsFailing`` pages on), not a
+    served or refused one; nothing was taken."""
+    add_user("u1", balance=1_500)
+    m = _metrics(billing)
+    billing.deduct_credits("u1", 100)
+    store.failing.add("deduct")
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable):
+            billing.deduct_credits("u1", 100)
+    store.failing.clear()
+    assert m.value("topup_deductions_total", result="failed") == 2
+    assert m.value("topup_deductions_total", result="served") == 1
+    assert m.value("topup_deductions_total", result="refused") == 0
+    assert billing.balance("u1") == 1_400
 
 
 def test_declines_suspension_and_unknown_outcomes_are_counted(
