@@ -292,17 +292,17 @@ def users_frame(
         }
     ).set_index("user")
     kind = events["kind"]
-    counts = events.groupby(["user", "kind"]).size().unstack(fill_value=0)
+    # Rows and credits per user and kind in one grouping: a month's rows are grouped once.
+    per_kind = events.groupby(["user", "kind"])["credits"].agg(["size", "sum"])
+    counts = per_kind["size"].unstack(fill_value=0)
+    credits = per_kind["sum"].unstack(fill_value=0)
 
     def count(*kinds: str) -> pd.Series:
         present = [k for k in kinds if k in counts.columns]
         return counts[present].sum(axis=1).reindex(users.index, fill_value=0).astype("int64")
 
-    requests = events.loc[kind == "request", ["user", "credits"]]
     users["requests"] = count("request")
-    users["credits_used"] = (
-        requests.groupby("user")["credits"].sum().reindex(users.index, fill_value=0).astype("int64")
-    )
+    users["credits_used"] = _per_user(credits.get("request", pd.Series(dtype="int64")), users.index)
     users["refused"] = count("refused")
     users["request_failures"] = count("request_failed")
     users["dry_seconds"] = _dry_seconds(events, horizon).reindex(users.index, fill_value=0.0)

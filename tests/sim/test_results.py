@@ -40,6 +40,9 @@ def test_user_totals_add_up_to_the_events(results: Results) -> None:
     events, users, summary = results.events, results.users, results.summary.iloc[0]
     assert len(users) == 30 and users["user"].is_unique
     assert users["requests"].sum() == (events["kind"] == "request").sum() == summary["requests"]
+    served = events[events["kind"] == "request"]
+    used = {u: int(served.loc[served["user"] == u, "credits"].sum()) for u in users["user"]}
+    assert users.set_index("user")["credits_used"].to_dict() == used
     assert users["topups"].sum() == summary["topups"]
     assert (users["final_balance"] >= 0).all()
     assert len(results.summary) == 1
