@@ -161,3 +161,16 @@ def test_events_frame_keeps_every_column_of_a_full_row() -> None:
     pd.testing.assert_frame_equal(frame, _frame_from_records([full, blank], 0.0), check_exact=True)
     assert frame.loc[0, COLUMNS[1:]].tolist() == list(full[1:])
     assert frame.loc[1, COLUMNS[3:]].isna().all()
+
+
+def test_events_frame_reads_rows_back_from_a_frame() -> None:
+    """Rows taken back out of an events frame (empty cells are pandas' ``NA``) build it again."""
+    rows = [
+        (1_500, "u1", "charge", 10, None, None, 3, "declined", "card_declined", 1_000, "eur",
+         "pi_1", None),
+        (2_000, None, "cache_flush", *(None,) * 10),
+    ]  # fmt: skip
+    frame = events_frame(rows)
+    back = [(round(r[0] * TICKS), *r[1:]) for r in frame.itertuples(index=False)]
+    assert back[1][3] is pd.NA
+    pd.testing.assert_frame_equal(events_frame(back), frame, check_exact=True)
