@@ -82,8 +82,9 @@ def check_invariants(
         keys_by_user[user].add(key)
 
     for user in store.user_ids():
+        record = store.get_user(user)
         total = store.ledger_sum(user)
-        stored = store.get_user(user).balance
+        stored = record.balance
         cached = billing.balance(user)
         if not cached == stored == total:
             out.append(
@@ -129,7 +130,6 @@ def check_invariants(
         truth = store.snapshot(user)
         if cached_snapshot is not None and cached_snapshot != truth:
             out.append(Violation("cache", user, f"cache {cached_snapshot}, store {truth}"))
-        record = store.get_user(user)
         now = billing.clock.now()
         if record.open_attempt is not None and (
             record.lease_until is None or record.lease_until <= now

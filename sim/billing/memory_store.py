@@ -44,7 +44,7 @@ from .claims import (
 )
 from .errors import DuplicateUser, UnknownUser
 from .memory_events import MemoryEventTables
-from .memory_state import NoticeRow, UserRow, constraint_failed, real
+from .memory_state import LedgerRow, NoticeRow, UserRow, constraint_failed, real
 from .memory_twofactor import MemoryTwoFactorTables
 from .settings import ACTIVE, AutoTopupSettings
 from .store import (
@@ -66,6 +66,8 @@ from .store import (
 )
 
 _CREATED_AT = itemgetter(0)
+#: The ledger kind of a deduction's entry; every other kind is written by a credit.
+_USAGE = "usage"
 
 
 def _keep_usage(user: UserRow, request_key: str, record: UsageRecord) -> None:
@@ -285,11 +287,12 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
     def _book(
         self, user: UserRow, delta: int, kind: str, reference: str | None, created_at: float
     ) -> None:
-        """Write one balance change and its ledger entry (the next entry id); raise the version.
-        Callers have checked that it can be written."""
+        """Write one balance change and its ledger entry (the next entry id), add it to the
+        ledger's sum; raise the version. Callers have checked that it can be written."""
         balance = user.balance + delta
         self._entry_id += 1
         user.ledger.append((self._entry_id, delta, kind, reference, balance, created_at))
+        user.ledger_total += delta
         user.balance = balance
         user.version += 1
 
@@ -319,8 +322,10 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
     def _credit(
         self, user: UserRow, credits: int, kind: str, reference: str, created_at: float
     ) -> None:
-        """Write a credit :meth:`_creditable` allowed, and take its reference."""
+        """Write a credit :meth:`_creditable` allowed, keep its row among the user's credits,
+        and take its reference."""
         self._book(user, credits, kind, reference, created_at)
+        user.credits.append(user.ledger[-1])
         self._references.add(reference)
 
     def settle_topup(
@@ -525,10 +530,17 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
     # ------------------------------------------------------------------ the books
 
     def ledger(self, user_id: str, kinds: Collection[str] | None = None) -> list[LedgerEntry]:
-        """The user's ledger in order; with ``kinds``, only the entries of those kinds."""
+        """The user's ledger in order; with ``kinds``, only the entries of those kinds. Without
+        ``usage`` among them only the rows credits wrote are read (``UserRow.credits``): a
+        deduction writes nothing but ``usage`` rows, a month of them per user."""
         with self._lock:
             user = self._users.get(user_id)
-            rows = [] if user is None else list(user.ledger)
+            if user is None:
+                rows: list[LedgerRow] = []
+            elif kinds is not None and _USAGE not in kinds:
+                rows = list(user.credits)
+            else:
+                rows = list(user.ledger)
         if kinds is not None:
             rows = [row for row in rows if row[2] in kinds]
         return [
@@ -546,4 +558,4 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
         """The sum of the user's ledger (equals the balance when the books are right)."""
         with self._lock:
             user = self._users.get(user_id)
-            return 0 if user is None else int(sum(row[1] for row in user.ledger))
+            return 0 if user is None else int(user.ledger_total)

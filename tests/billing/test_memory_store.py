@@ -62,6 +62,8 @@ NOTICE_IDS = ("n1", "n2", "n3")
 EVENT_IDS = ("evt_1", "evt_2", "evt_3")
 SUBSCRIPTION_IDS = ("sub_1", "sub_2")
 STATUSES = (*FINAL_NOTICES, "unknown", "charging")
+#: The kinds the ledger is read by: credits only, usage only, both, none.
+LEDGER_KINDS = (("topup",), ("grant", "topup"), ("usage",), {"usage", "grant"}, ())
 
 #: Mostly the two users created at the start, so that most calls meet live state.
 users = st.sampled_from((*USERS[:2], *USERS[:2], *USERS, GHOST))
@@ -456,6 +458,7 @@ class DifferentialMachine(RuleBasedStateMachine):
             store.attempts(user_id),
             [store.attempt(user_id, seq) for seq in range(6)],
             store.ledger(user_id),
+            [store.ledger(user_id, kinds) for kinds in LEDGER_KINDS],
             store.ledger_sum(user_id),
             store.pending_notices(user_id),
             store.subscriptions(user_id),
@@ -607,6 +610,34 @@ def test_concurrent_deductions_are_one_at_a_time() -> None:
     assert len(set(versions)) == len(versions) == 500
     assert Counter(d.trigger for d in done)[Trigger.CLAIMED] == 1
     assert len(store.attempts("u1")) == 1
+
+
+class _Unwalkable(list[Any]):
+    """A ledger that can be appended to and indexed, but not walked."""
+
+    def __iter__(self) -> Iterator[Any]:
+        raise AssertionError("the whole ledger was walked")
+
+
+def test_credits_and_the_sum_are_read_without_walking_the_usage_rows() -> None:
+    """The books check and the reconcile read a user's credits and ledger sum at the end of a
+    run; neither walks the month of usage rows to find them."""
+    store = MemoryStore()
+    store.create_user("u1", b"wrapped", None, T0)
+    store.credit("u1", 1_000, "grant", "opening", T0)
+    store._users["u1"].ledger = _Unwalkable(store._users["u1"].ledger)
+    for n in range(5):
+        store.deduct("u1", 100, T0 + n, ClaimPolicy(3_600.0, 300.0), _seal)
+    store.credit("u1", 2_000, "topup", "pi_1", T0 + 10)
+    store.deduct("u1", 50, T0 + 11, ClaimPolicy(3_600.0, 300.0), _seal)
+    assert [
+        (e.kind, e.delta, e.reference) for e in store.ledger("u1", kinds=("topup", "grant"))
+    ] == [
+        ("grant", 1_000, "opening"),
+        ("topup", 2_000, "pi_1"),
+    ]
+    assert [e.entry_id for e in store.ledger("u1", kinds=("topup",))] == [7]
+    assert store.ledger_sum("u1") == store.get_user("u1").balance == 2_450
 
 
 @pytest.mark.usefixtures("racy")

@@ -4,12 +4,14 @@ group, each checked against the run's own frames."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import pytest
 
-from sim import run, sweep
+from sim import Results, run, sweep
 from sim.cli import main
+from sim.results import _SUMMARY_READS, summary_frame
 
 from .conftest import SCENARIOS, shipped
 
@@ -51,6 +53,15 @@ def test_a_groups_figures_are_its_users_figures(baseline: object) -> None:
     assert heavy["topups"] == heavy_users["topups"].sum()
     dry = int((heavy_users["refused"] > 0).sum())
     assert heavy["dry_per_1000_users"] == pytest.approx(1000 * dry / len(heavy_users))
+
+
+def test_a_groups_summary_reads_only_the_columns_it_is_given(baseline: object) -> None:
+    """``groups_frame`` hands ``summary_frame`` each group's rows of ``_SUMMARY_READS`` alone:
+    the summary of those columns is the summary of every column."""
+    r = cast(Results, baseline)
+    full = summary_frame(r.scenario, r.seed, r.events, r.users, payments=[])
+    narrow = summary_frame(r.scenario, r.seed, r.events[list(_SUMMARY_READS)], r.users, [])
+    pd.testing.assert_frame_equal(narrow, full, check_exact=True)
 
 
 def test_a_sweep_by_group_has_a_run_wide_row_and_one_per_group() -> None:

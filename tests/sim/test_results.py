@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 
 from sim import Results, parse_scenario, run
-from sim.eventlog import COLUMNS
+from sim.backends import get_backend
+from sim.eventlog import COLUMNS, Row
+from sim.results import events_frame
+from sim.usage import TICKS
+from sim.world import World
 
 from .conftest import constant, one_group, shipped
 
@@ -36,6 +40,9 @@ def test_user_totals_add_up_to_the_events(results: Results) -> None:
     events, users, summary = results.events, results.users, results.summary.iloc[0]
     assert len(users) == 30 and users["user"].is_unique
     assert users["requests"].sum() == (events["kind"] == "request").sum() == summary["requests"]
+    served = events[events["kind"] == "request"]
+    used = {u: int(served.loc[served["user"] == u, "credits"].sum()) for u in users["user"]}
+    assert users.set_index("user")["credits_used"].to_dict() == used
     assert users["topups"].sum() == summary["topups"]
     assert (users["final_balance"] >= 0).all()
     assert len(results.summary) == 1
@@ -98,3 +105,72 @@ def test_rows_say_what_they_are_about() -> None:
     assert set(credited["payment_intent"]) == set(charges["payment_intent"])
     faults = events[events["kind"] == "store_fault"]
     assert len(faults) > 0 and set(faults["event"]) == {"deduct"}
+
+
+def _frame_from_records(rows: list[Row], start: float | None) -> pd.DataFrame:
+    """The event log as pandas' record parsing builds it, each column converted afterwards: the
+    reference :func:`events_frame` must equal, dtypes and values."""
+    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    ticks = frame["time"].astype("int64")
+    frame["time"] = ticks / TICKS
+    if start is not None:
+        frame.insert(1, "timestamp", pd.to_datetime(round(start * TICKS) + ticks, unit="ms",
+                                                    utc=True))  # fmt: skip
+    for column in ("credits", "balance", "attempt", "amount_minor"):
+        frame[column] = frame[column].astype("Int64")
+    for column in COLUMNS[1:]:
+        if frame[column].dtype != "Int64":
+            frame[column] = frame[column].astype("string")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def chaos_rows() -> tuple[list[Row], float]:
+    """The raw event log of a small chaos run (every kind of row: faults, crashes, webhooks,
+    declines, reconciles) and its start."""
+    scenario = shipped("chaos", users=30, days=2)
+    opened = get_backend("memory").open()
+    try:
+        world = World(scenario, scenario.seed, opened, gateway="direct")
+        world.run()
+    finally:
+        opened.close()
+    return world.events.rows, scenario.start
+
+
+@pytest.mark.parametrize("with_start", [True, False])
+def test_events_frame_equals_the_frame_built_from_records(
+    chaos_rows: tuple[list[Row], float], with_start: bool
+) -> None:
+    """The column-wise frame has exactly the dtypes and values of pandas' record-built one,
+    for a run's rows and for none."""
+    rows, start = chaos_rows
+    when = start if with_start else None
+    assert {row[2] for row in rows} >= {"request", "charge", "webhook", "store_fault"}
+    for given in (rows, []):
+        expected = _frame_from_records(given, when)
+        pd.testing.assert_frame_equal(events_frame(given, when), expected, check_exact=True)
+
+
+def test_events_frame_keeps_every_column_of_a_full_row() -> None:
+    """A row with every column set reads back value for value, nulls as ``<NA>``."""
+    full = (1_500, "u1", "charge", 10, 20, "claimed", 3, "declined", "card_declined", 1_000,
+            "eur", "pi_1", "payment_intent.succeeded")  # fmt: skip
+    blank = (2_000, None, "cache_flush", *(None,) * 10)
+    frame = events_frame([full, blank], start=0.0)
+    pd.testing.assert_frame_equal(frame, _frame_from_records([full, blank], 0.0), check_exact=True)
+    assert frame.loc[0, COLUMNS[1:]].tolist() == list(full[1:])
+    assert frame.loc[1, COLUMNS[3:]].isna().all()
+
+
+def test_events_frame_reads_rows_back_from_a_frame() -> None:
+    """Rows taken back out of an events frame (empty cells are pandas' ``NA``) build it again."""
+    rows = [
+        (1_500, "u1", "charge", 10, None, None, 3, "declined", "card_declined", 1_000, "eur",
+         "pi_1", None),
+        (2_000, None, "cache_flush", *(None,) * 10),
+    ]  # fmt: skip
+    frame = events_frame(rows)
+    back = [(round(r[0] * TICKS), *r[1:]) for r in frame.itertuples(index=False)]
+    assert back[1][3] is pd.NA
+    pd.testing.assert_frame_equal(events_frame(back), frame, check_exact=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -79,26 +81,35 @@ def test_gateway_defaults_stripe_for_run_direct_for_sweep() -> None:
 def test_a_run_collects_rarely_and_gives_the_thresholds_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """While the world runs the collector's first threshold is ``RUN_GC_THRESHOLD``; after the
-    run, and after a run that raised, the caller's thresholds are back."""
+    """While the world is built, runs, has its books checked and its frames built, the
+    collector's first threshold is ``RUN_GC_THRESHOLD``; after the run, and after a run that
+    raised, the caller's thresholds are back."""
     import gc
 
     from sim import runner
     from sim.world import World
 
-    seen: list[tuple[int, int, int]] = []
-    real = World.run
+    seen: dict[str, tuple[int, int, int]] = {}
 
-    def watched(self: World, *args: object) -> None:
-        seen.append(gc.get_threshold())
-        real(self, *args)  # type: ignore[arg-type]
+    def watched(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen[name] = gc.get_threshold()
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(World, "run", watched)
+        return call
+
+    monkeypatch.setattr(World, "__init__", watched("build", World.__init__))
+    monkeypatch.setattr(World, "run", watched("run", World.run))
+    for name in ("check_invariants", "events_frame", "groups_frame"):
+        monkeypatch.setattr(runner, name, watched(name, getattr(runner, name)))
     before = gc.get_threshold()
     gc.set_threshold(123, 4, 5)
     try:
         run(shipped("baseline", users=2, days=0.1))
-        assert seen == [(runner.RUN_GC_THRESHOLD, 50, 100)]
+        assert seen == dict.fromkeys(
+            ("build", "run", "check_invariants", "events_frame", "groups_frame"),
+            (runner.RUN_GC_THRESHOLD, 50, 100),
+        )
         assert gc.get_threshold() == (123, 4, 5)
 
         def broken(self: World, *args: object) -> None:
