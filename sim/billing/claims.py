@@ -119,13 +119,13 @@ def decide(
     An open attempt whose lease ran out is recovered whatever the balance: a dead worker's
     attempt may hold a payment that is not credited yet.
     """
+    if at_rest(user.balance, user.enabled, user.threshold, user.open_seq):
+        return Trigger.NONE
     if user.open_seq is not None:
         if user.lease_until is None or now >= user.lease_until:
             return Trigger.RECOVER
         due = user.enabled and user.balance <= user.threshold
         return Trigger.PENDING if due else Trigger.NONE
-    if at_rest(user.balance, user.enabled, user.threshold, user.open_seq):
-        return Trigger.NONE
     if user.state != ACTIVE:
         return Trigger.HELD
     last = last_claimed()
