@@ -76,10 +76,17 @@ def json_values(value: Any) -> Any:
     still the client's own (nothing it does reaches the store). An answer's keys are strings
     (the emulator's own literals, and form keys, which are text); a value of any other type
     (an ``IntEnum``, a ``str`` subclass) goes through the text itself.
+
+    An object is copied whole in C and only its nested values are replaced, in place: most of
+    its values are plain, and a comprehension would build every entry again in Python.
     """
     kind = type(value)
     if kind is dict:
-        return {k: v if type(v) in _PLAIN else json_values(v) for k, v in value.items()}
+        copy = value.copy()
+        for key, item in copy.items():
+            if type(item) not in _PLAIN:
+                copy[key] = json_values(item)  # same keys: iterating stays valid
+        return copy
     if kind is list or kind is tuple:
         return [v if type(v) in _PLAIN else json_values(v) for v in value]
     if kind in _PLAIN:
