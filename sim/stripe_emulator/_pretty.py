@@ -93,6 +93,10 @@ def _object(value: dict[str, Any], level: int) -> str:
             texts.append("null")
         elif kind is int:
             texts.append(int.__repr__(item))
+        elif kind is bool:
+            texts.append("true" if item else "false")
+        elif kind is dict:
+            texts.append(_object(item, deeper))
         else:
             texts.append(_encode(item, deeper))
     return frame % tuple(texts)
