@@ -17,15 +17,11 @@ TTL = 24 * 3600.0
 
 
 class Saved(NamedTuple):
-    """A stored outcome and what it answered (a tuple: one is built per POST).
-
-    ``body`` is the answer as JSON text, or as JSON values (a copy no client holds) when the
-    first request was answered in values (``StripeEmulator.handle_parsed``): a replay converts
-    it for a caller that reads the other."""
+    """A stored outcome and what it answered (a tuple: one is built per POST)."""
 
     fingerprint: tuple[str, str, dict[str, Any]]
     status: int
-    body: bytes | Any
+    body: bytes
 
 
 class IdempotencyCache:
