@@ -22,7 +22,6 @@ module saw of them (an answer lost on the way still moved money).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -59,7 +58,9 @@ class EmulatorRequester:
     """The gateway's :class:`~sim.billing.stripe_transport.StripeRequester` straight into one
     emulator: the parameters as the emulator reads them from the body stripe-python would send
     (``form_values``, proven equal to reading ``form_encode``'s text), the headers it reads
-    (key, idempotency key), the JSON answer parsed. A dropped
+    (key, idempotency key), and the answer as the JSON values a parser reads from its body
+    (``StripeEmulator.handle_parsed``: the same values, proven equal to parsing the text, as
+    the requester's own copy, without the text written and parsed). A dropped
     connection (the emulator's lost-answer fault) is a ``TransientGatewayError``, as the
     library's connection error is through ``LibraryRequester``."""
 
@@ -78,10 +79,10 @@ class EmulatorRequester:
         headers = {"Authorization": self._auth}
         if method == "post" and idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        answer = self._emulator.handle(method, path, headers, form=form_values(params))
+        answer = self._emulator.handle_parsed(method, path, headers, form=form_values(params))
         if answer.dropped:
             raise TransientGatewayError(f"no answer from Stripe to {method.upper()} (dropped)")
-        return StripeAnswer(answer.status, json.loads(answer.body))
+        return StripeAnswer(answer.status, answer.data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ handler sees the delivery.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Generator
 from typing import TYPE_CHECKING
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 import simpy
 
 from sim.billing import BillingError, WebhookHandler, WebhookPayloadError, WebhookSignatureError
-from sim.stripe_emulator import StripeEmulator
+from sim.stripe_emulator import Delivery, StripeEmulator
 
 from .faults import FaultSchedule
 from .usage import TICKS
@@ -67,7 +66,7 @@ class Postman:
         self._wakes.discard(tick)
         now = self._world.clock.now()
         for delivery in self._emulator.due_deliveries(now):
-            status = self._deliver(delivery.payload, delivery.signed_headers(int(now)))
+            status = self._deliver(delivery, delivery.signed_headers(int(now)))
             self._emulator.report_delivery(delivery, status)
         self.wake()
 
@@ -85,9 +84,13 @@ class Postman:
                 outcome, status = "failed", 500
         return outcome, status
 
-    def _deliver(self, payload: bytes, headers: dict[str, str]) -> int:
+    def _deliver(self, delivery: Delivery, headers: dict[str, str]) -> int:
+        """Deliver once and log it. What the log names (user, attempt, intent, type) is read
+        from the emulator's record of the event, whose text the payload is: parsing every
+        payload a second time, beside the handler's own strict parse, cost as much."""
         assert self._handler is not None
-        event = json.loads(payload)
+        event = self._emulator.object(delivery.event_id)
+        assert event is not None  # events are never deleted
         obj = event["data"]["object"]
         meta = obj.get("metadata") or {}
         if event["type"].startswith("invoice."):
@@ -96,7 +99,7 @@ class Postman:
         if self._endpoint_faults is not None and self._endpoint_faults.fails():
             outcome, status = "unreachable", 503  # the handler never sees it: Stripe retries
         else:
-            outcome, status = self._handle(payload, headers)
+            outcome, status = self._handle(delivery.payload, headers)
         if status == 200 and outcome != "duplicate":
             self.applied[event["id"]] = self.applied.get(event["id"], 0) + 1
         attempt = meta.get("attempt")

@@ -24,6 +24,8 @@ status ``requires_action``
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -493,37 +495,90 @@ def _id_of(obj: Any) -> str | None:
 
 
 class WebhookVerifier:
-    """Checks ``Stripe-Signature`` with the stripe library's own verifier, and its timestamp
-    against the injected clock (the library's check reads the wall clock, which is wrong under a
-    virtual clock).
+    """Checks ``Stripe-Signature`` as ``stripe.WebhookSignature.verify_header`` (the check
+    ``stripe.Webhook.construct_event`` runs first) checks it, and its timestamp against the
+    injected clock (the library's own timestamp check reads the wall clock, which is wrong under
+    a virtual clock).
 
-    It uses ``stripe.WebhookSignature.verify_header``, the check ``stripe.Webhook.construct_event``
-    runs first, without building the library's ``Event`` object, which the handler would throw
-    away (it parses the payload once, itself): that object cost a millisecond per delivery.
+    Stripe signs ``"<t>.<payload>"`` with HMAC-SHA256 under the endpoint's secret and sends
+    ``t=<t>,v1=<hex>``; a delivery passes when any ``v1`` equals the HMAC, compared in constant
+    time, and its ``t`` is a whole number within the tolerance. The header is read as the
+    library reads it, item by item, and a body that is not UTF-8 is refused as by the library.
+    The check is written here rather than called in the library because the library decodes
+    the body to text, formats it into a second string and encodes that back to sign it, with a
+    new HMAC each time: here the secret's HMAC is keyed once and each delivery's bytes are signed
+    as they came, at a third of the cost. A property test holds the verdict to the library's on
+    any header and body. (The library's ``Event`` is not built either: the handler parses the
+    payload once, itself.)
     """
 
     def __init__(self, secret: str, clock: Clock, tolerance: float = 300.0) -> None:
-        self.secret = secret
         self.clock = clock
         self.tolerance = tolerance
+        self._secret = secret
+        #: The secret's HMAC, keyed once; each delivery signs on a copy. ``None``: no secret.
+        self._keyed = (
+            hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
+            if secret.strip(_BLANK)
+            else None
+        )
+
+    @property
+    def secret(self) -> str:
+        """The endpoint's signing secret."""
+        return self._secret
 
     def verify(self, payload: bytes, signature: str | None) -> None:
         """Raise ``WebhookSignatureError`` unless the payload is signed and recent."""
+        if not signature:
+            raise WebhookSignatureError("bad webhook signature: no Stripe-Signature header")
+        if self._keyed is None:
+            raise WebhookSignatureError("bad webhook signature: no webhook secret")
         try:
-            # tolerance=None switches the library's wall-clock check off; ours follows below.
-            stripe.WebhookSignature.verify_header(payload, signature, self.secret, tolerance=None)
-        except stripe.SignatureVerificationError as exc:
-            raise WebhookSignatureError(f"bad webhook signature: {exc}") from exc
+            payload.decode("utf-8")  # Stripe signs text
         except UnicodeDecodeError as exc:
             raise WebhookSignatureError("the payload is not UTF-8 text") from exc
-        assert signature is not None  # verify_header refuses a missing header
-        # The library signs "<t>.<payload>" with t as text and, tolerance off, never parses t:
-        # a sender holding the secret can sign any t, so it is parsed here, strictly.
-        stamps = [p[2:] for p in signature.split(",") if p.startswith("t=")]
-        if not stamps or not (stamps[0].isascii() and stamps[0].isdigit()):
-            raise WebhookSignatureError("the Stripe-Signature timestamp is not a whole number")
-        timestamp = int(stamps[0])
+        timestamp, candidates = _signature_items(signature)
+        mac = self._keyed.copy()
+        mac.update(b"%d." % timestamp)
+        mac.update(payload)
+        expected = mac.hexdigest()
+        for candidate in candidates:  # in order, up to the first match, as the library
+            if not candidate.isascii():  # the library cannot compare it: refused, as by it
+                raise WebhookSignatureError("bad webhook signature: a v1 signature is not ASCII")
+            if hmac.compare_digest(expected, candidate):
+                break
+        else:
+            raise WebhookSignatureError("bad webhook signature: no signature matches the payload")
         if abs(self.clock.now() - timestamp) > self.tolerance:
             raise WebhookSignatureError(
                 f"webhook timestamp {timestamp:.0f} is outside the {self.tolerance:.0f}s tolerance"
             )
+
+
+#: What the library strips from a secret to find it blank.
+_BLANK = " \t\r\n\f\v"
+#: The longest timestamp read: epoch seconds have 10 digits until the year 2286.
+_STAMP_DIGITS = 18
+
+
+def _signature_items(signature: str) -> tuple[int, list[str]]:
+    """The timestamp and the ``v1`` signatures of a ``Stripe-Signature`` header, read as the
+    library reads them (``key=value`` items split at their first two ``=``; a bare ``t`` or
+    ``v1`` item or no ``t`` is unreadable), with its ``t`` strictly a whole number: the library
+    signs ``int(t)`` and, its tolerance off, accepts any text ``int`` reads (`` 12``, ``1_0``),
+    so the first ``t=`` item must be ASCII digits, all of it."""
+    items = signature.split(",")
+    if "t" in items or "v1" in items:
+        raise WebhookSignatureError("bad webhook signature: unreadable Stripe-Signature header")
+    stamps = [item[2:] for item in items if item.startswith("t=")]
+    if not stamps:
+        raise WebhookSignatureError("bad webhook signature: no timestamp in the header")
+    if not (stamps[0].isascii() and stamps[0].isdigit()):
+        raise WebhookSignatureError("the Stripe-Signature timestamp is not a whole number")
+    if len(stamps[0]) > _STAMP_DIGITS:  # no clock is that far off (and int() has a bound)
+        raise WebhookSignatureError("the Stripe-Signature timestamp is out of any tolerance")
+    candidates = [item.split("=", 2)[1] for item in items if item.startswith("v1=")]
+    if not candidates:
+        raise WebhookSignatureError("bad webhook signature: no v1 signature in the header")
+    return int(stamps[0]), candidates

@@ -25,6 +25,8 @@ _VERSION = b"\x01"
 _NONCE = 12
 _KEY_BYTES = 32
 MASTER_KEY_ENV = "TOPUP_MASTER_KEY"
+#: How many decrypted fields a vault remembers before it forgets them all (see ``decrypt``).
+MAX_OPENED = 65_536
 
 
 class Vault:
@@ -36,6 +38,7 @@ class Vault:
         self._master = AESGCM(master_key)
         # Unwrapping costs an AES operation; keep the unwrapped keys of users we have seen.
         self._data_keys: dict[tuple[str, bytes], AESGCM] = {}
+        self._opened: dict[tuple[str, bytes, str, bytes], str] = {}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Vault:
@@ -65,7 +68,27 @@ class Vault:
         return _seal(key, plaintext.encode(), _field_aad(user_id, field))
 
     def decrypt(self, user_id: str, wrapped_key: bytes, field: str, token: bytes) -> str:
-        """Decrypt a token made by :meth:`encrypt` for the same user and field."""
+        """Decrypt a token made by :meth:`encrypt` for the same user and field.
+
+        A token that decrypted once is remembered with everything its decryption depends on
+        (user, wrapped key, field): the same four again give the same text, so it is answered
+        without the AES operation. An auto top-up opens the same saved card's fields five times
+        (the card check, the charge, the webhook's customer check). Only a success is kept, so a
+        token never opens under another user, key or field. The memory holds no more than the
+        unwrapped data keys beside it already give, and is bounded: emptied when full.
+        """
+        if type(token) is not bytes:  # a bytearray or memoryview from a driver: not hashable
+            return self._decrypt(user_id, wrapped_key, field, token)
+        remembered = (user_id, wrapped_key, field, token)
+        text = self._opened.get(remembered)
+        if text is None:
+            text = self._decrypt(user_id, wrapped_key, field, token)
+            if len(self._opened) >= MAX_OPENED:
+                self._opened.clear()
+            self._opened[remembered] = text
+        return text
+
+    def _decrypt(self, user_id: str, wrapped_key: bytes, field: str, token: bytes) -> str:
         key = self._data_key(user_id, wrapped_key)
         return _open(key, token, _field_aad(user_id, field)).decode()
 

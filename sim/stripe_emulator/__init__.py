@@ -14,7 +14,8 @@ Two ways in to one state machine:
 
 A client without the library calls :meth:`StripeEmulator.handle` with the form body
 :func:`form_encode` writes, as stripe-python would, or in process with ``form=``
-:func:`form_values` (the same parameters, already read: the simulation's sweeps do).
+:func:`form_values` (the same parameters, already read), and :meth:`StripeEmulator.handle_parsed`
+answers such a client with the JSON values instead of their text (the simulation's sweeps do).
 
 Each API key is its own account (objects, lists, events and webhook endpoints of one key are
 invisible to another). Webhook deliveries are queued on the emulator clock; the owner of time pulls
@@ -27,7 +28,7 @@ protocol (``now() -> float``), which any clock with that method fits. See
 from ._cards import ALIASES as TEST_CARD_ALIASES
 from ._cards import DECLINES
 from ._clock import Clock, ManualClock, SystemClock
-from ._emulator import EmulatorResponse, Snapshot, StripeEmulator
+from ._emulator import EmulatorResponse, ParsedResponse, Snapshot, StripeEmulator
 from ._faults import Fault, Faults
 from ._form import encode as form_encode
 from ._form import form_values
@@ -50,6 +51,7 @@ __all__ = [
     "Faults",
     "LatencyCallback",
     "ManualClock",
+    "ParsedResponse",
     "Snapshot",
     "StripeEmulator",
     "SystemClock",

@@ -13,7 +13,7 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from . import (
@@ -35,7 +35,7 @@ from ._faults import Fault, FaultInjector, Faults
 from ._form import decode
 from ._idempotency import IdempotencyCache, Saved
 from ._params import Params
-from ._render import expand
+from ._render import expand, json_values
 from ._routing import Router, dispatch
 from ._state import API_VERSION, State
 from ._subscriptions import run_timers
@@ -100,6 +100,53 @@ class EmulatorResponse(NamedTuple):
     headers: dict[str, str]
     latency: float = 0.0
     dropped: bool = False
+
+
+class ParsedResponse(NamedTuple):
+    """One answer as an in-process client's JSON parser reads it (:meth:`StripeEmulator.
+    handle_parsed`): ``data`` is the body's JSON value, the client's own copy (``None`` when
+    dropped); the rest is as in :class:`EmulatorResponse`."""
+
+    status: int
+    data: Any
+    headers: dict[str, str]
+    latency: float = 0.0
+    dropped: bool = False
+
+
+Response = TypeVar("Response", EmulatorResponse, ParsedResponse)
+
+
+class _Reading(Generic[Response]):
+    """How a caller reads answers: as JSON text, or as the values its parser would make of it.
+
+    The answer is made once, in the representation its caller reads, and is a snapshot the
+    store can no longer change: text is immutable, values are a private copy. What is saved for
+    replays is always the text: it holds no objects for the garbage collector to walk over and
+    over while its key lives (a day of emulator time), which cost more than writing it."""
+
+    def __init__(self, response: type[Response], as_text: bool) -> None:
+        self.response, self.as_text = response, as_text
+
+    def answer(self, value: Any) -> Any:
+        """The answer to send for ``value`` (a stored object or an envelope, maybe live)."""
+        return _ENCODER.encode(value).encode() if self.as_text else json_values(value)
+
+    def kept(self, value: Any, sent: Any) -> bytes:
+        """The text to save for replays: the one sent, or written now for a values answer."""
+        return sent if self.as_text else _ENCODER.encode(value).encode()
+
+    def replayed(self, saved: bytes) -> Any:
+        """A saved answer's text in this caller's representation."""
+        return saved if self.as_text else json.loads(saved)
+
+    def dropped(self, latency: float) -> Response:
+        """No answer: the connection broke."""
+        return self.response(0, b"" if self.as_text else None, {}, latency, True)
+
+
+_AS_TEXT = _Reading(EmulatorResponse, as_text=True)
+_AS_VALUES = _Reading(ParsedResponse, as_text=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,31 +242,62 @@ class StripeEmulator:
         the request is then answered exactly as its text would be, without writing and parsing
         that text.
         """
+        return self._respond(_AS_TEXT, method, url, headers, body, form)
+
+    def handle_parsed(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        form: dict[str, Any],
+    ) -> ParsedResponse:
+        """:meth:`handle` for a client in this process that reads the answer as JSON values:
+        the same request, state change and answer, with the body's JSON value (a private copy,
+        :func:`~sim.stripe_emulator._render.json_values`) in place of its text. Such a client
+        would only parse the text back; skipping the text on both sides is most of the cost of
+        answering it."""
+        return self._respond(_AS_VALUES, method, url, headers, None, form)
+
+    def _respond(
+        self,
+        reading: _Reading[Response],
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        body: str | bytes | None,
+        form: dict[str, Any] | None,
+    ) -> Response:
         with self._lock:
             st = self._state
             fault, latency = st.injector.next_request()
             if fault is Fault.DROP_REQUEST:
-                return EmulatorResponse(0, b"", {}, latency, True)
+                return reading.dropped(latency)
             self._run_timers()
             request_id = "req_" + st.ids.token(14)
             if fault is Fault.SERVER_ERROR:
-                return EmulatorResponse(500, _SERVER_ERROR, _headers(request_id), latency)
+                answer = reading.replayed(_SERVER_ERROR)
+                return reading.response(500, answer, _headers(request_id), latency)
             if fault is Fault.RATE_LIMIT:
-                return EmulatorResponse(429, _RATE_LIMITED, _headers(request_id), latency)
-            response = self._answer(method.lower(), url, headers or {}, body, request_id, form)
+                answer = reading.replayed(_RATE_LIMITED)
+                return reading.response(429, answer, _headers(request_id), latency)
+            response = self._answer(
+                reading, method.lower(), url, headers or {}, body, request_id, form
+            )
             if fault is Fault.DROP_RESPONSE:
-                return EmulatorResponse(0, b"", {}, latency, True)
+                return reading.dropped(latency)
             return response._replace(latency=latency) if latency else response
 
     def _answer(
         self,
+        reading: _Reading[Response],
         method: str,
         url: str,
         headers: Mapping[str, str],
         body: str | bytes | None,
         request_id: str,
         form: dict[str, Any] | None = None,
-    ) -> EmulatorResponse:
+    ) -> Response:
         st = self._state
         out = _headers(request_id)
         parts = urlsplit(url)
@@ -244,7 +322,7 @@ class StripeEmulator:
                     if saved.fingerprint != fingerprint:
                         raise _idempotency_error(key)
                     out["Idempotent-Replayed"] = "true"
-                    return EmulatorResponse(saved.status, saved.body, out)
+                    return reading.response(saved.status, reading.replayed(saved.body), out)
                 out["Idempotent-Replayed"] = "false"
             st.request = {"id": request_id, "idempotency_key": key}
             route, ids = _ROUTER.resolve(method, parts.path)
@@ -253,16 +331,19 @@ class StripeEmulator:
             paths = params.array("expand")
             if paths:
                 result = expand(st.store, result, paths)
-            status, payload = 200, _ENCODER.encode(result).encode()
+            status, payload = 200, reading.answer(result)
             if key is not None:
-                self._idempotency.save((api_key, key), Saved(fingerprint, status, payload), now)
+                kept = Saved(fingerprint, status, reading.kept(result, payload))
+                self._idempotency.save((api_key, key), kept, now)
         except StripeAPIError as error:
-            status, payload = error.status, _ENCODER.encode(error.envelope()).encode()
+            envelope = error.envelope()
+            status, payload = error.status, reading.answer(envelope)
             if key is not None and error.saved:
-                self._idempotency.save((api_key, key), Saved(fingerprint, status, payload), now)
+                kept = Saved(fingerprint, status, reading.kept(envelope, payload))
+                self._idempotency.save((api_key, key), kept, now)
         finally:
             st.request = {"id": None, "idempotency_key": None}
-        return EmulatorResponse(status, payload, out)
+        return reading.response(status, payload, out)
 
     def malformed(self, message: str) -> EmulatorResponse:
         """The 400 for a request the transport could not even read (a bad ``Content-Length``, an

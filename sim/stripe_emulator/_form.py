@@ -47,15 +47,24 @@ def form_values(params: Mapping[str, Any]) -> dict[str, Any]:
     (they write no pair). For a client in this process that skips the text."""
     out: dict[str, Any] = {}
     for key, value in params.items():
-        read = _value(value)
+        read = value if type(value) is str else _value(value)  # most are strings: no call
         if read is not None:
             out[key] = read
     return out
 
 
 def _value(value: Any) -> Any:
+    # Strings, numbers and flags are most values: read by exact type first, because the
+    # ``Mapping`` check below is an ABC's, and slow (subclasses still take the general path).
+    kind = type(value)
+    if kind is str:
+        return value
     if value is None:
         return None
+    if kind is int:
+        return str(value)
+    if kind is bool:
+        return "true" if value else "false"
     if isinstance(value, Mapping):
         read = form_values(value)
         if read and all(whole_number(key) is not None for key in read):

@@ -142,12 +142,10 @@ class State:
         data: dict[str, Any] = {"object": dict(obj)}
         if previous:
             data["previous_attributes"] = previous
-        endpoints: list[StripeObject] = []
-        for registry in (self.endpoints, self.operator_endpoints):
-            if registry:
-                endpoints.extend(e for e in registry.values() if _subscribed(e, type))
+        endpoints = self._subscribers(type)
+        event_id = self.ids.new("evt")
         event = {
-            "id": self.ids.new("evt"),
+            "id": event_id,
             "object": "event",
             "api_version": API_VERSION,
             "created": self.now() if created is None else created,
@@ -157,28 +155,45 @@ class State:
             "request": self.request,
             "type": type,
         }
-        event_id = event["id"]
         self.store.objects[event_id] = event
         seq = sequence_of(event_id)
         for index in self.account.event_indexes(type):
             index.add(event_id, seq)
         if endpoints:
-            payload = pretty_json(event).encode()
-            now = self.clock.now() if self.at is None else self.at
-            for endpoint in endpoints:
-                for delay in self.injector.delivery_delays():
-                    self.deliveries.push(
-                        Delivery(
-                            due_at=now + delay,
-                            event_id=event["id"],
-                            event_type=type,
-                            endpoint_id=endpoint["id"],
-                            url=endpoint["url"],
-                            payload=payload,
-                            secret=endpoint["secret"],
-                        )
-                    )
+            self._queue(event, endpoints)
         return event
+
+    def _subscribers(self, type: str) -> list[StripeObject]:
+        """The enabled endpoints of the current account and the operator's that take ``type``
+        (a plain loop: this runs for every event, and most events go to none or one)."""
+        found = []
+        for registry in (self.endpoints, self.operator_endpoints):
+            for endpoint in registry.values():
+                if endpoint["status"] == "enabled":
+                    enabled = endpoint["enabled_events"]
+                    if "*" in enabled or type in enabled:
+                        found.append(endpoint)
+        return found
+
+    def _queue(self, event: StripeObject, endpoints: list[StripeObject]) -> None:
+        """Queue a delivery of ``event`` (its text written once) to each endpoint, at the delays
+        the injected webhook faults draw."""
+        payload = pretty_json(event).encode()
+        now = self.clock.now() if self.at is None else self.at
+        event_id, type = event["id"], event["type"]
+        for endpoint in endpoints:
+            for delay in self.injector.delivery_delays():
+                self.deliveries.push(
+                    Delivery(
+                        due_at=now + delay,
+                        event_id=event_id,
+                        event_type=type,
+                        endpoint_id=endpoint["id"],
+                        url=endpoint["url"],
+                        payload=payload,
+                        secret=endpoint["secret"],
+                    )
+                )
 
     # -- lists ------------------------------------------------------------------------------------
 
@@ -212,10 +227,3 @@ class State:
             "has_more": has_more,
             "url": url,
         }
-
-
-def _subscribed(endpoint: StripeObject, type: str) -> bool:
-    if endpoint["status"] != "enabled":
-        return False
-    enabled = endpoint["enabled_events"]
-    return "*" in enabled or type in enabled

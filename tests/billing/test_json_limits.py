@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sim.billing.json_limits import MalformedJson, json_depth, load_json
@@ -47,3 +49,19 @@ def test_brackets_in_strings_never_refuse_a_shallow_body() -> None:
     with pytest.raises(MalformedJson, match="deeper than 2 levels"):
         load_json(b'[{"a": [1]}]', max_bytes=100, max_depth=2)
     assert load_json(b'{"a": [1]}', max_bytes=100, max_depth=2) == {"a": [1]}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le", "utf-32-be"])
+def test_bodies_are_read_in_every_encoding_json_reads(encoding: str) -> None:
+    """Bytes are decoded as ``json.loads`` decodes them: UTF-8, -16 or -32, told by their first
+    bytes."""
+    body = '{"a": ["é", 1.5, null]}'.encode(encoding)
+    assert load_json(body, max_bytes=1_000) == json.loads(body) == {"a": ["é", 1.5, None]}
+
+
+def test_a_surrogate_escaped_in_utf8_reads_as_json_loads_reads_it() -> None:
+    """UTF-8 bytes of a lone surrogate pass as ``json.loads`` lets them; bytes that are no text
+    at all are malformed."""
+    assert load_json(b'"\xed\xa0\x80"', max_bytes=100) == json.loads(b'"\xed\xa0\x80"')
+    with pytest.raises(MalformedJson, match=r"^not JSON"):
+        load_json(b'{"a": "\xff"}', max_bytes=100)

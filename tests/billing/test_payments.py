@@ -3,10 +3,14 @@ the simulation's direct requester (every test taking ``stripe_gateway`` runs bot
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.billing import (
     ChargeDeclined,
@@ -417,3 +421,92 @@ class SequenceRequester:
         self, method: str, path: str, params: Mapping[str, Any], idempotency_key: str | None = None
     ) -> StripeAnswer:
         return self.answers.pop(0)
+
+
+def _library_verdict(secret: str, now: float, payload: bytes, header: str | None) -> bool:
+    """The check this verifier replaced: the library's ``verify_header`` (its clock off), then
+    the first ``t=`` strictly a whole number within 300 s of ``now``."""
+    import stripe as library
+
+    try:
+        library.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+    except (library.SignatureVerificationError, UnicodeDecodeError, TypeError):
+        return False  # TypeError: compare_digest refuses non-ASCII text
+    assert header is not None
+    stamps = [p[2:] for p in header.split(",") if p.startswith("t=")]
+    if not stamps or not (stamps[0].isascii() and stamps[0].isdigit()):
+        return False
+    return abs(now - int(stamps[0])) <= 300
+
+
+def _verdict(secret: str, now: float, payload: bytes, header: str | None) -> bool:
+    try:
+        WebhookVerifier(secret, ManualClock(now)).verify(payload, header)
+    except WebhookSignatureError:
+        return False
+    return True
+
+
+_NOW = 1_767_225_600
+_PAYLOADS = st.sampled_from([b"{}", b'{"id": "evt_1", "note": "\xc3\xa9"}', b'{"x": "\xff"}', b""])
+_STAMPS = st.sampled_from(
+    [str(_NOW), str(_NOW - 299), str(_NOW + 301), f"0{_NOW}", f" {_NOW}", f"{_NOW}=1", "1_0",
+     "-5", "", "9" * 30, "١٢"]
+)  # fmt: skip
+
+
+@st.composite
+def _headers(draw: st.DrawFn) -> tuple[str, bytes, str | None]:
+    """A secret, a body, and a header of items a sender could write: a timestamp well or badly
+    formed, a signature over some timestamp and body with some secret (mostly the right ones),
+    and among them bare keys, other schemes, empty items, in any order."""
+    secret = draw(st.sampled_from(["whsec_test", "whsec_test", "whsec_other", " ", "whsec_é"]))
+    payload, stamp = draw(_PAYLOADS), draw(st.sampled_from([str(_NOW)] * 6) | _STAMPS)
+    signed_stamp = draw(st.sampled_from([stamp, stamp, str(_NOW)]))
+    signed_body = draw(st.sampled_from([payload, payload, payload + b" "]))
+    signer = draw(st.sampled_from([secret, secret, "whsec_test"]))
+    mac = hmac.new(signer.encode(), signed_stamp.encode() + b"." + signed_body, hashlib.sha256)
+    extra = st.sampled_from(
+        [f"t={_NOW}", "t", "v1", "v0=abc", "v1=", "v1=é", f"v1={mac.hexdigest()}=x", "t=", "x", ""]
+    )
+    items = draw(st.lists(extra, max_size=2))
+    for wanted in (f"t={stamp}", f"v1={mac.hexdigest()}"):
+        if draw(st.integers(0, 4)):  # four times in five
+            items.insert(draw(st.integers(0, len(items))), wanted)
+    header = None if draw(st.integers(0, 9)) == 0 else ",".join(items)
+    return secret, payload, header
+
+
+@settings(max_examples=600)
+@given(_headers())
+def test_the_verdict_is_the_libraries(case: tuple[str, bytes, str | None]) -> None:
+    """On any header and body, a delivery passes exactly when it passed the library's check and
+    the strict timestamp: same secret, same clock."""
+    secret, payload, header = case
+    assert _verdict(secret, _NOW, payload, header) == _library_verdict(
+        secret, _NOW, payload, header
+    )
+
+
+def test_signed_deliveries_pass_whatever_the_header_holds_besides() -> None:
+    """The right signature among others, another scheme, a leading-zero stamp: it passes, as
+    in the library; the same with the body changed does not."""
+    payload = b'{"id": "evt_1"}'
+    digest = hmac.new(b"whsec_test", b"%d." % _NOW + payload, hashlib.sha256).hexdigest()
+    for header in (
+        f"t={_NOW},v1={digest}",
+        f"v0=abc,t={_NOW},v1=00,v1={digest}",
+        f"t=0{_NOW},v1={digest}",
+        f"t={_NOW},v1={digest}=x",
+    ):
+        assert _verdict("whsec_test", _NOW, payload, header), header
+        assert _library_verdict("whsec_test", _NOW, payload, header), header
+        assert not _verdict("whsec_test", _NOW, payload + b" ", header)
+
+
+def test_the_secret_is_read_only() -> None:
+    """The HMAC is keyed with the secret once: the secret cannot change under it."""
+    verifier = WebhookVerifier("whsec_test", ManualClock(_NOW))
+    assert verifier.secret == "whsec_test"
+    with pytest.raises(AttributeError):
+        verifier.secret = "whsec_other"  # type: ignore[misc]

@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from sim.billing import DecryptionError, Vault
+from sim.billing import vault as vault_module
 
 KEY = bytes(range(32))
 
@@ -86,3 +87,49 @@ def test_master_key_from_environment() -> None:
         Vault.from_env({"TOPUP_MASTER_KEY": "not base64!"})
     with pytest.raises(ValueError, match="32 bytes"):
         Vault.from_env({"TOPUP_MASTER_KEY": base64.b64encode(b"short").decode()})
+
+
+def test_a_token_opened_once_still_opens_only_for_its_user_key_and_field() -> None:
+    """A decrypted field is remembered, but only for the user, data key and field it was
+    decrypted for: the same token under any other fails as before."""
+    vault = Vault(KEY)
+    wrapped, other = vault.new_wrapped_key("u1"), vault.new_wrapped_key("u1")
+    token = vault.encrypt("u1", wrapped, "f", "secret")
+    assert vault.decrypt("u1", wrapped, "f", token) == "secret"
+    assert vault.decrypt("u1", wrapped, "f", token) == "secret"
+    for user, key, field in (("u2", wrapped, "f"), ("u1", other, "f"), ("u1", wrapped, "g")):
+        with pytest.raises(DecryptionError):
+            vault.decrypt(user, key, field, token)
+
+
+def test_a_failed_decryption_is_not_remembered() -> None:
+    """A tampered token fails every time; the genuine one still opens."""
+    vault = Vault(KEY)
+    wrapped = vault.new_wrapped_key("u1")
+    token = vault.encrypt("u1", wrapped, "f", "secret")
+    forged = token[:-1] + bytes([token[-1] ^ 1])
+    for _ in range(2):
+        with pytest.raises(DecryptionError):
+            vault.decrypt("u1", wrapped, "f", forged)
+    assert vault.decrypt("u1", wrapped, "f", token) == "secret"
+
+
+def test_remembered_fields_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound the remembered fields are forgotten, and every token still opens."""
+    monkeypatch.setattr(vault_module, "MAX_OPENED", 3)
+    vault = Vault(KEY)
+    wrapped = vault.new_wrapped_key("u1")
+    tokens = [vault.encrypt("u1", wrapped, "f", str(n)) for n in range(5)]
+    for _ in range(2):
+        assert [vault.decrypt("u1", wrapped, "f", token) for token in tokens] == list("01234")
+        assert len(vault._opened) <= 3
+
+
+def test_a_token_that_is_not_bytes_opens_too() -> None:
+    """A driver may hand back a bytearray or memoryview: decrypted, not remembered."""
+    vault = Vault(KEY)
+    wrapped = vault.new_wrapped_key("u1")
+    token = vault.encrypt("u1", wrapped, "f", "secret")
+    assert vault.decrypt("u1", wrapped, "f", bytearray(token)) == "secret"
+    assert vault.decrypt("u1", wrapped, "f", memoryview(token)) == "secret"
+    assert vault._opened == {}

@@ -45,6 +45,7 @@ def test_public_api() -> None:
             "form_values",
             "LatencyCallback",
             "ManualClock",
+            "ParsedResponse",
             "Snapshot",
             "StripeEmulator",
             "SystemClock",

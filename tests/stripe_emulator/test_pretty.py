@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sim.stripe_emulator import _pretty
 from sim.stripe_emulator._pretty import pretty_json
 
 _SCALARS = st.one_of(
@@ -48,3 +49,25 @@ def test_what_json_cannot_hold_is_a_type_error(value: object) -> None:
     """A non-string key or a value JSON has no type for is refused, not written half."""
     with pytest.raises(TypeError):
         pretty_json(value)
+
+
+def test_keys_with_percent_signs_are_written_as_they_are() -> None:
+    """An object's frame is a ``%`` template: a ``%`` in a key is text, never a placeholder."""
+    value = {"a%s": 1, "%": {"%d%%": "x"}, "b": "%s"}
+    assert pretty_json(value) == json.dumps(value, indent=2)
+
+
+def test_an_object_is_written_the_same_the_second_time() -> None:
+    """The frame kept from the first object of a shape serves the next one, at any depth."""
+    first, second = {"id": "a", "n": 1}, {"id": "b", "n": None}
+    for value in (first, second, [first], [second], {"x": [second]}):
+        assert pretty_json(value) == json.dumps(value, indent=2)
+
+
+def test_frames_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shapes come from clients (metadata keys): past the bound they are written, not kept."""
+    monkeypatch.setattr(_pretty, "_FRAMES", {})
+    for n in range(_pretty.MAX_FRAMES + 10):
+        value = {f"k{n}": n}
+        assert pretty_json(value) == json.dumps(value, indent=2)
+    assert len(_pretty._FRAMES) == _pretty.MAX_FRAMES

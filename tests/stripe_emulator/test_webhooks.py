@@ -308,3 +308,16 @@ def test_cli_uses_the_given_webhook_secret() -> None:
     )
     _stop(process)
     assert "secret whsec_mine)" in line
+
+
+def test_each_signature_is_its_own_with_its_own_secret() -> None:
+    """Signatures made one after another under one secret (its keyed HMAC reused) each verify
+    for their own body and time, and another secret signs differently."""
+    from sim.stripe_emulator import signature_header
+
+    first = signature_header(b'{"n": 1}', SECRET, 1_000)
+    second = signature_header(b'{"n": 2}', SECRET, 1_001)
+    for body, header in ((b'{"n": 1}', first), (b'{"n": 2}', second)):
+        stripe.WebhookSignature.verify_header(body, header, SECRET, tolerance=None)
+    assert signature_header(b'{"n": 1}', SECRET, 1_000) == first
+    assert signature_header(b'{"n": 1}', "whsec_other", 1_000) != first
