@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -58,6 +58,9 @@ from .postman import Postman
 from .scenario import DAY, HOUR, Group, Scenario, Usage
 from .traces import Trace, load_trace
 from .usage import TICKS, requests_between
+
+#: What :meth:`World.operation` gives when no worker can die: a context that does nothing.
+_NOTHING_TO_CRASH: AbstractContextManager[None] = nullcontext()
 
 #: After the traffic: time for in-flight top-ups and webhook retries (60 s .. 12 h back-off).
 SETTLE_SECONDS = DAY
@@ -332,18 +335,26 @@ class World:
     def _fault(self, kind: str, user_id: str, operation: str) -> None:
         self.events.add(kind, user_id, event=operation)
 
-    @contextmanager
-    def operation(self, name: str, user_id: str | None = None) -> Iterator[None]:
+    def operation(self, name: str, user_id: str | None = None) -> AbstractContextManager[None]:
         """Run one operation of a worker: name it for the crash plan, and if the worker dies
-        in it, log a ``crash`` row (``outcome`` = the boundary) and go on with the world."""
+        in it, log a ``crash`` row (``outcome`` = the boundary) and go on with the world.
+
+        Without a crash plan there is nothing to name or catch: the same do-nothing context
+        every time, not a generator-based one built per top-up and per webhook delivery (about
+        4% of a sweep point that tops up every 16 requests)."""
         if self.crash is None:
-            yield
-            return
-        self.crash.begin(name)
+            return _NOTHING_TO_CRASH
+        return self._crashable_operation(self.crash, name, user_id)
+
+    @contextmanager
+    def _crashable_operation(
+        self, crash: CrashPlan, name: str, user_id: str | None
+    ) -> Iterator[None]:
+        crash.begin(name)
         try:
             yield
-        except Crash as crash:
-            self.events.add("crash", user_id, outcome=crash.boundary, event=name)
+        except Crash as died:
+            self.events.add("crash", user_id, outcome=died.boundary, event=name)
 
     def _latency(self) -> int:
         latency = self.scenario.payments.latency
