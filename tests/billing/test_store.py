@@ -775,6 +775,20 @@ def test_a_refused_spend_is_not_kept_and_keys_are_per_user(db: Store) -> None:
     assert (other.balance, other.replay) == (50, None)
 
 
+def test_keeping_a_new_key_forgets_only_the_expired_ones(db: Store) -> None:
+    """Keeping a spend under a new key drops the keys past their window, not the others: a
+    retry of an earlier request inside its window still replays after later keyed spends."""
+    db.credit("u1", 10_000, "grant", "support-1", T0)
+    db.deduct("u1", 100, T0, POLICY, _seal, "old")
+    db.deduct("u1", 100, T0 + 10, POLICY, _seal, "first")
+    db.deduct("u1", 100, T0 + USAGE_KEY_SECONDS, POLICY, _seal, "second")  # "old" expires
+    retried = db.deduct("u1", 100, T0 + USAGE_KEY_SECONDS + 5, POLICY, _seal, "first")
+    assert retried.replay == UsageRecord(100, 10_800, Trigger.NONE, T0 + 10)
+    assert retried.balance == 10_800
+    again = db.deduct("u1", 100, T0 + USAGE_KEY_SECONDS + 6, POLICY, _seal, "old")
+    assert (again.replay, again.balance) == (None, 10_600)
+
+
 def test_a_kept_spend_expires_after_its_window(db: Store) -> None:
     db.deduct("u1", 100, T0, POLICY, _seal, "k")
     inside = db.deduct("u1", 100, T0 + USAGE_KEY_SECONDS - 1, POLICY, _seal, "k")
