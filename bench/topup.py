@@ -37,7 +37,7 @@ from sim.billing import (
 )
 from sim.billing.payments import WebhookVerifier
 from sim.gateways import stripe_test_mode
-from sim.runner import _fewer_collections
+from sim.runner import fewer_collections
 from sim.stripe_emulator import Faults
 
 SETTINGS = AutoTopupSettings(True, 1_000, 10_000, "eur")
@@ -51,7 +51,7 @@ COOLDOWN = 3_600.0
 
 def top_ups(gateway: str, users: int, enabled: bool = True) -> float:
     """Seconds per user for ``users`` threshold crossings, each topped up and credited."""
-    with _fewer_collections():
+    with fewer_collections():
         return _top_ups(gateway, users, enabled)
 
 

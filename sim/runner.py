@@ -57,7 +57,7 @@ def run(
     chosen = get_backend(backend)
     opened = chosen.open()
     try:
-        with _fewer_collections():
+        with fewer_collections():
             world = World(scenario, seed, opened, crash, gateway, metrics_interval)
             with tqdm(
                 total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
@@ -109,10 +109,11 @@ RUN_GC_THRESHOLD = 100_000
 
 
 @contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Collect rarely while a run holds its world; Python's thresholds are back afterwards,
-    whatever happened (a sweep's worker runs many worlds, and the caller's process goes on),
-    when the world's records are freed and a full collection is cheap again."""
+def fewer_collections() -> Iterator[None]:
+    """Collect rarely while a run holds its world (and while a benchmark times what a run
+    does); Python's thresholds are back afterwards, whatever happened (a sweep's worker runs
+    many worlds, and the caller's process goes on), when the world's records are freed and a
+    full collection is cheap again."""
     before = gc.get_threshold()
     gc.set_threshold(RUN_GC_THRESHOLD, 50, 100)
     try:

@@ -218,7 +218,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
         if at_rest(balance, settings.enabled, settings.threshold, user.open_seq):
             # Nearly every deduction: nothing to decide, only the spend to write.
             if taken:
-                self._book(user, -credits, "usage", None, real(now))
+                self._book(user, -credits, _USAGE, None, real(now))
             return Deducted(refused, balance, TRIGGER_NONE, None, None, user.snapshot())
         state = UserTopupState(
             balance, settings.enabled, settings.threshold, user.state, user.open_seq,
@@ -243,7 +243,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             queued = self._prepare_notices([held], now)
         # Everything is computed: write.
         if taken:
-            self._book(user, -credits, "usage", None, created_at)
+            self._book(user, -credits, _USAGE, None, created_at)
         if lease is not None:
             user.lease, user.lease_until = lease, until
         self._queue(queued)
@@ -270,7 +270,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
         )  # fmt: skip
         # Everything is computed: write.
         if taken:
-            self._book(user, -taken, "usage", None, created_at)
+            self._book(user, -taken, _USAGE, None, created_at)
         user.attempts[attempt] = claimed
         user.seq = user.open_seq = attempt
         user.lease, user.lease_until = lease, until
