@@ -39,7 +39,7 @@ import pyarrow as pa
 from sim.billing import CURRENCIES, Store
 from sim.billing.pricing import CURRENCY_EXPONENTS
 
-from .eventlog import COLUMNS, Row
+from .eventlog import COLUMNS, EventLog, Row
 from .gateways import Payment
 from .scenario import Scenario
 from .stats import INTERVALS, mean_interval, wilson
@@ -47,12 +47,11 @@ from .usage import TICKS
 from .world import Profile
 
 _INT_COLUMNS = ("credits", "balance", "attempt", "amount_minor")
-#: One event log row as Arrow reads it: ``time`` (ticks) and the counts as int64, the rest text
-#: (``large_string``, what pandas' ``string`` dtype holds).
-_ARROW_ROW = pa.struct(
-    [(name, pa.int64() if name in ("time", *_INT_COLUMNS) else pa.large_string())
-     for name in COLUMNS]
-)  # fmt: skip
+#: Each event log column as Arrow reads it: ``time`` (ticks) and the counts as int64, the rest
+#: text (``large_string``, what pandas' ``string`` dtype holds).
+_ARROW_TYPES = {
+    name: pa.int64() if name in ("time", *_INT_COLUMNS) else pa.large_string() for name in COLUMNS
+}
 _FAILED = (
     "topup_declined",
     "topup_action_required",
@@ -241,19 +240,23 @@ def metrics_frame(samples: Sequence[tuple[float, str, str, float]]) -> pd.DataFr
     return frame
 
 
-def events_frame(rows: list[Row], start: float | None = None) -> pd.DataFrame:
-    """The event log, with ``time`` in seconds from the scenario's start and, given the start
-    (epoch seconds), ``timestamp`` beside it: the same instant in UTC, to the millisecond.
+def events_frame(rows: EventLog | Sequence[Row], start: float | None = None) -> pd.DataFrame:
+    """The event log (an :class:`~sim.eventlog.EventLog`, or its rows), with ``time`` in seconds
+    from the scenario's start and, given the start (epoch seconds), ``timestamp`` beside it: the
+    same instant in UTC, to the millisecond.
 
-    Built column-wise: Arrow reads the rows once, in C, into typed columns
-    (:data:`_ARROW_ROW`), and pandas wraps those without parsing each value again. Pandas' own
+    Built column-wise: Arrow reads each column once, in C, into a typed array
+    (:data:`_ARROW_TYPES`), and pandas wraps those without parsing each value again. Pandas' own
     record parsing with object columns converted afterwards took 2.2 s of a month's 886,134
     rows; this takes about 0.4 s. Each value of a count column is a whole number and of a text
     column a str, as :class:`~sim.eventlog.EventLog` writes them, or empty: ``None``, or
     pandas' ``NA`` or NaN in rows read back from a frame; anything else raises.
     """
-    table = pa.array(rows, type=_ARROW_ROW, from_pandas=True)
-    fields = dict(zip(COLUMNS, table.flatten(), strict=True))
+    columns = rows.columns() if isinstance(rows, EventLog) else _columns_of(rows)
+    fields = {
+        name: pa.array(values, type=_ARROW_TYPES[name], from_pandas=True)
+        for name, values in columns.items()
+    }
     ticks = fields.pop("time").to_numpy()
     data: dict[str, object] = {"time": ticks / TICKS}
     if start is not None:
@@ -262,6 +265,13 @@ def events_frame(rows: list[Row], start: float | None = None) -> pd.DataFrame:
     for name, values in fields.items():
         data[name] = _counts(values) if name in _INT_COLUMNS else pd.arrays.ArrowStringArray(values)
     return pd.DataFrame(data)
+
+
+def _columns_of(rows: Sequence[Row]) -> dict[str, Sequence[object]]:
+    """Rows (each in :data:`~sim.eventlog.COLUMNS` order) as columns by name."""
+    if not rows:
+        return {name: [] for name in COLUMNS}
+    return dict(zip(COLUMNS, zip(*rows, strict=True), strict=True))
 
 
 def _counts(values: pa.Array) -> pd.arrays.IntegerArray:

@@ -91,7 +91,7 @@ def _results(world: World, check: bool, backend: str) -> Results:
         )
         if violations:
             raise InvariantViolation(violations)
-    events = events_frame(world.events.rows, scenario.start)
+    events = events_frame(world.events, scenario.start)
     users = users_frame(events, world.profiles, world.store, payments, scenario.horizon)
     summary = summary_frame(scenario, seed, events, users, payments)
     groups = groups_frame(scenario, seed, events, users, payments)

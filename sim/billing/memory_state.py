@@ -31,9 +31,10 @@ from .store import (
 #: The schema's defaults for a new user's auto top-up columns (off, 1,000, 10,000, eur).
 _DEFAULT_SETTINGS = AutoTopupSettings()
 
-#: A ledger row: ``(entry_id, delta, kind, reference, balance_after, created_at)``. A tuple, not
-#: a ``LedgerEntry``, because one is written on every deduction and a frozen dataclass costs
-#: several times as much to build; ``ledger()`` builds the records when they are read.
+#: A credit's ledger row: ``(entry_id, delta, kind, reference, balance_after, created_at)``. A
+#: tuple, not a ``LedgerEntry``, because a frozen dataclass costs several times as much to build;
+#: ``ledger()`` builds the records when they are read (deductions keep theirs in
+#: ``UserRow.spends``).
 LedgerRow = tuple[int, int, str, str | None, int, float]
 
 #: An outbox row: ``(created_at, notice_id, kind, detail as JSON)``. The detail is kept as the JSON
@@ -73,8 +74,11 @@ class UserRow:
     encrypted_tfa_secret: bytes | None = None
     tfa_last_step: int | None = None
     version: int = 0
-    #: The user's ledger, in entry order.
-    ledger: list[LedgerRow] = field(default_factory=list)
+    #: The ledger's ``usage`` entries (a deduction's), in entry order, end to end: entry id,
+    #: delta, balance after, created at, then the next entry's. No object per entry: a month of
+    #: them as tuples was a tenth of a sweep worker's memory at decision scale, each one more
+    #: object for the cyclic garbage collector to walk (docs/performance.md).
+    spends: list[int | float] = field(default_factory=list)
     #: The ledger rows written by a credit (every kind but the deductions' ``usage``), in entry
     #: order: the reconcile and the books check read these, and finding them in a month of
     #: usage rows took longer than the month's other reads together.

@@ -26,6 +26,7 @@ webhook events and subscriptions are in ``memory_events.py``, two-factor state i
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -218,7 +219,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
         if at_rest(balance, settings.enabled, settings.threshold, user.open_seq):
             # Nearly every deduction: nothing to decide, only the spend to write.
             if taken:
-                self._book(user, -credits, _USAGE, None, real(now))
+                self._spend(user, credits, real(now))
             return Deducted(refused, balance, TRIGGER_NONE, None, None, user.snapshot())
         state = UserTopupState(
             balance, settings.enabled, settings.threshold, user.state, user.open_seq,
@@ -243,7 +244,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             queued = self._prepare_notices([held], now)
         # Everything is computed: write.
         if taken:
-            self._book(user, -credits, _USAGE, None, created_at)
+            self._spend(user, credits, created_at)
         if lease is not None:
             user.lease, user.lease_until = lease, until
         self._queue(queued)
@@ -270,7 +271,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
         )  # fmt: skip
         # Everything is computed: write.
         if taken:
-            self._book(user, -taken, _USAGE, None, created_at)
+            self._spend(user, taken, created_at)
         user.attempts[attempt] = claimed
         user.seq = user.open_seq = attempt
         user.lease, user.lease_until = lease, until
@@ -284,15 +285,14 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
         newest = user.attempts.get(user.seq)
         return None if newest is None else newest.claimed_at
 
-    def _book(
-        self, user: UserRow, delta: int, kind: str, reference: str | None, created_at: float
-    ) -> None:
-        """Write one balance change and its ledger entry (the next entry id), add it to the
-        ledger's sum; raise the version. Callers have checked that it can be written."""
-        balance = user.balance + delta
-        self._entry_id += 1
-        user.ledger.append((self._entry_id, delta, kind, reference, balance, created_at))
-        user.ledger_total += delta
+    def _spend(self, user: UserRow, credits: int, created_at: float) -> None:
+        """Write a deduction of ``credits``: the balance, its ``usage`` ledger entry (the next
+        entry id) at the end of the user's spends, the ledger's sum; raise the version. Callers
+        have checked that the balance pays for it."""
+        balance = user.balance - credits
+        self._entry_id = entry_id = self._entry_id + 1
+        user.spends += (entry_id, -credits, balance, created_at)
+        user.ledger_total -= credits
         user.balance = balance
         user.version += 1
 
@@ -322,10 +322,15 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
     def _credit(
         self, user: UserRow, credits: int, kind: str, reference: str, created_at: float
     ) -> None:
-        """Write a credit :meth:`_creditable` allowed, keep its row among the user's credits,
-        and take its reference."""
-        self._book(user, credits, kind, reference, created_at)
-        user.credits.append(user.ledger[-1])
+        """Write a credit :meth:`_creditable` allowed: the balance, its ledger entry (the next
+        entry id) among the user's credits, the ledger's sum; take its reference and raise the
+        version."""
+        balance = user.balance + credits
+        self._entry_id += 1
+        user.credits.append((self._entry_id, credits, kind, reference, balance, created_at))
+        user.ledger_total += credits
+        user.balance = balance
+        user.version += 1
         self._references.add(reference)
 
     def settle_topup(
@@ -532,7 +537,8 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
     def ledger(self, user_id: str, kinds: Collection[str] | None = None) -> list[LedgerEntry]:
         """The user's ledger in order; with ``kinds``, only the entries of those kinds. Without
         ``usage`` among them only the rows credits wrote are read (``UserRow.credits``): a
-        deduction writes nothing but ``usage`` rows, a month of them per user."""
+        deduction writes nothing but ``usage`` rows, a month of them per user, kept apart
+        (``UserRow.spends``) and merged in entry order only when asked for."""
         with self._lock:
             user = self._users.get(user_id)
             if user is None:
@@ -540,7 +546,13 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
             elif kinds is not None and _USAGE not in kinds:
                 rows = list(user.credits)
             else:
-                rows = list(user.ledger)
+                spends = iter(user.spends)
+                rows = list(heapq.merge(
+                    user.credits,
+                    ((entry_id, delta, _USAGE, None, balance_after, created_at)
+                     for entry_id, delta, balance_after, created_at
+                     in zip(spends, spends, spends, spends, strict=True)),
+                ))  # fmt: skip
         if kinds is not None:
             rows = [row for row in rows if row[2] in kinds]
         return [

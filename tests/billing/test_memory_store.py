@@ -613,7 +613,7 @@ def test_concurrent_deductions_are_one_at_a_time() -> None:
 
 
 class _Unwalkable(list[Any]):
-    """A ledger that can be appended to and indexed, but not walked."""
+    """Ledger entries that can be added to and indexed, but not walked."""
 
     def __iter__(self) -> Iterator[Any]:
         raise AssertionError("the whole ledger was walked")
@@ -625,7 +625,7 @@ def test_credits_and_the_sum_are_read_without_walking_the_usage_rows() -> None:
     store = MemoryStore()
     store.create_user("u1", b"wrapped", None, T0)
     store.credit("u1", 1_000, "grant", "opening", T0)
-    store._users["u1"].ledger = _Unwalkable(store._users["u1"].ledger)
+    store._users["u1"].spends = _Unwalkable(store._users["u1"].spends)
     for n in range(5):
         store.deduct("u1", 100, T0 + n, ClaimPolicy(3_600.0, 300.0), _seal)
     store.credit("u1", 2_000, "topup", "pi_1", T0 + 10)
@@ -638,6 +638,14 @@ def test_credits_and_the_sum_are_read_without_walking_the_usage_rows() -> None:
     ]
     assert [e.entry_id for e in store.ledger("u1", kinds=("topup",))] == [7]
     assert store.ledger_sum("u1") == store.get_user("u1").balance == 2_450
+    # Asked for, the usage entries come back merged with the credits in entry order.
+    kept = store._users["u1"].spends
+    store._users["u1"].spends = list(list.__iter__(kept))
+    assert [(e.entry_id, e.kind, e.delta, e.balance_after) for e in store.ledger("u1")] == [
+        (1, "grant", 1_000, 1_000), (2, "usage", -100, 900), (3, "usage", -100, 800),
+        (4, "usage", -100, 700), (5, "usage", -100, 600), (6, "usage", -100, 500),
+        (7, "topup", 2_000, 2_500), (8, "usage", -50, 2_450),
+    ]  # fmt: skip
 
 
 @pytest.mark.usefixtures("racy")

@@ -33,6 +33,10 @@ def test_rows_hold_each_named_column_in_its_place() -> None:
         {"time": 9, "kind": "cache_flush"},
     ]  # fmt: skip
     assert all(len(row) == len(COLUMNS) for row in log.rows)
+    assert len(log) == 5
+    columns = log.columns()
+    assert list(columns) == list(COLUMNS)
+    assert [tuple(values) for values in zip(*columns.values(), strict=True)] == log.rows
 
 
 @pytest.mark.parametrize("name", ["time", "colour"])
@@ -43,3 +47,4 @@ def test_add_refuses_a_column_it_does_not_take(name: str) -> None:
     with pytest.raises(TypeError, match=f"no event log column '{name}'"):
         log.add("x", **{name: 1})
     assert log.rows == []
+    assert len(log) == 0

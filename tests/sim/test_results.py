@@ -9,7 +9,7 @@ import pytest
 
 from sim import Results, parse_scenario, run
 from sim.backends import get_backend
-from sim.eventlog import COLUMNS, Row
+from sim.eventlog import COLUMNS, EventLog, Row
 from sim.results import events_frame
 from sim.usage import TICKS
 from sim.world import World
@@ -125,8 +125,8 @@ def _frame_from_records(rows: list[Row], start: float | None) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def chaos_rows() -> tuple[list[Row], float]:
-    """The raw event log of a small chaos run (every kind of row: faults, crashes, webhooks,
+def chaos_log() -> tuple[EventLog, float]:
+    """The event log of a small chaos run (every kind of row: faults, crashes, webhooks,
     declines, reconciles) and its start."""
     scenario = shipped("chaos", users=30, days=2)
     opened = get_backend("memory").open()
@@ -135,21 +135,25 @@ def chaos_rows() -> tuple[list[Row], float]:
         world.run()
     finally:
         opened.close()
-    return world.events.rows, scenario.start
+    return world.events, scenario.start
 
 
 @pytest.mark.parametrize("with_start", [True, False])
 def test_events_frame_equals_the_frame_built_from_records(
-    chaos_rows: tuple[list[Row], float], with_start: bool
+    chaos_log: tuple[EventLog, float], with_start: bool
 ) -> None:
     """The column-wise frame has exactly the dtypes and values of pandas' record-built one,
-    for a run's rows and for none."""
-    rows, start = chaos_rows
+    for a run's log, for its rows and for none."""
+    log, start = chaos_log
+    rows = log.rows
     when = start if with_start else None
     assert {row[2] for row in rows} >= {"request", "charge", "webhook", "store_fault"}
-    for given in (rows, []):
-        expected = _frame_from_records(given, when)
+    expected = _frame_from_records(rows, when)
+    for given in (log, rows):
         pd.testing.assert_frame_equal(events_frame(given, when), expected, check_exact=True)
+    empty = _frame_from_records([], when)
+    for given in (EventLog(lambda: 0), []):
+        pd.testing.assert_frame_equal(events_frame(given, when), empty, check_exact=True)
 
 
 def test_events_frame_keeps_every_column_of_a_full_row() -> None:
