@@ -54,6 +54,7 @@ from .page import PAGE_PATH
 from .payments import API_KEY_ENV, StripeGateway
 from .service import BillingService
 from .sqlite_store import SQLiteStore
+from .store import Store
 from .store_url import STORE_URL_ENV, open_store
 from .tasks import TaskRunner, ThreadRunner
 from .twofactor import TwoFactor
@@ -131,11 +132,32 @@ def build_billing(
             )
         else:
             gateway = StripeGateway.from_env()
+    _check_master_key(store, vault)
     billing = BillingService(
         clock=clock, cache=cache, store=store, gateway=gateway,
         notifier=LogNotifier(), tasks=tasks, vault=vault,
     )  # fmt: skip
     return billing, gateway
+
+
+def _check_master_key(store: Store, vault: Vault) -> None:
+    """Refuse a master key that cannot open the store's data keys (the store's first user's,
+    by id): with another ``TOPUP_MASTER_KEY`` than the one the store was written with (or none,
+    a throw-away one), every request that reads a card or a customer would fail, each as a
+    500, and nothing would say why."""
+    users = store.user_ids()
+    if not users:
+        return
+    user = store.get_user(users[0])
+    if not vault.opens(user.user_id, user.wrapped_key):
+        problem = (
+            "does not open the data keys this store was written with"
+            if os.environ.get(MASTER_KEY_ENV)
+            else "is not set, and this store's data keys were written under one"
+        )
+        raise SettingError(
+            f"{MASTER_KEY_ENV} {problem} (user {user.user_id}'s): set the key it was written with"
+        )
 
 
 def register_webhook_endpoint(gateway: StripeGateway, port: int, stripe_url: str) -> str:

@@ -62,6 +62,15 @@ class Vault:
         data_key = AESGCM.generate_key(bit_length=256)
         return _seal(self._master, data_key, _wrap_aad(user_id))
 
+    def opens(self, user_id: str, wrapped_key: bytes) -> bool:
+        """Whether this vault's master key unwraps ``user_id``'s data key: a server started
+        with another key than the one its store was written with can decrypt nothing."""
+        try:
+            self._data_key(user_id, wrapped_key)
+        except DecryptionError:
+            return False
+        return True
+
     def encrypt(self, user_id: str, wrapped_key: bytes, field: str, plaintext: str) -> bytes:
         """Encrypt ``plaintext`` for one user's field."""
         key = self._data_key(user_id, wrapped_key)

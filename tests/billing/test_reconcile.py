@@ -285,3 +285,35 @@ def test_command_with_a_bad_setting_is_one_line_and_exit_2(
         main(["--db", str(tmp_path / "b.sqlite"), "--stripe-url", "http://127.0.0.1:9"])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err and "TOPUP_MASTER_KEY" in err
+
+
+@pytest.mark.parametrize("key", [bytes(range(1, 33)), None], ids=["another key", "no key"])
+def test_command_refuses_a_master_key_that_cannot_open_the_store(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    key: bytes | None,
+) -> None:
+    """A store written under one master key, opened with another (or with none: a throw-away
+    one): the command stops at once with one line naming the setting and status 2, instead of
+    failing on each user that has a card or a customer."""
+    db = str(tmp_path / "billing.sqlite")
+    billing = BillingService(
+        clock=ManualClock(), cache=MemoryCache(), store=Store(db), gateway=ScriptedGateway(),
+        notifier=RecordingNotifier(), tasks=InlineRunner(), vault=Vault(KEY),
+    )  # fmt: skip
+    billing.create_user("ada", balance=500)
+    billing.save_payment_method("ada", "cus_ada", "pm_ada")
+    if key is None:
+        monkeypatch.delenv("TOPUP_MASTER_KEY", raising=False)
+    else:
+        monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(key).decode())
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--db", db])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2
+    assert "TOPUP_MASTER_KEY" in err and "user ada's" in err, err
+    # The key it was written with opens it.
+    monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
+    assert main(["--db", db]) == 0

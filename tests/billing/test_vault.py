@@ -21,6 +21,20 @@ def test_round_trip() -> None:
     assert vault.decrypt("u1", wrapped, "email", token) == "ada@example.com"
 
 
+def test_opens_says_whether_the_master_key_unwraps_a_users_data_key() -> None:
+    """Only the master key that wrapped a data key opens it, and only for its own user; asking
+    changes nothing (a vault that could not open a key still encrypts with its own)."""
+    vault, other = Vault(KEY), Vault(bytes(range(1, 33)))
+    wrapped = vault.new_wrapped_key("u1")
+    assert vault.opens("u1", wrapped)
+    assert not other.opens("u1", wrapped)
+    assert not vault.opens("u2", wrapped)
+    assert not other.opens("u1", wrapped)  # a failure is not remembered as a success
+    token = vault.encrypt("u1", wrapped, "f", "x")
+    with pytest.raises(DecryptionError):
+        other.decrypt("u1", wrapped, "f", token)
+
+
 def test_each_encryption_uses_a_fresh_nonce() -> None:
     """Encrypting the same value twice gives different tokens."""
     vault = Vault(KEY)
