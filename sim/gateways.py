@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sim.billing import Clock, Money, TransientGatewayError, UnknownTier, tier_for
+from sim.billing.claims import TOPUP_PURPOSE
 from sim.billing.payments import StripeGateway
 from sim.billing.pricing import credits_for_payment
-from sim.billing.service import TOPUP_PURPOSE
 from sim.billing.stripe_transport import StripeAnswer
 from sim.billing.subscriptions import PURPOSE as SUBSCRIPTION_PURPOSE
 from sim.stripe_emulator import TEST_CARD_ALIASES, Faults, StripeEmulator, form_values

@@ -5,7 +5,7 @@ store, payment gateway, notifier, task runner, vault) is passed to :class:`Billi
 """
 
 from .cache import BalanceCache, RedisCache
-from .claims import Trigger
+from .claims import Trigger, idempotency_key
 from .clock import Clock, ManualClock, SystemClock
 from .errors import (
     BillingError,
@@ -46,7 +46,7 @@ from .memory_cache import MemoryCache
 from .memory_store import MemoryStore
 from .notify import Notification, Notifier, RecordingNotifier
 from .pricing import CURRENCIES, TIER_CREDITS, TIERS, Money, Tier, price_of, tier_for
-from .service import BillingConfig, BillingService, Deduction, idempotency_key
+from .service import BillingConfig, BillingService, Deduction
 from .settings import ACTIVE, PAUSED, SUSPENDED, THRESHOLDS, AutoTopupSettings
 from .sqlite_store import SQLiteStore
 from .store import CachedUser, DeadLetter, Store, SubscriptionRecord

@@ -32,7 +32,8 @@ from .clock import Clock
 from .errors import CardDeclined, GatewayRequestError, UnknownIntent
 from .gateway import CardDetails, CheckoutGateway, OnSessionIntent
 from .pricing import Money, price_of
-from .service import F_CUSTOMER, BillingService
+from .service import BillingService
+from .vault import F_CUSTOMER
 
 #: Metadata ``purpose`` of a purchase's PaymentIntent (auto top-ups are ``auto_topup``).
 PURCHASE_PURPOSE = "purchase"

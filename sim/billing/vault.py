@@ -25,6 +25,12 @@ _VERSION = b"\x01"
 _NONCE = 12
 _KEY_BYTES = 32
 MASTER_KEY_ENV = "TOPUP_MASTER_KEY"
+
+#: The billing's field names, bound into each ciphertext: a token cannot move to another column.
+F_LAST_TRIGGERED = "auto_topup_last_triggered"
+F_PAYMENT_METHOD = "payment_method_id"
+F_CUSTOMER = "stripe_customer_id"
+F_EMAIL = "email"
 #: How many decrypted fields a vault remembers before it forgets them all (see ``decrypt``).
 MAX_OPENED = 65_536
 

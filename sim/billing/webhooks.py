@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from .claims import TOPUP_PURPOSE
 from .errors import (
     PriceMismatch,
     UnknownCurrency,
@@ -40,7 +41,7 @@ from .json_limits import MalformedJson, load_json
 from .metrics import log_event
 from .pricing import Money
 from .purchases import PURCHASE_PURPOSE, settle_purchase
-from .service import TOPUP_PURPOSE, BillingService
+from .service import BillingService
 from .store import DeadLetter
 from .subscriptions import Subscriptions, check_customer
 from .webhook_events import (
