@@ -42,16 +42,22 @@ AddUser = Callable[..., str]
 KEY = bytes(range(32))
 
 
+def _billing_on(db: str) -> BillingService:
+    """A billing service writing the SQLite file ``db`` under the master key ``KEY``, as a
+    server with ``TOPUP_MASTER_KEY`` set to it would."""
+    return BillingService(
+        clock=ManualClock(), cache=MemoryCache(), store=Store(db), gateway=ScriptedGateway(),
+        notifier=RecordingNotifier(), tasks=InlineRunner(), vault=Vault(KEY),
+    )  # fmt: skip
+
+
 def test_command_reconciles_a_store_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``python -m sim.billing.reconcile`` reads the server's store and keys and says what it
     found: here two users, nothing to repair, and ``--user`` narrows it to one."""
     db = str(tmp_path / "billing.sqlite")
-    billing = BillingService(
-        clock=ManualClock(), cache=MemoryCache(), store=Store(db), gateway=ScriptedGateway(),
-        notifier=RecordingNotifier(), tasks=InlineRunner(), vault=Vault(KEY),
-    )  # fmt: skip
+    billing = _billing_on(db)
     billing.create_user("ada", balance=500)
     billing.create_user("bob")
     monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
@@ -298,10 +304,7 @@ def test_command_refuses_a_master_key_that_cannot_open_the_store(
     one): the command stops at once with one line naming the setting and status 2, instead of
     failing on each user that has a card or a customer."""
     db = str(tmp_path / "billing.sqlite")
-    billing = BillingService(
-        clock=ManualClock(), cache=MemoryCache(), store=Store(db), gateway=ScriptedGateway(),
-        notifier=RecordingNotifier(), tasks=InlineRunner(), vault=Vault(KEY),
-    )  # fmt: skip
+    billing = _billing_on(db)
     billing.create_user("ada", balance=500)
     billing.save_payment_method("ada", "cus_ada", "pm_ada")
     if key is None:
