@@ -488,7 +488,7 @@ class World:
         if self.crash is not None:
             self.crash.armed = False
         yield self.env.timeout(round((SETTLE_SECONDS - HOUR) * TICKS))
-        for found in reconcile_all(self.billing):
+        for found in reconcile_all(self.billing, subscriptions=self.subscriptions):
             user, add = found.user_id, self.events.add
             if found.cache_repaired:
                 add("reconciled", user, outcome="cache_repaired")
@@ -500,6 +500,8 @@ class World:
                 add("reconciled", user, credits=found.notices_sent, outcome="notices_sent")
             for intent in found.uncredited_charges:
                 add("reconciled", user, outcome="credited", payment_intent=intent)
+            for invoice in found.uncredited_invoices:
+                add("reconciled", user, outcome="invoice_credited", payment_intent=invoice)
 
     def _replay(self, usage: Usage, index: int, group: str) -> None:
         """User ``index`` replays the next user of its group's trace (in turn, ids sorted): its

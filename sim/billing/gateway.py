@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .pricing import Money
+from .webhook_events import InvoiceEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,11 @@ class SubscriptionGateway(Protocol):
 
     def cancel_at_period_end(self, subscription_id: str) -> SubscriptionInfo:
         """Stop renewing: the subscription ends when the paid period does."""
+        ...
+
+    def paid_invoices(self, customer_id: str) -> list[InvoiceEvent]:
+        """The customer's paid invoices, oldest first, read as the webhook reads an invoice
+        (what the reconcile checks against the ledger)."""
         ...
 
 

@@ -100,7 +100,8 @@ class Metrics(Protocol):
         ...
 
     def uncredited_charge(self) -> None:
-        """The reconcile found a paid top-up without a credit, and credited it."""
+        """The reconcile found a paid top-up, purchase or subscription invoice without a
+        credit, and credited it."""
         ...
 
     def webhook(self, result: str) -> None:
@@ -246,7 +247,9 @@ class PrometheusMetrics:
             registry=r,
         )  # fmt: skip
         self._uncredited = Counter(
-            "topup_uncredited_charges", "Paid top-ups the reconcile found uncredited.", registry=r
+            "topup_uncredited_charges",
+            "Paid top-ups, purchases and subscription invoices the reconcile found uncredited.",
+            registry=r,
         )
         self._webhooks = Counter(
             "topup_webhooks", "Webhook deliveries handled, by result.", ["result"], registry=r

@@ -57,6 +57,7 @@ from .pricing import Money
 from .purchases import PURCHASE_PURPOSE
 from .stripe_transport import LibraryRequester, StripeRequester
 from .subscriptions import subscription_info
+from .webhook_events import InvoiceEvent, invoice_event
 
 API_KEY_ENV = "STRIPE_API_KEY"
 #: Answers that are Stripe's own trouble (rate limit, conflict with a request in flight, server
@@ -339,6 +340,16 @@ class StripeGateway:
             "post", f"/v1/subscriptions/{subscription_id}", {"cancel_at_period_end": True}
         )
         return subscription_info(subscription)
+
+    def paid_invoices(self, customer_id: str) -> list[InvoiceEvent]:
+        """The customer's paid invoices, oldest first (Stripe lists the newest first), each
+        read as the webhook handler reads an invoice object."""
+        found = [
+            invoice_event(invoice)
+            for invoice in self.list_all("/v1/invoices", {"customer": customer_id})
+            if invoice.get("status") == "paid"
+        ]
+        return found[::-1]
 
     def _monthly_price(self, credits: int, price: Money) -> str:
         """The recurring Price of a tier in a currency, found by lookup key or created once."""

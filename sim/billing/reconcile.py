@@ -11,7 +11,9 @@ job covers users who make no further request, and is the operator's tool after a
 - **charges without credit**: every succeeded auto top-up PaymentIntent of the user's customer is
   checked against the ledger; one that was never credited is credited now (once per intent, as
   always) and listed; so is every succeeded purchase, when a checkout gateway is given (a
-  purchase paid while the server died before answering, and its webhooks were lost);
+  purchase paid while the server died before answering, and its webhooks were lost); and every
+  paid invoice of a monthly top-up subscription, when the subscriptions are given (an invoice
+  is credited only by its webhook, so one whose deliveries all failed was credited by nothing);
 - **notices**: outbox notices a dead worker left unsent are sent (under their stable ids).
 
 The command's report also lists the newest dead-lettered webhook events (signed events that can
@@ -38,7 +40,9 @@ from .metrics import log_event
 from .purchases import PURCHASE_KIND, settle_purchase
 from .service import BillingService
 from .store import DeadLetter
+from .subscriptions import SUBSCRIPTION_KIND, Subscriptions
 from .tasks import InlineRunner
+from .webhooks import PERMANENT
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ class Reconciliation:
     notices_sent: int = 0
     #: Purchase PaymentIntents that had succeeded at Stripe without a credit; credited now.
     uncredited_purchases: tuple[str, ...] = ()
+    #: Subscription invoices paid at Stripe without a credit; credited now.
+    uncredited_invoices: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -68,14 +74,19 @@ class Reconciliation:
             or self.uncredited_charges
             or self.notices_sent
             or self.uncredited_purchases
+            or self.uncredited_invoices
         )
 
 
 def reconcile_user(
-    billing: BillingService, user_id: str, checkout: CheckoutGateway | None = None
+    billing: BillingService,
+    user_id: str,
+    checkout: CheckoutGateway | None = None,
+    subscriptions: Subscriptions | None = None,
 ) -> Reconciliation:
     """Reconcile one user: cache against store, expired attempts, charges (and, with
-    ``checkout``, purchases) against the ledger, unsent notices."""
+    ``checkout``, purchases; with ``subscriptions``, paid invoices) against the ledger, unsent
+    notices."""
     try:
         repaired = _repair_cache(billing, user_id)
     except CacheUnavailable:
@@ -102,8 +113,11 @@ def reconcile_user(
             log_event(log, logging.WARNING, "reconcile_uncredited_charge", user=user_id,
                       payment_intent=charge.payment_intent_id)  # fmt: skip
     purchases = [] if checkout is None else _credit_lost_purchases(billing, checkout, user_id)
+    invoices = [] if subscriptions is None else _credit_lost_invoices(subscriptions, user_id)
     sent = billing.send_pending_notices(user_id)
-    return Reconciliation(user_id, repaired, recovered, tuple(uncredited), sent, tuple(purchases))
+    return Reconciliation(
+        user_id, repaired, recovered, tuple(uncredited), sent, tuple(purchases), tuple(invoices)
+    )
 
 
 def _repair_cache(billing: BillingService, user_id: str) -> bool:
@@ -139,17 +153,51 @@ def _credit_lost_purchases(
     return found
 
 
+def _credit_lost_invoices(subscriptions: Subscriptions, user_id: str) -> list[str]:
+    """Credit the user's paid subscription invoices the ledger lacks (through the webhook's own
+    check and credit, once per invoice); their ids. An invoice the webhook would dead-letter
+    (another customer's, a wrong amount) is logged and left: a person must look. Only a user
+    with a subscription on record is looked at: one whose server died before Stripe answered
+    the subscribe, and whose every webhook was lost, is not found."""
+    billing = subscriptions.billing
+    if not billing.store.subscriptions(user_id):
+        return []  # never subscribed: no invoice to look for (and no Stripe call per user)
+    customer = billing.customer_id(user_id)
+    if customer is None:
+        return []
+    credited = {e.reference for e in billing.store.ledger(user_id, kinds=(SUBSCRIPTION_KIND,))}
+    found = []
+    for invoice in subscriptions.gateway.paid_invoices(customer):
+        if invoice.invoice_id in credited:
+            continue
+        try:
+            of = subscriptions.invoice_record(invoice, paid=True)
+        except PERMANENT as exc:
+            log_event(log, logging.WARNING, "reconcile_invoice_refused", user=user_id,
+                      invoice=invoice.invoice_id, reason=repr(str(exc)))  # fmt: skip
+            continue
+        if of is None or of.record.user_id != user_id:
+            continue
+        if subscriptions.credit_invoice(of, invoice):
+            found.append(invoice.invoice_id)
+            billing.metrics.uncredited_charge()
+            log_event(log, logging.WARNING, "reconcile_uncredited_invoice", user=user_id,
+                      invoice=invoice.invoice_id)  # fmt: skip
+    return found
+
+
 def reconcile_all(
     billing: BillingService,
     user_ids: Iterable[str] | None = None,
     checkout: CheckoutGateway | None = None,
+    subscriptions: Subscriptions | None = None,
 ) -> list[Reconciliation]:
     """Reconcile every user (or those given), in order; a user whose reconciliation hits an
     outage is skipped with a log line and picked up by the next run."""
     out = []
     for user_id in billing.store.user_ids() if user_ids is None else user_ids:
         try:
-            out.append(reconcile_user(billing, user_id, checkout))
+            out.append(reconcile_user(billing, user_id, checkout, subscriptions))
         except BillingError:
             log.exception("reconcile of %s failed; the next run retries it", user_id)
     return out
@@ -167,6 +215,7 @@ def report_lines(found: list[Reconciliation], dead_letters: list[DeadLetter]) ->
         f" attempt recovered={item.attempt_recovered}"
         f" charges credited={list(item.uncredited_charges)}"
         f" purchases credited={list(item.uncredited_purchases)}"
+        f" invoices credited={list(item.uncredited_invoices)}"
         f" notices sent={item.notices_sent}"
         for item in found
         if not item.clean
@@ -209,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     # Recoveries run in this process, now: a reconcile that exits has finished its repairs.
     db = args.db or (None if os.environ.get(STORE_URL_ENV) else "billing.sqlite")
     billing, gateway = build_billing_or_exit(parser, db, args.stripe_url, InlineRunner())
-    found = reconcile_all(billing, args.user, gateway)
+    subscriptions = Subscriptions(billing=billing, gateway=gateway)
+    found = reconcile_all(billing, args.user, gateway, subscriptions)
     print("\n".join(report_lines(found, billing.store.dead_letters(limit=DEAD_LETTERS_SHOWN))))
     return 0
 

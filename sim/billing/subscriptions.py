@@ -26,6 +26,8 @@ from .store import LIVE_SUBSCRIPTION_STATUSES, SubscriptionRecord
 from .webhook_events import InvoiceEvent, SubscriptionEvent
 
 PURPOSE = "monthly_topup"
+#: The ledger kind of a paid invoice's credit (its reference is the invoice id).
+SUBSCRIPTION_KIND = "subscription"
 
 
 class Subscriptions:
@@ -179,7 +181,7 @@ class Subscriptions:
             self.store.save_subscription(record)
         credits = record.credits + tier_for(record.credits).monthly_bonus
         credited = self.billing.add_credits(
-            record.user_id, credits, kind="subscription", reference=invoice.invoice_id
+            record.user_id, credits, kind=SUBSCRIPTION_KIND, reference=invoice.invoice_id
         )
         if credited:
             self.billing.notify(

@@ -171,6 +171,16 @@ def test_reconcile_all_skips_a_failing_user_and_logs_which(
 # the command -----------------------------------------------------------------------------------
 
 
+class _NothingElsePaid:
+    """A Stripe account where nobody bought a tier or paid an invoice."""
+
+    def succeeded_purchases(self, customer_id: str) -> list[object]:
+        return []
+
+    def paid_invoices(self, customer_id: str) -> list[object]:
+        return []
+
+
 def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -194,7 +204,7 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
         wired.append((db, stripe_url, type(tasks)))
         built, _ = build_billing(db, stripe_url, tasks)
         built.gateway = gateway  # charge through the script, not over HTTP
-        return built, None  # and no checkout gateway: no purchases to look for
+        return built, _NothingElsePaid()  # no purchases, no invoices to look for
 
     monkeypatch.setattr(serve, "build_billing", wire)
     monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
@@ -203,7 +213,7 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
     assert wired == [("billing.sqlite", "http://127.0.0.1:12111", InlineRunner)]
     assert capsys.readouterr().out.splitlines() == [
         "ada: cache repaired=False attempt recovered=1 charges credited=[]"
-        " purchases credited=[] notices sent=0",
+        " purchases credited=[] invoices credited=[] notices sent=0",
         "reconciled 1 users: 1 needed repair",
     ]
     assert [c.idempotency_key for c in gateway.calls] == ["auto-topup:ada:1"]

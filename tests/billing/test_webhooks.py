@@ -23,6 +23,7 @@ from sim.billing import (
     WebhookSignatureError,
 )
 from sim.billing.payments import StripeGateway, WebhookVerifier
+from sim.billing.reconcile import reconcile_user
 from sim.stripe_emulator import Delivery, StripeEmulator, signature_header
 
 from .conftest import BillingFactory, FlakyStore
@@ -402,3 +403,33 @@ def test_dead_letter_is_logged_naming_the_event_its_type_and_the_reason(
     assert record.levelno == logging.WARNING
     message = record.getMessage()
     assert all(part in message for part in ("evt_ghost", "payment_intent.succeeded", letter.reason))
+
+
+def test_reconcile_credits_paid_invoices_whose_webhooks_were_all_lost_once(
+    subscriptions: Subscriptions,
+    handler: WebhookHandler,
+    billing: BillingService,
+    emulator: StripeEmulator,
+    store: FlakyStore,
+    clock: ManualClock,
+    user: Callable[..., str],
+) -> None:
+    """An invoice is credited only by its webhook: with every delivery of two months lost, the
+    reconcile finds both paid invoices at Stripe and credits each once; a later delivery, and a
+    second reconcile, change nothing."""
+    user(balance=0)
+    subscriptions.create("u1", 10_000, "eur")
+    lost = _due(emulator)  # the first month's deliveries, never handed to the handler
+    clock.set(subscriptions.live("u1").current_period_end + 60)  # type: ignore[union-attr]
+    lost += _due(emulator)  # the renewal's too
+    assert billing.balance("u1") == 0
+    assert reconcile_user(billing, "u1").uncredited_invoices == ()  # not asked to look
+    found = reconcile_user(billing, "u1", subscriptions=subscriptions)
+    invoices = [e.reference for e in store.ledger("u1") if e.kind == "subscription"]
+    assert found.uncredited_invoices == tuple(invoices) and len(invoices) == 2
+    assert billing.balance("u1") == 2 * MONTH_CREDITS
+    assert not found.clean
+    assert "credited" not in _deliver(handler, lost)  # the webhooks arriving late
+    again = reconcile_user(billing, "u1", subscriptions=subscriptions)
+    assert again.uncredited_invoices == () and again.clean
+    assert billing.balance("u1") == 2 * MONTH_CREDITS
