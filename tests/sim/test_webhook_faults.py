@@ -12,7 +12,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from sim import ScenarioError, run
+from sim import ScenarioError, parse_scenario, run
 from sim.scenario import HOUR
 from sim.stripe_emulator._webhooks import RETRY_DELAYS
 
@@ -113,3 +113,25 @@ def test_bad_webhook_faults_are_refused_by_name(table: dict[str, object], messag
     """A scenario's webhook faults are checked like every other table: the error names the key."""
     with pytest.raises(ScenarioError, match=message):
         one_group(constant(60, 1), faults={"webhooks": table})
+
+
+def test_invoices_whose_every_delivery_failed_are_credited_by_the_reconcile() -> None:
+    """Subscribers whose endpoint is down for longer than Stripe's whole retry schedule: no
+    webhook of their first invoice is ever applied, so only the end-of-run reconcile credits
+    it (once per invoice), and the books hold (``charged_equals_credited`` fails without it)."""
+    assert sum(RETRY_DELAYS) < 60 * HOUR
+    raw = {
+        "name": "test", "users": 3, "days": 3,
+        "payments": {"latency": {"dist": "fixed", "value": 0.0}},
+        "auto_topup": {"enabled": False, "threshold": 1000, "amount": 10000, "currency": "eur"},
+        "groups": {"g": {"share": 1.0, "balance": 5_000, "card": "pm_card_visa",
+                         "subscription": 21_000, "usage": constant(600, 10)}},
+        "faults": {"webhooks": {"outages": [[0, 60]]}},
+    }  # fmt: skip
+    events = run(parse_scenario(raw, "test.toml"), seed=2, backend="memory").events
+    webhooks = events[events["kind"] == "webhook"]
+    assert len(webhooks) and not webhooks["outcome"].isin(APPLIED).any()
+    reconciled = events[(events["kind"] == "reconciled")]
+    credited = reconciled[reconciled["outcome"] == "invoice_credited"]
+    assert len(credited) == 3 and credited["user"].nunique() == 3
+    assert credited["payment_intent"].str.startswith("in_").all()
