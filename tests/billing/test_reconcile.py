@@ -25,14 +25,18 @@ from sim.billing import (
     RecordingNotifier,
     RedisCache,
     StoreUnavailable,
+    Subscriptions,
     TaskRunner,
     Vault,
     serve,
 )
 from sim.billing import SQLiteStore as Store
+from sim.billing.pricing import price_of
 from sim.billing.reconcile import main, reconcile_all, reconcile_user
+from sim.billing.store import SubscriptionRecord
 from sim.billing.tasks import InlineRunner
 from sim.billing.testing import ScriptedGateway
+from sim.billing.webhook_events import InvoiceEvent
 from sim.crashes import Boundaries, Crash, CrashPlan
 
 from .conftest import CacheBackend, FlakyStore
@@ -327,6 +331,58 @@ def test_command_refuses_a_master_key_that_cannot_open_the_store(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert exit_.value.code == 2
     assert "TOPUP_MASTER_KEY" in err and "user ada's" in err, err
+    assert ("is not set" if key is None else "does not open the data keys") in err, err
     # The key it was written with opens it.
     monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
     assert main(["--db", db]) == 0
+
+
+class _Invoices:
+    """A Stripe account whose only news is the invoices it was given (oldest first)."""
+
+    def __init__(self, *invoices: InvoiceEvent) -> None:
+        self.invoices = invoices
+        self.asked: list[str] = []
+
+    def paid_invoices(self, customer_id: str) -> list[InvoiceEvent]:
+        self.asked.append(customer_id)
+        return list(self.invoices)
+
+
+def test_reconcile_credits_only_the_users_checked_invoices_and_logs_each(
+    billing: BillingService,
+    add_user: AddUser,
+    store: FlakyStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Of the paid invoices Stripe lists for the user's customer, one that the webhook would
+    refuse (a price that is not the tier's) is logged and left, one of another product is
+    skipped, and each of the rest is credited once and logged, in Stripe's order; a user with no
+    subscription on record is not looked up at all."""
+    add_user("u1", balance=0)
+    add_user("u2", balance=0)
+    store.save_subscription(
+        SubscriptionRecord("sub_1", "u1", 21_000, "eur", "active", None, False, 0.0)
+    )
+    paid = price_of(21_000, "eur")
+    meta = {"user_id": "u1", "credits": "21000", "purpose": "monthly_topup"}
+    account = _Invoices(
+        InvoiceEvent("in_wrong", paid.amount_minor - 1, "eur", "cus_u1", "sub_1", meta),
+        InvoiceEvent("in_other", 999, "eur", "cus_u1", "sub_x", {"purpose": "something else"}),
+        InvoiceEvent("in_1", paid.amount_minor, "eur", "cus_u1", "sub_1", meta),
+        InvoiceEvent("in_2", paid.amount_minor, "eur", "cus_u1", "sub_1", meta),
+    )
+    subscriptions = Subscriptions(billing=billing, gateway=account)  # type: ignore[arg-type]
+    billing.add_credits("u1", 21_000 + 2_000, kind="subscription", reference="in_1")
+    with caplog.at_level(logging.WARNING, logger="sim.billing.reconcile"):
+        found = reconcile_user(billing, "u1", subscriptions=subscriptions)
+        assert reconcile_user(billing, "u2", subscriptions=subscriptions).clean
+    assert found.uncredited_invoices == ("in_2",)
+    assert account.asked == ["cus_u1"]
+    assert [e.reference for e in store.ledger("u1", kinds=("subscription",))] == ["in_1", "in_2"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith(
+        "event=reconcile_invoice_refused user=u1 invoice=in_wrong reason='invoice in_wrong paid"
+    ), lines
+    assert lines[1] == "event=reconcile_uncredited_invoice user=u1 invoice=in_2"
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2

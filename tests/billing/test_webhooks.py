@@ -427,6 +427,8 @@ def test_reconcile_credits_paid_invoices_whose_webhooks_were_all_lost_once(
     found = reconcile_user(billing, "u1", subscriptions=subscriptions)
     invoices = [e.reference for e in store.ledger("u1") if e.kind == "subscription"]
     assert found.uncredited_invoices == tuple(invoices) and len(invoices) == 2
+    created = [emulator.object(i)["created"] for i in found.uncredited_invoices]  # type: ignore[index]
+    assert created[0] < created[1]  # oldest first, as they were paid
     assert billing.balance("u1") == 2 * MONTH_CREDITS
     assert not found.clean
     assert "credited" not in _deliver(handler, lost)  # the webhooks arriving late
