@@ -116,7 +116,13 @@ def reconcile_user(
     invoices = [] if subscriptions is None else _credit_lost_invoices(subscriptions, user_id)
     sent = billing.send_pending_notices(user_id)
     return Reconciliation(
-        user_id, repaired, recovered, tuple(uncredited), sent, tuple(purchases), tuple(invoices)
+        user_id=user_id,
+        cache_repaired=repaired,
+        attempt_recovered=recovered,
+        uncredited_charges=tuple(uncredited),
+        notices_sent=sent,
+        uncredited_purchases=tuple(purchases),
+        uncredited_invoices=tuple(invoices),
     )
 
 

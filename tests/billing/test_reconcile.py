@@ -175,14 +175,20 @@ def test_reconcile_all_skips_a_failing_user_and_logs_which(
 # the command -----------------------------------------------------------------------------------
 
 
-class _NothingElsePaid:
-    """A Stripe account where nobody bought a tier or paid an invoice."""
+class _Invoices:
+    """A Stripe account whose only payments are the invoices it was given (oldest first):
+    nobody bought a tier."""
+
+    def __init__(self, *invoices: InvoiceEvent) -> None:
+        self.invoices = invoices
+        self.asked: list[str] = []
 
     def succeeded_purchases(self, customer_id: str) -> list[object]:
         return []
 
-    def paid_invoices(self, customer_id: str) -> list[object]:
-        return []
+    def paid_invoices(self, customer_id: str) -> list[InvoiceEvent]:
+        self.asked.append(customer_id)
+        return list(self.invoices)
 
 
 def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
@@ -208,7 +214,7 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
         wired.append((db, stripe_url, type(tasks)))
         built, _ = build_billing(db, stripe_url, tasks)
         built.gateway = gateway  # charge through the script, not over HTTP
-        return built, _NothingElsePaid()  # no purchases, no invoices to look for
+        return built, _Invoices()  # no purchases, no invoices to look for
 
     monkeypatch.setattr(serve, "build_billing", wire)
     monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
@@ -335,18 +341,6 @@ def test_command_refuses_a_master_key_that_cannot_open_the_store(
     # The key it was written with opens it.
     monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
     assert main(["--db", db]) == 0
-
-
-class _Invoices:
-    """A Stripe account whose only news is the invoices it was given (oldest first)."""
-
-    def __init__(self, *invoices: InvoiceEvent) -> None:
-        self.invoices = invoices
-        self.asked: list[str] = []
-
-    def paid_invoices(self, customer_id: str) -> list[InvoiceEvent]:
-        self.asked.append(customer_id)
-        return list(self.invoices)
 
 
 def test_reconcile_credits_only_the_users_checked_invoices_and_logs_each(
