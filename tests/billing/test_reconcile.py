@@ -195,7 +195,8 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With no options it reads ./billing.sqlite through the emulator's URL, runs each attempt it
-    takes over to its end before exiting (inline), and prints the repair, one line a user."""
+    takes over to its end before exiting (inline), credits a paid invoice whose webhook never
+    came, and prints the repair, one line a user."""
     monkeypatch.chdir(tmp_path)
     clock = ManualClock(1_000_000_000.0)  # long ago: the lease below has run out by now
     gateway = ScriptedGateway()
@@ -207,6 +208,13 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
     billing.save_payment_method("ada", "cus_ada", "pm_card_visa")
     billing.update_settings("ada", AutoTopupSettings(True, 1_000, 10_000, "eur"))
     billing.deduct_credits("ada", 300)  # claims attempt 1, whose worker never runs it
+    # A monthly top-up whose paid invoice never reached the webhook.
+    billing.store.save_subscription(
+        SubscriptionRecord("sub_1", "ada", 21_000, "eur", "active", None, False, 0.0)
+    )
+    meta = {"user_id": "ada", "credits": "21000", "purpose": "monthly_topup"}
+    paid = price_of(21_000, "eur").amount_minor
+    account = _Invoices(InvoiceEvent("in_1", paid, "eur", "cus_ada", "sub_1", meta))
     wired: list[tuple[str, str, type]] = []
     build_billing = serve.build_billing
 
@@ -214,7 +222,7 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
         wired.append((db, stripe_url, type(tasks)))
         built, _ = build_billing(db, stripe_url, tasks)
         built.gateway = gateway  # charge through the script, not over HTTP
-        return built, _Invoices()  # no purchases, no invoices to look for
+        return built, account  # no purchases; the one lost invoice
 
     monkeypatch.setattr(serve, "build_billing", wire)
     monkeypatch.setenv("TOPUP_MASTER_KEY", base64.b64encode(KEY).decode())
@@ -223,7 +231,7 @@ def test_command_defaults_to_the_local_file_and_finishes_its_recoveries(
     assert wired == [("billing.sqlite", "http://127.0.0.1:12111", InlineRunner)]
     assert capsys.readouterr().out.splitlines() == [
         "ada: cache repaired=False attempt recovered=1 charges credited=[]"
-        " purchases credited=[] invoices credited=[] notices sent=0",
+        " purchases credited=[] invoices credited=['in_1'] notices sent=0",
         "reconciled 1 users: 1 needed repair",
     ]
     assert [c.idempotency_key for c in gateway.calls] == ["auto-topup:ada:1"]
@@ -352,7 +360,7 @@ def test_reconcile_credits_only_the_users_checked_invoices_and_logs_each(
     """Of the paid invoices Stripe lists for the user's customer, one that the webhook would
     refuse (a price that is not the tier's) is logged and left, one of another product is
     skipped, and each of the rest is credited once and logged, in Stripe's order; a user with no
-    subscription on record is not looked up at all."""
+    subscription on record is not looked up at all (both through ``reconcile_all``)."""
     add_user("u1", balance=0)
     add_user("u2", balance=0)
     store.save_subscription(
@@ -369,8 +377,8 @@ def test_reconcile_credits_only_the_users_checked_invoices_and_logs_each(
     subscriptions = Subscriptions(billing=billing, gateway=account)  # type: ignore[arg-type]
     billing.add_credits("u1", 21_000 + 2_000, kind="subscription", reference="in_1")
     with caplog.at_level(logging.WARNING, logger="sim.billing.reconcile"):
-        found = reconcile_user(billing, "u1", subscriptions=subscriptions)
-        assert reconcile_user(billing, "u2", subscriptions=subscriptions).clean
+        found, other = reconcile_all(billing, ["u1", "u2"], subscriptions=subscriptions)
+        assert other.clean
     assert found.uncredited_invoices == ("in_2",)
     assert account.asked == ["cus_u1"]
     assert [e.reference for e in store.ledger("u1", kinds=("subscription",))] == ["in_1", "in_2"]
