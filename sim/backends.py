@@ -70,7 +70,13 @@ def _fakeredis() -> OpenBackend:
     # A server of its own per run, so parallel runs in one process never share keys.
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     cache = RedisCache(client)
-    return OpenBackend(cache, MemoryStore(), cache.clear, client.close)
+    store = MemoryStore()
+
+    def close() -> None:
+        client.close()
+        store.close()
+
+    return OpenBackend(cache, store, cache.clear, close)
 
 
 def _redis() -> OpenBackend:
@@ -85,11 +91,14 @@ def _redis() -> OpenBackend:
     # Our own key prefix: flushing or closing deletes our keys only, never the rest of the db.
     cache = RedisCache(client, f"topup-sim:{os.getpid()}:{next(_run_ids)}")
 
+    store = SQLiteStore(":memory:")
+
     def close() -> None:
         cache.clear()
         client.close()
+        store.close()
 
-    return OpenBackend(cache, SQLiteStore(":memory:"), cache.clear, close)
+    return OpenBackend(cache, store, cache.clear, close)
 
 
 def _ping(url: str) -> None:
@@ -116,8 +125,8 @@ def _ping(url: str) -> None:
 
 
 def _memory() -> OpenBackend:
-    cache = MemoryCache()
-    return OpenBackend(cache, MemoryStore(), cache.clear, lambda: None)
+    cache, store = MemoryCache(), MemoryStore()
+    return OpenBackend(cache, store, cache.clear, store.close)
 
 
 def _sqlite() -> OpenBackend:

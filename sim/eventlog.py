@@ -48,6 +48,10 @@ class EventLog:
         """Every row written so far, as tuples in :data:`COLUMNS` order (built on each read)."""
         return list(zip(*[iter(self._values)] * _WIDTH, strict=True))
 
+    def clear(self) -> None:
+        """Forget every row (a run's log is let go once its frame is built: ``World.close``)."""
+        self._values.clear()
+
     def columns(self) -> dict[str, list[Any]]:
         """Every column's values, row after row, by name."""
         values = self._values

@@ -59,18 +59,21 @@ def run(
     try:
         with fewer_collections():
             world = World(scenario, seed, opened, crash, gateway, metrics_interval)
-            with tqdm(
-                total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
-                disable=not progress, leave=False,
-            ) as bar:  # fmt: skip
+            try:
+                with tqdm(
+                    total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
+                    disable=not progress, leave=False,
+                ) as bar:  # fmt: skip
 
-                def day_done(days: float) -> None:
-                    bar.update(round(days - bar.n, 3))
-                    if on_day is not None:
-                        on_day(days)
+                    def day_done(days: float) -> None:
+                        bar.update(round(days - bar.n, 3))
+                        if on_day is not None:
+                            on_day(days)
 
-                world.run(day_done)
-            return _results(world, check, chosen.name)
+                    world.run(day_done)
+                return _results(world, check, chosen.name)
+            finally:
+                world.close()
     finally:
         opened.close()
 

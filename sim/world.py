@@ -378,6 +378,19 @@ class World:
         self.env.run()
         self._read_metrics()
 
+    def close(self) -> None:
+        """Let go of the run's bulk at once: the emulator's objects and the event log's rows
+        (the store is the backend's, closed by whoever opened it).
+
+        A world is a web of reference cycles (SimPy's processes are generators whose frames
+        hold the world's parts, and those parts hold the world), so nothing it holds is freed
+        by reference counting when it is dropped: the cyclic collector must first walk all of
+        it, and until then the memory stays taken. A 1,000-credit point of the decision grid
+        held 2.2 GB that way and cost 7.8 s to collect; emptied here, it is freed as it is let
+        go, and the collector walks only the world's skeleton (docs/performance.md)."""
+        self.emulator.reset()
+        self.events.clear()
+
     def _metrics_reader(self, interval: float) -> Generator[simpy.Event]:
         """Read the metrics every interval until the settling's reconcile (the last thing a run
         does), as a scrape would. It only reads: the billing and every other process run exactly

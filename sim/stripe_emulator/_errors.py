@@ -51,6 +51,21 @@ class StripeAPIError(Exception):
         return {"error": self.error}
 
 
+def raise_if(error: StripeAPIError | None) -> None:
+    """Raise ``error``, if any: for a handler that is told of a failure rather than raising it.
+
+    Call it with the call that returns the error, never with a local holding it: a frame that
+    raises an exception it still refers to is in that exception's traceback, a reference cycle
+    that only the cyclic garbage collector frees, and with that frame everything it holds (the
+    emulator's whole state, at the end of a simulation). This frame lets go of it first.
+    """
+    if error is not None:
+        try:
+            raise error
+        finally:
+            del error
+
+
 def invalid_request(
     message: str, *, param: str | None = None, code: str | None = None, status: int = 400
 ) -> StripeAPIError:

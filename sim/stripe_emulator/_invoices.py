@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import StripeAPIError, invalid_request, not_modelled
+from ._errors import StripeAPIError, invalid_request, not_modelled, raise_if
 from ._params import Params
 from ._payment_intents import attempt
 from ._payment_intents import create as create_intent
@@ -55,9 +55,7 @@ def pay_invoice(st: State, p: Params, invoice_id: str) -> StripeObject:
             raise invalid_request(
                 "The payment method must be attached to the customer.", param="payment_method"
             )
-    error = pay(st, invoice, off_session=p.flag("off_session"), payment_method=pm_id)
-    if error is not None:
-        raise error
+    raise_if(pay(st, invoice, off_session=p.flag("off_session"), payment_method=pm_id))
     return invoice
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from . import _currencies
 from ._cards import AUTHENTICATION_REQUIRED, Decline, issuer_decline
 from ._charges import new_charge
-from ._errors import StripeAPIError, invalid_request
+from ._errors import StripeAPIError, invalid_request, raise_if
 from ._params import Params
 from ._payment_methods import attach_to, resolve, test_card
 from ._routing import Route
@@ -326,15 +326,15 @@ def _confirm(st: State, pi: StripeObject, p: Params) -> None:
             code="payment_intent_unexpected_state",
         )
     off_session = p.text("off_session") not in (None, "false")
-    error = attempt(
-        st,
-        pi,
-        off_session=off_session,
-        error_on_requires_action=p.flag("error_on_requires_action"),
-        authenticated=authenticated,
+    raise_if(
+        attempt(
+            st,
+            pi,
+            off_session=off_session,
+            error_on_requires_action=p.flag("error_on_requires_action"),
+            authenticated=authenticated,
+        )
     )
-    if error is not None:
-        raise error
 
 
 # Nested values shared by many intents. Safe because stored objects are copy-on-write (see

@@ -22,7 +22,7 @@ still asks for authentication on every later payment, as Stripe documents for it
 from __future__ import annotations
 
 from . import _payment_intents
-from ._errors import StripeAPIError, invalid_request
+from ._errors import StripeAPIError, invalid_request, raise_if
 from ._params import Params
 from ._payment_methods import attach_to, test_card
 from ._routing import Route
@@ -149,9 +149,7 @@ def _confirm(st: State, si: StripeObject, p: Params) -> None:
             "the payment_method and try again.",
             code="setup_intent_unexpected_state",
         )
-    error = _attempt(st, si, authenticated=authenticated)
-    if error is not None:
-        raise error
+    raise_if(_attempt(st, si, authenticated=authenticated))
 
 
 def _attempt(st: State, si: StripeObject, *, authenticated: bool) -> StripeAPIError | None:

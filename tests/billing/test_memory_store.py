@@ -658,3 +658,29 @@ def test_tfa_guesses_from_threads_are_judged_one_at_a_time() -> None:
     verdicts = _at_once(20, lambda n: store.tfa_guess("u1", None, T0, policy).guess)
     assert Counter(verdicts) == Counter({Guess.LOCKED: 18, Guess.WRONG: 2})
     assert store.tfa_failures_since("u1", 0) == [float(T0)] * 2
+
+
+def test_close_drops_every_row_as_a_fresh_store_holds_none() -> None:
+    """Closing empties every table (users with their ledgers, attempts and notices; credited
+    references; processed events; dead letters; subscriptions; the entry counter), so a run's
+    store lets go of its memory when the backend is closed, whoever still refers to it."""
+    store = MemoryStore()
+    store.create_user("u1", b"wrapped", None, T0)
+    store.credit("u1", 1_000, "grant", "opening", T0)
+    store.deduct("u1", 100, T0 + 1, ClaimPolicy(3_600.0, 300.0), _seal)
+    paid = AttemptOutcome("succeeded", credits=100, payment_intent_id="pi_1")
+    notice = PendingNotice("topup_succeeded:u1:pi_1", "u1", "topup_succeeded", {"credits": "100"})
+    store.settle_topup("u1", None, paid, T0 + 2, notice)
+    store.mark_event_processed("evt_1", "payment_intent.succeeded", T0 + 3)
+    store.dead_letter(DeadLetter("evt_2", "invoice.paid", "unknown user", b"{}", T0 + 4))
+    store.save_subscription(
+        SubscriptionRecord("sub_1", "u1", 10_000, "eur", "active", T0 + 30, False, T0 + 5)
+    )
+    fresh = {name: value for name, value in vars(MemoryStore()).items() if name != "_lock"}
+    full = {name: value for name, value in vars(store).items() if name != "_lock"}
+    assert all(full[name] != empty for name, empty in fresh.items())  # every table was written
+    lock = store._lock
+    store.close()
+    assert {name: value for name, value in vars(store).items() if name != "_lock"} == fresh
+    assert store._lock is lock
+    assert store.user_ids() == []

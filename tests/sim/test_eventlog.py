@@ -39,6 +39,18 @@ def test_rows_hold_each_named_column_in_its_place() -> None:
     assert [tuple(values) for values in zip(*columns.values(), strict=True)] == log.rows
 
 
+def test_clear_forgets_every_row_and_writing_goes_on() -> None:
+    """A finished run's log is cleared once its frame is built: no row is left, and rows
+    written afterwards start a new log."""
+    log = EventLog(lambda: 7)
+    log.served(1, "u1", 30, 970, None, None)
+    log.add("cache_flush")
+    log.clear()
+    assert (len(log), log.rows, log.columns()["kind"]) == (0, [], [])
+    log.add("cache_flush")
+    assert [row[:3] for row in log.rows] == [(7, None, "cache_flush")]
+
+
 @pytest.mark.parametrize("name", ["time", "colour"])
 def test_add_refuses_a_column_it_does_not_take(name: str) -> None:
     """The time is ``add``'s to stamp, and an unknown name is no column: a TypeError naming
