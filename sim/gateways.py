@@ -32,22 +32,12 @@ from sim.billing.payments import StripeGateway
 from sim.billing.pricing import credits_for_payment
 from sim.billing.stripe_transport import StripeAnswer
 from sim.billing.subscriptions import PURPOSE as SUBSCRIPTION_PURPOSE
+from sim.billing.webhooks import HANDLED_EVENTS
 from sim.stripe_emulator import TEST_CARD_ALIASES, Faults, StripeEmulator, form_values
 
 #: Stripe's test payment methods a scenario may give its users.
 TEST_CARDS: Final[tuple[str, ...]] = tuple(sorted(TEST_CARD_ALIASES))
 
-#: The events the billing module's webhook endpoint subscribes to, as a deployment would.
-HANDLED_EVENTS: Final = (
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "invoice.paid",
-    "invoice.payment_succeeded",
-    "invoice.payment_failed",
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-)
 WEBHOOK_URL: Final = "sim://billing/v1/payments/webhook"
 #: How the gateway's requests reach the emulator (see the module's docstring).
 GATEWAYS: Final = ("stripe", "direct")

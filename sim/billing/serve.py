@@ -59,6 +59,7 @@ from .store_url import STORE_URL_ENV, open_store
 from .tasks import TaskRunner, ThreadRunner
 from .twofactor import TwoFactor
 from .vault import MASTER_KEY_ENV, Vault
+from .webhooks import HANDLED_EVENTS
 
 #: The secret the product's backend sends as ``X-Service-Token`` to ``POST /v1/usage``.
 SERVICE_TOKEN_ENV = "TOPUP_SERVICE_TOKEN"
@@ -166,7 +167,7 @@ def register_webhook_endpoint(gateway: StripeGateway, port: int, stripe_url: str
     url = f"http://127.0.0.1:{port}/v1/payments/webhook"
     try:
         endpoint = gateway.client.v1.webhook_endpoints.create(
-            params={"url": url, "enabled_events": ["*"]}
+            params={"url": url, "enabled_events": list(HANDLED_EVENTS)}
         )
     except stripe.StripeError as exc:
         raise SystemExit(

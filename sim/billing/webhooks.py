@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from .claims import TOPUP_PURPOSE
 from .errors import (
@@ -61,6 +61,19 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 
 #: Errors that say an event can never be applied, whatever the state: it is dead-lettered.
 PERMANENT = (WebhookPayloadError, UnknownUser, PriceMismatch, UnknownTier, UnknownCurrency)
+
+#: The event types :class:`WebhookHandler` acts on: what a deployment's endpoint subscribes to
+#: (``enabled_events``). Any other type would only be verified, parsed and ignored.
+HANDLED_EVENTS: Final = (
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+)
 
 Apply = Callable[[], str]
 

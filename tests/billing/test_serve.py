@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from sim.billing import ManualClock
+from sim.billing import ChargeRequest, ManualClock, Money
 from sim.billing.payments import StripeGateway, WebhookVerifier
 from sim.billing.serve import WEBHOOK_SECRET_ENV, main, register_webhook_endpoint
+from sim.billing.webhooks import HANDLED_EVENTS
 from sim.stripe_emulator import StripeEmulator
 
 
@@ -33,11 +34,16 @@ def test_registered_endpoint_gets_a_secret_of_its_own(emulator: StripeEmulator) 
     assert first.startswith("whsec_") and len(first) > 30
     assert first != second and "whsec_test_emulator" not in (first, second)
     customer = gateway.ensure_customer("u1")
-    gateway.attach_card(customer, "pm_card_visa")
+    card = gateway.attach_card(customer, "pm_card_visa")
+    gateway.charge(ChargeRequest(customer, card, Money(1000, "eur"), "topup:u1:1"))
     deliveries = [
         d for d in emulator.due_deliveries() if d.url.endswith(":8000/v1/payments/webhook")
     ]
-    assert deliveries
+    # The endpoint asked for the events the handler acts on, and gets those alone: not the
+    # customer, card and charge events of the same calls.
+    (endpoint, _) = emulator.objects_of("webhook_endpoint")
+    assert endpoint["enabled_events"] == list(HANDLED_EVENTS)
+    assert [d.event_type for d in deliveries] == ["payment_intent.succeeded"]
     verifier = WebhookVerifier(first, ManualClock(emulator.clock.now()))
     for delivery in deliveries:
         verifier.verify(

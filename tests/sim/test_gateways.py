@@ -10,7 +10,8 @@ from sim.billing import (
     ManualClock,
     Money,
 )
-from sim.gateways import HANDLED_EVENTS, TEST_CARDS, StripeTestMode, payments_made, stripe_test_mode
+from sim.billing.webhooks import HANDLED_EVENTS
+from sim.gateways import TEST_CARDS, StripeTestMode, payments_made, stripe_test_mode
 from sim.stripe_emulator import Faults
 
 META = {"user_id": "u1", "credits": "1000", "attempt": "1", "purpose": "auto_topup"}
