@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
@@ -55,27 +55,25 @@ def run(
         scenario = load_scenario(scenario)
     seed = scenario.seed if seed is None else seed
     chosen = get_backend(backend)
-    opened = chosen.open()
-    try:
-        with fewer_collections():
-            world = World(scenario, seed, opened, crash, gateway, metrics_interval)
-            try:
-                with tqdm(
-                    total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
-                    disable=not progress, leave=False,
-                ) as bar:  # fmt: skip
+    # Closed in reverse order, whatever happened: the world (its bulk freed at once), the
+    # collector's thresholds, the backend.
+    with (
+        closing(chosen.open()) as opened,
+        fewer_collections(),
+        closing(World(scenario, seed, opened, crash, gateway, metrics_interval)) as world,
+    ):
+        with tqdm(
+            total=round(scenario.days, 3), unit="day", desc=scenario.name, delay=2.0,
+            disable=not progress, leave=False,
+        ) as bar:  # fmt: skip
 
-                    def day_done(days: float) -> None:
-                        bar.update(round(days - bar.n, 3))
-                        if on_day is not None:
-                            on_day(days)
+            def day_done(days: float) -> None:
+                bar.update(round(days - bar.n, 3))
+                if on_day is not None:
+                    on_day(days)
 
-                    world.run(day_done)
-                return _results(world, check, chosen.name)
-            finally:
-                world.close()
-    finally:
-        opened.close()
+            world.run(day_done)
+        return _results(world, check, chosen.name)
 
 
 def _results(world: World, check: bool, backend: str) -> Results:
