@@ -3,6 +3,8 @@ its own with a secret only the two of them know."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from sim.billing import ChargeRequest, ManualClock, Money
@@ -24,12 +26,20 @@ def test_real_stripe_without_a_webhook_secret_refuses_to_start(
     assert f"{WEBHOOK_SECRET_ENV} (or --webhook-secret) is required" in capsys.readouterr().err
 
 
-def test_registered_endpoint_gets_a_secret_of_its_own(emulator: StripeEmulator) -> None:
+def test_registered_endpoint_gets_a_secret_of_its_own(
+    emulator: StripeEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
     """Against the emulator the server registers its URL and verifies with the secret returned:
     a fresh one per endpoint, never a well-known one, and the one its deliveries are signed
-    with."""
+    with. The log says which endpoint, where, for which URL."""
     gateway = StripeGateway("sk_test_serve", http_client=emulator.http_client())
-    first = register_webhook_endpoint(gateway, 8000, "http://emulator")
+    with caplog.at_level(logging.INFO, logger="sim.billing.serve"):
+        first = register_webhook_endpoint(gateway, 8000, "http://emulator")
+    (endpoint_id,) = [e["id"] for e in emulator.objects_of("webhook_endpoint")]
+    assert caplog.messages == [
+        f"webhook endpoint {endpoint_id} registered at http://emulator"
+        " for http://127.0.0.1:8000/v1/payments/webhook"
+    ]
     second = register_webhook_endpoint(gateway, 8001, "http://emulator")
     assert first.startswith("whsec_") and len(first) > 30
     assert first != second and "whsec_test_emulator" not in (first, second)
@@ -58,3 +68,4 @@ def test_unreachable_emulator_is_one_clear_line() -> None:
         register_webhook_endpoint(gateway, 8000, "http://127.0.0.1:9")
     message = str(exit_.value.code)
     assert "http://127.0.0.1:9" in message and WEBHOOK_SECRET_ENV in message
+    assert "nothing answers there" in message
