@@ -43,8 +43,8 @@ review: $(STAMP)
 		--Voila.ip=127.0.0.1
 
 ## review-data: run the threshold review's two sweeps (72 points) and save them in notebooks/data/
-##   for notebook 04; decision scale by default (1,000 users x 30 days: the grid alone is about
-##   24 min on two cores, docs/performance.md, and the heavy segment costs more;
+##   for notebook 04; decision scale by default (1,000 users x 30 days: the grid alone takes a
+##   quarter of an hour or more on two cores, the heavy segment longer: docs/performance.md;
 ##   finished points are kept, so a rerun resumes). Smaller: make review-data
 ##   REVIEW_DATA="--users 40 --days 7". Then `make notebooks` to refresh 04's outputs.
 REVIEW_DATA ?=

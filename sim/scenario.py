@@ -45,6 +45,14 @@ from .tables import (
 from .traces import load_trace
 
 ARRIVALS = ("poisson", "constant", "trace")
+#: The longest run a scenario may ask for: a year. Daily schedules (outages, cache flushes) are
+#: unrolled over every day when the file is read, and a run keeps every event, as Stripe does
+#: for 30 days; a longer study is several runs. Past it, ``days`` is an error at its key, not an
+#: unbounded allocation (a fuzzed ``days = 1e9`` took all of the machine's memory).
+MAX_DAYS = 366
+#: The most users a scenario may ask for: a run holds every user's rows in one process, and a
+#: month of 1,000 users already holds millions of requests (docs/performance.md).
+MAX_USERS = 1_000_000
 #: Store writes a scenario may fail (``faults.store.operations``): the Store port's methods.
 STORE_OPERATIONS = (
     "deduct", "finish_attempt", "start_charge", "hold_lease", "take_over", "settle_topup", "credit",
@@ -497,8 +505,8 @@ def parse_scenario(raw: Mapping[str, Any], source: str = "<scenario>") -> Scenar
     t = Table(raw, "", source)
     name = t.take("name", str, Path(source).stem)
     description = t.take("description", str, "")
-    users = t.take("users", int, low=1)
-    days = t.take("days", float, low=1 / 24)
+    users = t.take("users", int, low=1, high=MAX_USERS)
+    days = t.take("days", float, low=1 / 24, high=MAX_DAYS)
     start = _start(t)
     seed = t.take("seed", int, 0, low=0)
     b = t.table("billing")

@@ -9,6 +9,7 @@ silently with a default.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -140,15 +141,29 @@ def day_starts(days: float) -> list[float]:
     return [day * DAY for day in range(math.ceil(days))]
 
 
-_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+_KIND_NAMES = {
+    int: "a whole number",
+    float: "a finite number",
+    str: "a string",
+    bool: "true or false",
+}
+
+
+#: The largest integer a float can hold; TOML reads integers whole, of any length.
+_LARGEST_FLOAT = int(sys.float_info.max)
 
 
 def _coerce(value: object, kind: type) -> Any:
-    """``value`` as ``kind`` if it is one (an int counts as a float, a bool as a bool only)."""
+    """``value`` as ``kind`` if it is one (an int counts as a float, a bool as a bool only; a
+    float must be finite: TOML's ``inf`` and ``nan``, and integers past a float's range, which
+    TOML reads whole, are numbers no setting means)."""
     if isinstance(value, bool):
         return value if kind is bool else None
-    if kind is float and isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
+    if kind is float:
+        if isinstance(value, int) and abs(value) > _LARGEST_FLOAT:
+            return None
+        finite = isinstance(value, int | float) and math.isfinite(value)
+        return float(value) if finite else None
     return value if isinstance(value, kind) else None
 
 

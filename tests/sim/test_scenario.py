@@ -73,6 +73,40 @@ def test_wrong_type_is_refused(tmp_path: Path) -> None:
         load_scenario(path)
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("days = inf", r"bad\.toml: days: must be a finite number, got inf"),
+        ("days = nan", r"bad\.toml: days: must be a finite number, got nan"),
+        ("days = 1" + "0" * 400, r"bad\.toml: days: must be a finite number, got 1000"),
+        ("days = 367", r"bad\.toml: days: must be <= 366, got 367"),
+        ("users = 1000001", r"bad\.toml: users: must be <= 1000000, got 1000001"),
+        ("[billing]\ncooldown_hours = -inf", r"billing\.cooldown_hours: must be a finite number"),
+    ],
+)
+def test_numbers_no_run_can_mean_are_refused_at_their_key(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    """TOML's inf and nan, integers past a float's range (TOML reads them whole) and runs past a
+    year or a million users are errors naming the key; a fuzzed ``days = 1e9`` had unrolled its
+    daily schedules over every day and taken all of the machine's memory, and ``inf`` raised
+    ``OverflowError``."""
+    if line.startswith("["):  # a table's key: the table goes at the end
+        text = BASE + line
+    else:  # a top-level key: in place of the base's own line
+        key = line.split(" = ")[0]
+        text = "\n".join(line if old.startswith(f"{key} = ") else old for old in BASE.split("\n"))
+    path = _write(tmp_path, text)
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(path)
+
+
+def test_the_longest_and_largest_run_a_file_may_ask_for_loads() -> None:
+    """The bounds themselves are accepted: a year, a million users."""
+    scenario = shipped("baseline").with_overrides({"days": 366, "users": 1_000_000})
+    assert (scenario.days, scenario.users) == (366.0, 1_000_000)
+
+
 def test_unknown_card_and_bad_shares_are_refused() -> None:
     """Cards must be Stripe test cards; group shares must sum to 1."""
     with pytest.raises(ScenarioError, match=r"groups\.g\.card: .*allowed: .*'pm_card_visa'"):
