@@ -10,8 +10,9 @@ two seconds.
 Every error is one line on stderr, never a traceback (a bad option also gets argparse's usage
 line). Exit status (:data:`EXIT_STATUSES`): 0 on success; 1 when a run broke an invariant (each
 breach listed, then a line naming the rules); 2 when nothing ran: a scenario path that is no
-readable file, an invalid scenario, a bad option, or a backend it cannot open (``REDIS_URL``
-unset, Redis not answering); 141 when the reader of stdout went away (``| head``): quietly, with
+readable file, an invalid scenario or seed, a bad option, an ``--out`` folder it cannot create,
+a backend it cannot open (``REDIS_URL`` unset, Redis not answering) or a dask scheduler it cannot
+reach; 141 when the reader of stdout went away (``| head``): quietly, with
 the status a shell gives a tool that SIGPIPE ended, as Unix tools do.
 """
 
@@ -33,7 +34,7 @@ from .gateways import GATEWAYS
 from .invariants import InvariantViolation
 from .runner import run
 from .scenario import Scenario, ScenarioError, load_scenario
-from .sweeps import sweep
+from .sweeps import SchedulerUnavailable, sweep
 from .traces import fit_usage, load_trace
 
 _SWEEP_COLUMNS = (
@@ -45,7 +46,8 @@ BROKEN_PIPE = 141
 #: The exit statuses, as ``--help`` shows them.
 EXIT_STATUSES = (
     "exit status: 0 success; 1 a run broke an invariant; 2 nothing ran (no such scenario file,"
-    " an invalid scenario or option, REDIS_URL unset or Redis not answering); 141 stdout was"
+    " an invalid scenario, seed or option, an --out folder that cannot be created, REDIS_URL"
+    " unset or Redis not answering, no dask scheduler at --scheduler); 141 stdout was"
     " closed early (| head), as for any Unix tool; 130 a sweep interrupted (Ctrl-C), its"
     " finished points kept under --out/points"
 )
@@ -107,8 +109,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXIT_STATUSES,
     )  # fmt: skip
     sweep_cmd.add_argument(
-        "--workers", type=int, default=-1, help="parallel processes (default -1: one per core)"
-    )
+        "--workers", type=_workers, default=-1,
+        help="parallel processes (default -1: one per core; -2: all cores but one, and so on)",
+    )  # fmt: skip
     sweep_cmd.add_argument(
         "--by-group", action="store_true",
         help="one row per point and group of users too (group 'all': the run-wide row)",
@@ -133,6 +136,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers(text: str) -> int:
+    """``--workers``: a whole number other than 0 (joblib's ``n_jobs``: negative counts back
+    from the number of cores)."""
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if workers == 0:
+        raise argparse.ArgumentTypeError("0 runs nothing; give 1 or more, or -1 for one per core")
+    return workers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, return the exit status (see the module doc)."""
     args = _parser().parse_args(argv)
@@ -155,7 +170,7 @@ def _command(args: argparse.Namespace) -> int:
         if args.command == "run":
             return _run(scenario, args)
         return _sweep(scenario, args)
-    except (UsageError, ScenarioError, BackendUnavailable) as exc:
+    except (UsageError, ScenarioError, BackendUnavailable, SchedulerUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except InvariantViolation as exc:
@@ -231,8 +246,22 @@ def _unreadable(path: Path, exc: OSError | UnicodeDecodeError) -> str:
     return f"{path}: cannot read it: {exc.strerror or exc}"
 
 
+def _out_folder(out: Path | None) -> None:
+    """Create the ``--out`` folder before anything runs: a path that cannot hold the frames is
+    a usage error now, not after a long run whose frames would then be lost."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; give a folder for the frames")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create that folder: {exc.strerror or exc}") from None
+
+
 def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     """Run with the invariants checked (a breach raises), print the report, write the frames."""
+    _out_folder(args.out)
     results = run(
         scenario, seed=args.seed, backend=args.backend, check=True, progress=True,
         gateway=args.gateway or "stripe",
@@ -252,6 +281,7 @@ def _sweep(scenario: Scenario, args: argparse.Namespace) -> int:
     # Open the backend once here: one that cannot open fails now, in one line, instead of in
     # every worker of the pool.
     get_backend(args.backend).open().close()
+    _out_folder(args.out)
     points = None if args.out is None else args.out / "points"
     try:
         frame = sweep(
@@ -275,7 +305,6 @@ def _sweep(scenario: Scenario, args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(frame[columns].round(3).to_string(index=False))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / "sweep.parquet"
         frame.to_parquet(path, index=False)
         print(f"wrote {path}")

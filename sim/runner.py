@@ -39,9 +39,10 @@ def run(
 ) -> Results:
     """Simulate ``scenario`` (a :class:`Scenario` or a TOML path) and return its frames.
 
-    ``seed`` defaults to the scenario's own. With ``check`` (the default) a run that breaks an
-    invariant raises :class:`~sim.invariants.InvariantViolation`. ``progress`` shows a bar of
-    simulated days on stderr once a run has taken more than two seconds. ``crash`` kills a
+    ``seed`` defaults to the scenario's own (another is checked as the file's: a whole number
+    >= 0, else :class:`~sim.scenario.ScenarioError`). With ``check`` (the default) a run that
+    breaks an invariant raises :class:`~sim.invariants.InvariantViolation`. ``progress`` shows a
+    bar of simulated days on stderr once a run has taken more than two seconds. ``crash`` kills a
     worker where the plan says (see :mod:`sim.crashes`); a scenario's crash rate makes its own.
     ``gateway`` is how payments reach Stripe test mode: ``stripe`` (the default: through the
     ``stripe`` library, as a server does) or ``direct`` (straight into the emulator, the
@@ -53,7 +54,8 @@ def run(
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    seed = scenario.seed if seed is None else seed
+    scenario = scenario.seeded(seed)
+    seed = scenario.seed
     chosen = get_backend(backend)
     # Closed in reverse order, whatever happened: the world (its bulk freed at once), the
     # collector's thresholds, the backend.

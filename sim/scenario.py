@@ -480,6 +480,13 @@ class Scenario:
             node[leaf] = value
         return parse_scenario(raw, self.source)
 
+    def seeded(self, seed: int | None) -> Scenario:
+        """This scenario with ``seed`` in place of its own (``None``: as it is), checked as the
+        file's ``seed`` is: a caller's seed meets the same rule, and the same one-line error."""
+        if seed is None or (type(seed) is int and seed == self.seed):
+            return self
+        return self.with_overrides({"seed": seed})
+
     def grid_point(self, overrides: Mapping[str, Any]) -> Scenario:
         """The scenario of one sweep point: overrides applied, the ``[sweep]`` table dropped."""
         base = {k: v for k, v in self.raw.items() if k != "sweep"}

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .backends import Backend
 from .runner import run
-from .scenario import Scenario, load_scenario
+from .scenario import Scenario, ScenarioError, load_scenario
 
 #: The ``group`` of a point's run-wide row in a sweep by group.
 ALL_GROUPS = "all"
@@ -67,12 +67,16 @@ def sweep(
     folder = points
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
+    scenario = scenario.seeded(seed)
+    seed = scenario.seed
     grid = dict(scenario.sweep if grid is None else grid)
     if not grid:
-        raise ValueError(f"{scenario.source}: no grid given and no [sweep] table to run")
+        raise ScenarioError(
+            scenario.source, "sweep", "no [sweep] table and no grid given: add a [sweep] table"
+            " of values to try, or run the file as one point with `python -m sim run`",
+        )  # fmt: skip
     points = grid_points(grid)
     scenarios = [scenario.grid_point(point) for point in points]
-    seed = scenario.seed if seed is None else seed
     files = [None if folder is None else folder / f"{point_key(s, seed, backend, gateway)}.parquet"
              for s in scenarios]  # fmt: skip
     summaries: list[pd.DataFrame | None] = [
@@ -142,6 +146,11 @@ def _summary(scenario: Scenario, seed: int, backend: str | Backend, gateway: str
     return pd.concat([whole, results.groups], ignore_index=True)
 
 
+class SchedulerUnavailable(Exception):
+    """The dask scheduler asked for cannot be used: its address is none, or nothing answers
+    there. Raised before any point runs, as one line naming the address and what to give."""
+
+
 @contextmanager
 def _backend(scheduler: str | None) -> Iterator[None]:
     """joblib's default (loky) backend, or the dask backend connected to ``scheduler``."""
@@ -150,5 +159,12 @@ def _backend(scheduler: str | None) -> Iterator[None]:
         return
     from dask.distributed import Client  # imported only when a cluster is asked for
 
-    with Client(scheduler), joblib.parallel_config(backend="dask"):
+    try:
+        client = Client(scheduler)
+    except (ValueError, TypeError, OSError) as exc:  # a bad address; nobody answering
+        raise SchedulerUnavailable(
+            f"dask scheduler {scheduler!r}: {exc}; give the tcp://host:port of a running"
+            " scheduler (`dask scheduler` starts one)"
+        ) from None
+    with client, joblib.parallel_config(backend="dask"):
         yield

@@ -65,6 +65,8 @@ def load_trace(path: str | Path, start: float) -> Trace:
     against which timestamps with a zone are placed. Raises ``ScenarioError`` naming the file,
     the column and the first bad row."""
     resolved = Path(path).resolve()
+    if resolved.is_dir():
+        raise ScenarioError(str(path), "trace", "is a directory; give a CSV or Parquet file")
     if not resolved.is_file():
         raise ScenarioError(str(path), "trace", "no such file")
     return _load(str(resolved), resolved.stat().st_mtime_ns, start)
@@ -77,7 +79,8 @@ def _load(path: str, mtime_ns: int, start: float) -> Trace:
     try:
         frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise ScenarioError(path, "trace", f"cannot be read: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ScenarioError(path, "trace", f"cannot be read: {reason}") from exc
     missing = [c for c in TRACE_COLUMNS if c not in frame.columns]
     if missing:
         columns = ", ".join(TRACE_COLUMNS)

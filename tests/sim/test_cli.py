@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim import Results, Violation, run
+from sim import Results, ScenarioError, Violation, run, sweep
 from sim.backends import BackendUnavailable, get_backend
 from sim.cli import main
 from sim.invariants import InvariantViolation
@@ -257,6 +257,73 @@ def test_sweep_with_redis_unset_is_one_line(
     args = ["sweep", str(SCENARIOS / "threshold_grid.toml"), "--users", "2", "--days", "0.25"]
     assert main([*args, "--backend", "redis", "--workers", "1"]) == 2
     assert "REDIS_URL" in one_line(capsys.readouterr().err)
+
+
+def test_a_negative_seed_is_one_line_from_the_cli_and_a_scenario_error_from_python(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--seed meets the rule the file's ``seed`` meets (a whole number >= 0): one line, exit 2,
+    where numpy's seeding had printed a traceback; ``run`` and ``sweep`` raise ScenarioError
+    before anything runs."""
+    baseline = SCENARIOS / "baseline.toml"
+    assert main(["run", str(baseline), *SMALL, "--seed", "-1"]) == 2
+    captured = capsys.readouterr()
+    assert "baseline.toml: seed: must be >= 0, got -1" in one_line(captured.err)
+    assert captured.out == ""
+    with pytest.raises(ScenarioError, match=r"seed: must be >= 0, got -7"):
+        run(SCENARIOS / "baseline.toml", seed=-7)
+    with pytest.raises(ScenarioError, match=r"seed: must be a whole number"):
+        sweep(SCENARIOS / "threshold_grid.toml", seed=1.5, workers=1)  # type: ignore[arg-type]
+
+
+def test_sweeping_a_file_without_a_grid_is_one_line_saying_what_to_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A scenario without a [sweep] table: one line naming the key, and `run` as the way to
+    simulate it (it was a ValueError's traceback); still a ValueError for Python callers."""
+    assert main(["sweep", str(SCENARIOS / "baseline.toml"), *SMALL]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "baseline.toml: sweep: no [sweep] table" in err and "python -m sim run" in err
+    assert issubclass(ScenarioError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("workers", "message"),
+    [("0", "0 runs nothing; give 1 or more, or -1 for one per core"), ("x", "'x' is not a whole")],
+)
+def test_workers_must_be_a_whole_number_other_than_0(
+    workers: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--workers 0 is refused as a bad option (joblib's ValueError was a traceback)."""
+    args = ["sweep", str(SCENARIOS / "threshold_grid.toml"), *SMALL, "--workers", workers]
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    assert f"error: argument --workers: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_an_out_folder_that_cannot_be_made_is_one_line_before_anything_runs(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out naming a file, or a folder under a file, is refused before the run (it failed after
+    a whole run, with a traceback and the run's frames lost)."""
+    scenario = SCENARIOS / ("baseline.toml" if command == "run" else "threshold_grid.toml")
+    a_file = tmp_path / "frames"
+    a_file.write_text("not a folder")
+    for out, reason in [(a_file, "is a file; give a folder"), (a_file / "sub", "cannot create")]:
+        assert main([command, str(scenario), *SMALL, "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert f"--out {out}: {reason}" in one_line(captured.err)
+        assert captured.out == ""  # nothing ran
+
+
+def test_a_scheduler_address_that_is_none_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """--scheduler with no port: one line naming the address and what to give, exit 2."""
+    args = ["sweep", str(SCENARIOS / "threshold_grid.toml"), *SMALL, "--scheduler", "nonsense"]
+    assert main(args) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "dask scheduler 'nonsense'" in err and "tcp://host:port" in err
 
 
 def test_broken_invariants_exit_1_and_the_last_line_names_them(

@@ -162,3 +162,21 @@ def test_fit_trace_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["fit-trace", str(SCENARIOS / "traces" / "sample_usage.csv"), "--start", "x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+
+
+def test_a_folder_or_a_file_that_is_no_table_given_as_a_trace_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder is named as one (it was "no such file"); a text file the CSV reader cannot
+    split gives the first line of the reader's reason (pandas ends it with a newline, which
+    had made the error two lines)."""
+    assert main(["fit-trace", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err == f"error: {tmp_path}: trace: is a directory; give a CSV or"
+        " Parquet file\n"
+    )
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("user,timestamp,credits\nu1,0,5\nu1,1,5,extra\n")
+    assert main(["fit-trace", str(ragged)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{ragged}: trace: cannot be read: Error tokenizing" in err
