@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXIT_STATUSES,
     )  # fmt: skip
     sweep_cmd.add_argument(
-        "--workers", type=_workers, default=-1,
+        "--workers", type=workers_option, default=-1,
         help="parallel processes (default -1: one per core; -2: all cores but one, and so on)",
     )  # fmt: skip
     sweep_cmd.add_argument(
@@ -136,9 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _workers(text: str) -> int:
-    """``--workers``: a whole number other than 0 (joblib's ``n_jobs``: negative counts back
-    from the number of cores)."""
+def workers_option(text: str) -> int:
+    """argparse type of ``--workers``: a whole number other than 0 (joblib's ``n_jobs``:
+    negative counts back from the number of cores)."""
     try:
         workers = int(text)
     except ValueError:
@@ -226,7 +226,13 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         overrides["users"] = args.users
     if args.days is not None:
         overrides["days"] = args.days
-    path: Path = args.scenario
+    return read_scenario(args.scenario, **overrides)
+
+
+def read_scenario(path: Path, **overrides: object) -> Scenario:
+    """:func:`~sim.scenario.load_scenario` for a command line: a path that is no readable file
+    is a :class:`UsageError` saying what to give instead (an invalid file stays a
+    ``ScenarioError``)."""
     try:
         return load_scenario(path, **overrides)
     except (OSError, UnicodeDecodeError) as exc:
@@ -246,9 +252,9 @@ def _unreadable(path: Path, exc: OSError | UnicodeDecodeError) -> str:
     return f"{path}: cannot read it: {exc.strerror or exc}"
 
 
-def _out_folder(out: Path | None) -> None:
-    """Create the ``--out`` folder before anything runs: a path that cannot hold the frames is
-    a usage error now, not after a long run whose frames would then be lost."""
+def make_out_folder(out: Path | None) -> None:
+    """Create the ``--out`` folder (if given) before anything runs: a path that cannot hold the
+    frames is a usage error now, not after a long run whose frames would then be lost."""
     if out is None:
         return
     if out.exists() and not out.is_dir():
@@ -261,7 +267,7 @@ def _out_folder(out: Path | None) -> None:
 
 def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     """Run with the invariants checked (a breach raises), print the report, write the frames."""
-    _out_folder(args.out)
+    make_out_folder(args.out)
     results = run(
         scenario, seed=args.seed, backend=args.backend, check=True, progress=True,
         gateway=args.gateway or "stripe",
@@ -281,7 +287,7 @@ def _sweep(scenario: Scenario, args: argparse.Namespace) -> int:
     # Open the backend once here: one that cannot open fails now, in one line, instead of in
     # every worker of the pool.
     get_backend(args.backend).open().close()
-    _out_folder(args.out)
+    make_out_folder(args.out)
     points = None if args.out is None else args.out / "points"
     try:
         frame = sweep(

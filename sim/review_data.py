@@ -32,7 +32,8 @@ from typing import Any
 import pandas as pd
 
 from . import review
-from .scenario import Scenario, load_scenario
+from .cli import UsageError, make_out_folder, read_scenario, workers_option
+from .scenario import Scenario, ScenarioError, load_scenario
 from .sweeps import grid_points, sweep
 
 #: Requests per day of each user segment -> its name in tables and controls.
@@ -102,8 +103,8 @@ def generate(
 ) -> dict[str, Any]:
     """Run both sweeps at ``users`` x ``days`` and write them to ``folder`` with their sidecar;
     return the sidecar. Progress (a bar per sweep) goes to stderr."""
-    scenario = load_scenario(scenario_path, users=users, days=days)
-    seed = scenario.seed if seed is None else seed
+    scenario = load_scenario(scenario_path, users=users, days=days).seeded(seed)
+    seed = scenario.seed
     points = folder / "points"
     meta: dict[str, Any] = {
         "users": users, "days": days, "seed": seed, "backend": BACKEND, "gateway": GATEWAY,
@@ -167,15 +168,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=1000, help="users per point (1000)")
     parser.add_argument("--days", type=float, default=30, help="simulated days per point (30)")
     parser.add_argument("--seed", type=int, default=None, help="default: the scenario's")
-    parser.add_argument("--workers", type=int, default=-1, help="processes (-1: one per core)")
+    parser.add_argument(
+        "--workers", type=workers_option, default=-1, help="processes (-1: one per core)"
+    )
     parser.add_argument("--scenario", type=Path, default=SCENARIO, help=f"default: {SCENARIO}")
     parser.add_argument("--out", type=Path, default=FOLDER, help=f"default: {FOLDER}")
     args = parser.parse_args(argv)
     if args.users < 2 or args.days <= 0:
         parser.error("--users must be at least 2 (an interval needs two) and --days positive")
     command = shlex.join(["python", "-m", "sim.review_data", *argv])
-    meta = generate(args.scenario, args.out, users=args.users, days=args.days, seed=args.seed,
-                    workers=args.workers, command=command)  # fmt: skip
+    try:  # each mistake is one line and status 2, found before the first point runs
+        read_scenario(args.scenario).seeded(args.seed)
+        make_out_folder(args.out)
+        meta = generate(args.scenario, args.out, users=args.users, days=args.days,
+                        seed=args.seed, workers=args.workers, command=command)  # fmt: skip
+    except (UsageError, ScenarioError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {', '.join(meta['files'])} and {META_FILE} to {args.out}", file=sys.stderr)
     return 0
 

@@ -196,10 +196,22 @@ def build_billing_or_exit(
         )
 
 
+def _port(text: str) -> int:
+    """argparse type of ``--port``: 1 to 65535 (the webhook endpoint registered at Stripe names
+    the port, so 0, any free one, cannot serve)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is no TCP port to serve on: give 1 to 65535")
+    return port
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse options, wire the services, and serve until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m sim.billing.serve", description=__doc__)
-    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (8000)")
+    parser.add_argument("--port", type=_port, default=8000, help="port on 127.0.0.1 (8000)")
     parser.add_argument(
         "--db", help=f"SQLite file to keep the data in (default: the store at {STORE_URL_ENV},"
         " else billing.sqlite in a temporary folder, deleted when the server stops); a user it"

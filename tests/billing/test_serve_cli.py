@@ -191,6 +191,25 @@ def test_db_in_a_missing_folder_is_one_line(
     assert str(db) in one_line(capsys.readouterr().err) and not served
 
 
+@pytest.mark.parametrize(
+    ("port", "said"),
+    [
+        ("99999", "99999 is no TCP port to serve on: give 1 to 65535"),
+        ("0", "0 is no TCP port to serve on"),
+        ("http", "'http' is not a whole number"),
+    ],
+)
+def test_a_port_that_is_none_is_a_bad_option(
+    served: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], port: str, said: str
+) -> None:
+    """--port outside 1 to 65535 is refused before anything starts (99999 had reached Stripe
+    as the webhook URL's port)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--stripe-url", UNREACHABLE, "--webhook-secret", "whsec_x", "--port", port])
+    assert exit_.value.code == 2
+    assert f"error: argument --port: {said}" in capsys.readouterr().err and not served
+
+
 def test_help_explains_the_temporary_database(capsys: pytest.CaptureFixture[str]) -> None:
     """--help says where the data goes without --db, and that it is deleted on exit."""
     with pytest.raises(SystemExit) as exit_:

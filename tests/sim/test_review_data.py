@@ -102,3 +102,35 @@ def test_too_few_users_for_an_interval_is_refused(capsys: pytest.CaptureFixture[
         review_data.main(["--users", "1"])
     assert exit_.value.code == 2
     assert "--users must be at least 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--seed", "-3"], "threshold_grid.toml: seed: must be >= 0, got -3"),
+        (["--scenario", "nowhere.toml"], "nowhere.toml: no such file; give a scenario file"),
+        (["--out", "{file}"], "is a file; give a folder for the frames"),
+    ],
+)
+def test_each_mistake_is_one_line_and_status_2_before_any_point_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    """A negative seed, a scenario that is no file and an --out that is a file: one line and
+    status 2, and no folder made (each was a traceback, the seed's after --out was created)."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    out = tmp_path / "data"
+    argv = ["--users", "2", "--days", "0.1", "--out", str(out), *args]
+    argv = [str(a_file) if arg == "{file}" else arg for arg in argv]
+    assert review_data.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and said in captured.err
+    assert not out.exists()
+
+
+def test_workers_0_is_a_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """--workers 0 is refused by the option's type, as `python -m sim sweep` refuses it."""
+    with pytest.raises(SystemExit) as exit_:
+        review_data.main(["--workers", "0"])
+    assert exit_.value.code == 2
+    assert "argument --workers: 0 runs nothing" in capsys.readouterr().err

@@ -209,6 +209,23 @@ def test_server_binds_loopback_only(emulator: StripeEmulator) -> None:
         assert server._httpd.server_address[0] == "127.0.0.1"
 
 
+@pytest.mark.parametrize(
+    ("port", "said"),
+    [("65536", "65536 is no TCP port: give 0 (any free one) to 65535"), ("-1", "-1 is no TCP"),
+     ("x", "'x' is not a whole number")],
+)  # fmt: skip
+def test_cli_refuses_a_port_that_is_none(
+    port: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--port outside 0 to 65535 is a bad option, not the socket's OverflowError traceback."""
+    from sim.stripe_emulator.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--port", port])
+    assert exit_.value.code == 2
+    assert f"error: argument --port: {said}" in capsys.readouterr().err
+
+
 def test_cli_serves(tmp_path) -> None:
     """python -m sim.stripe_emulator serves the API on the given port."""
     with socket.socket() as probe:
