@@ -6,6 +6,7 @@ uvicorn never starts here: ``uvicorn.run`` is replaced by a stand-in that record
 
 from __future__ import annotations
 
+import argparse
 import base64
 import re
 import tempfile
@@ -17,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sim.billing import SQLiteStore
-from sim.billing.serve import WEBHOOK_SECRET_ENV, main
+from sim.billing.serve import WEBHOOK_SECRET_ENV, _port, main
 from sim.stripe_emulator import EmulatorServer
 
 UNREACHABLE = "http://127.0.0.1:9"
@@ -208,6 +209,14 @@ def test_a_port_that_is_none_is_a_bad_option(
         main(["--stripe-url", UNREACHABLE, "--webhook-secret", "whsec_x", "--port", port])
     assert exit_.value.code == 2
     assert f"error: argument --port: {said}" in capsys.readouterr().err and not served
+
+
+def test_the_port_range_is_tcps_own_from_1() -> None:
+    """Both ends of the range are ports (1 and 65535); one past either end is not."""
+    assert (_port("1"), _port("65535")) == (1, 65535)
+    for outside in ("0", "65536"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{outside} is no TCP port"):
+            _port(outside)
 
 
 def test_help_explains_the_temporary_database(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import stripe
 
 import sim.stripe_emulator as api
 from sim.stripe_emulator import Fault, Faults, ManualClock, StripeEmulator
+from sim.stripe_emulator.__main__ import main as cli_main
+from sim.stripe_emulator.__main__ import port_option
 
 from .conftest import START
 
@@ -218,12 +221,18 @@ def test_cli_refuses_a_port_that_is_none(
     port: str, said: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--port outside 0 to 65535 is a bad option, not the socket's OverflowError traceback."""
-    from sim.stripe_emulator.__main__ import main
-
     with pytest.raises(SystemExit) as exit_:
-        main(["--port", port])
+        cli_main(["--port", port])
     assert exit_.value.code == 2
     assert f"error: argument --port: {said}" in capsys.readouterr().err
+
+
+def test_cli_port_range_is_tcps_own_with_0_for_any() -> None:
+    """Both ends of the range are taken (0: any free port, and 65535); one past is not."""
+    assert (port_option("0"), port_option("65535")) == (0, 65535)
+    for outside in ("-1", "65536"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{outside} is no TCP port"):
+            port_option(outside)
 
 
 def test_cli_serves(tmp_path) -> None:
