@@ -124,9 +124,7 @@ class MemoryStore(MemoryEventTables, MemoryTwoFactorTables):
 
     # ------------------------------------------------------------------ users
 
-    def create_user(
-        self, user_id: str, wrapped_key: bytes, encrypted_email: bytes | None, now: float
-    ) -> None:
+    def create_user(self, user_id: str, wrapped_key: bytes, encrypted_email: bytes | None) -> None:
         """Insert a user with a zero balance; raise ``DuplicateUser`` if the id is taken."""
         with self._lock:
             if user_id in self._users:

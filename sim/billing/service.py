@@ -174,7 +174,7 @@ class BillingService(TopupRun):
         """Create a user (with their own data key) and grant a starting balance if given."""
         wrapped = self.vault.new_wrapped_key(user_id)
         token = None if email is None else self.vault.encrypt(user_id, wrapped, F_EMAIL, email)
-        self.store.create_user(user_id, wrapped, token, self.clock.now())
+        self.store.create_user(user_id, wrapped, token)
         if balance:
             self.grant_credits(user_id, balance, reference=f"opening-balance:{user_id}")
 

@@ -76,9 +76,7 @@ class SQLStore(EventTables, TwoFactorTables):
 
     # ------------------------------------------------------------------ users
 
-    def create_user(
-        self, user_id: str, wrapped_key: bytes, encrypted_email: bytes | None, now: float
-    ) -> None:
+    def create_user(self, user_id: str, wrapped_key: bytes, encrypted_email: bytes | None) -> None:
         """Insert a user with a zero balance."""
         with self._tx() as db:
             cursor = db.execute(

@@ -257,9 +257,7 @@ class DeadLetter:
 class Store(Protocol):
     """What the billing core needs from durable storage; each call is atomic."""
 
-    def create_user(
-        self, user_id: str, wrapped_key: bytes, encrypted_email: bytes | None, now: float
-    ) -> None:
+    def create_user(self, user_id: str, wrapped_key: bytes, encrypted_email: bytes | None) -> None:
         """Insert a user with a zero balance; raise ``DuplicateUser`` if the id is taken."""
         ...
 

@@ -207,14 +207,14 @@ class DifferentialMachine(RuleBasedStateMachine):
         policy = ClaimPolicy(cooldown_seconds=60, lease_seconds=300.0)
         for user_id, credits, choice in zip(USERS, opening, chosen, strict=False):
             for store in (self.sqlite, self.other):
-                store.create_user(user_id, b"wrapped", None, T0)
+                store.create_user(user_id, b"wrapped", None)
                 store.credit(user_id, credits, "grant", f"opening:{user_id}", T0)
                 store.save_settings(user_id, choice)
                 store.deduct(user_id, 0, T0, policy, _seal)
 
-    @rule(user_id=st.sampled_from(USERS), key=blobs, email=st.none() | blobs, now=times)
-    def create_user(self, user_id: str, key: bytes, email: bytes | None, now: float) -> None:
-        self.both(lambda store: store.create_user(user_id, key, email, now))
+    @rule(user_id=st.sampled_from(USERS), key=blobs, email=st.none() | blobs)
+    def create_user(self, user_id: str, key: bytes, email: bytes | None) -> None:
+        self.both(lambda store: store.create_user(user_id, key, email))
 
     @rule(
         user_id=users,
@@ -593,7 +593,7 @@ def test_concurrent_deductions_are_one_at_a_time() -> None:
     """Twenty threads deducting at once: every credit is accounted for once, every write has a
     version of its own, and the crossing claims exactly one top-up."""
     store = MemoryStore()
-    store.create_user("u1", b"wrapped", None, T0)
+    store.create_user("u1", b"wrapped", None)
     store.credit("u1", 10_000, "grant", "opening", T0)
     store.save_settings("u1", AutoTopupSettings(True, 5_000, 10_000, "eur"))
     policy = ClaimPolicy(cooldown_seconds=3_600.0, lease_seconds=300.0)
@@ -623,7 +623,7 @@ def test_credits_and_the_sum_are_read_without_walking_the_usage_rows() -> None:
     """The books check and the reconcile read a user's credits and ledger sum at the end of a
     run; neither walks the month of usage rows to find them."""
     store = MemoryStore()
-    store.create_user("u1", b"wrapped", None, T0)
+    store.create_user("u1", b"wrapped", None)
     store.credit("u1", 1_000, "grant", "opening", T0)
     store._users["u1"].spends = _Unwalkable(store._users["u1"].spends)
     for n in range(5):
@@ -653,7 +653,7 @@ def test_tfa_guesses_from_threads_are_judged_one_at_a_time() -> None:
     """Twenty threads guessing wrong at once: exactly ``max_failures`` are judged wrong and the
     rest are locked, as two SQLite connections to one file take turns."""
     store = MemoryStore()
-    store.create_user("u1", b"wrapped", None, T0)
+    store.create_user("u1", b"wrapped", None)
     policy = TfaPolicy(max_failures=2, failure_window=60.0, lockout=120.0)
     verdicts = _at_once(20, lambda n: store.tfa_guess("u1", None, T0, policy).guess)
     assert Counter(verdicts) == Counter({Guess.LOCKED: 18, Guess.WRONG: 2})
@@ -665,7 +665,7 @@ def test_close_drops_every_row_as_a_fresh_store_holds_none() -> None:
     references; processed events; dead letters; subscriptions; the entry counter), so a run's
     store lets go of its memory when the backend is closed, whoever still refers to it."""
     store = MemoryStore()
-    store.create_user("u1", b"wrapped", None, T0)
+    store.create_user("u1", b"wrapped", None)
     store.credit("u1", 1_000, "grant", "opening", T0)
     store.deduct("u1", 100, T0 + 1, ClaimPolicy(3_600.0, 300.0), _seal)
     paid = AttemptOutcome("succeeded", credits=100, payment_intent_id="pi_1")

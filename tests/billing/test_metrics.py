@@ -20,6 +20,7 @@ from sim.billing import (
     BillingService,
     InsufficientCredits,
     ManualClock,
+    Money,
     QueueRunner,
     StoreUnavailable,
     Trigger,
@@ -84,6 +85,27 @@ def test_a_deduction_the_store_cannot_make_is_counted_failed(
     assert m.value("topup_deductions_total", result="served") == 1
     assert m.value("topup_deductions_total", result="refused") == 0
     assert billing.balance("u1") == 1_400
+
+
+def test_a_credit_whose_claim_cannot_be_read_back_loses_only_its_delay(
+    billing: BillingService, add_user: AddUser, tasks: QueueRunner, store: FlakyStore
+) -> None:
+    """The credit's delay is measured from its claim, read back after the credit is written: a
+    store that fails that read costs the observation and nothing else (the credit stands, the
+    attempt is closed and counted, the call returns)."""
+    add_user("u1", balance=1_500)
+    m = _metrics(billing)
+    billing.deduct_credits("u1", 600)  # 900: claims attempt 1
+    store.failing.add("settle_topup")
+    tasks.run_pending()  # charged; the credit's write failed, the attempt stays open
+    store.failing = {"attempt"}
+    meta = {"user_id": "u1", "credits": "10000", "attempt": "1"}
+    assert billing.settle_payment("u1", "pi_scripted_0001", Money(1_000, "eur"), meta)
+    store.failing.clear()
+    assert billing.balance("u1") == 10_900
+    assert store.attempts("u1")[0].status == "succeeded"
+    assert m.value("topup_attempts_finished_total", status="succeeded") == 1
+    assert m.value("topup_credit_delay_seconds_count") == 0
 
 
 def test_declines_suspension_and_unknown_outcomes_are_counted(
@@ -244,6 +266,26 @@ def test_triggers_and_outcomes_log_stable_event_names(
         "event=topup_credited user=u1 attempt=2 payment_intent=pi_scripted_0002 delay=0.000",
     ]
     assert {getattr(r, "event", None) for r in caplog.records} >= {"topup_claimed"}
+
+
+def test_the_decisions_every_request_repeats_log_at_debug_and_the_claim_at_info(
+    billing: BillingService,
+    add_user: AddUser,
+    tasks: QueueRunner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While a top-up is in flight or cooling, every request below the threshold makes the same
+    decision: those log at debug level, so that an info log holds one line per claim, not one
+    per request."""
+    caplog.set_level(logging.DEBUG, logger="sim.billing")
+    add_user("u1", balance=1_500)
+    billing.deduct_credits("u1", 600)  # claims
+    billing.deduct_credits("u1", 1)  # pending: the attempt is in flight
+    tasks.run_pending()
+    billing.deduct_credits("u1", 10_000)  # cooling
+    levels = {r.event: r.levelno for r in caplog.records if hasattr(r, "event")}
+    assert levels["topup_claimed"] == logging.INFO
+    assert (levels["topup_pending"], levels["topup_cooling"]) == (logging.DEBUG, logging.DEBUG)
 
 
 def test_every_logged_event_is_documented() -> None:

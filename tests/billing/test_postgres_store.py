@@ -43,7 +43,7 @@ def test_migration_creates_then_changes_nothing() -> None:
     with postgres_schema() as conninfo, _connect(conninfo) as db:
         assert migrate(db) == [] and missing(db) == []
         store = PostgresStore(conninfo)
-        store.create_user("u1", b"wrapped", None, T0)
+        store.create_user("u1", b"wrapped", None)
         store.close()
         db.execute("ALTER TABLE users DROP COLUMN auto_topup_monthly_limit")
         assert missing(db) == ["column users.auto_topup_monthly_limit"]
@@ -85,7 +85,7 @@ def test_two_pools_on_one_user_take_turns() -> None:
         stores = [PostgresStore(conninfo), PostgresStore(conninfo)]
         try:
             first = stores[0]
-            first.create_user("u1", b"wrapped", None, T0)
+            first.create_user("u1", b"wrapped", None)
             first.credit("u1", 900, "grant", "opening", T0)
             first.save_settings("u1", AutoTopupSettings(True, 1_000, 10_000, "eur"))
             policy = ClaimPolicy(cooldown_seconds=3_600.0, lease_seconds=300.0)

@@ -93,6 +93,27 @@ def test_credit_amount_must_be_a_positive_integer(
         billing.deduct_credits("u1", credits)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("setting", "refused", "smallest", "message"),
+    [
+        ("cooldown_seconds", -1.0, 0.0, "cooldown_seconds must be >= 0"),
+        ("charge_tries", 0, 1, "charge_tries must be >= 1"),
+        ("failures_before_suspension", 0, 1, "failures_before_suspension must be >= 1"),
+        ("attempt_lease_seconds", 0.0, 0.5, "attempt_lease_seconds must be > 0"),
+        ("retry_backoff_seconds", -0.5, 0.0, "retry_backoff_seconds must be >= 0"),
+        ("idempotency_window_seconds", 0.0, 0.5, "idempotency_window_seconds must be > 0"),
+    ],
+)
+def test_each_rule_refuses_a_value_past_its_bound_naming_it(
+    setting: str, refused: float, smallest: float, message: str
+) -> None:
+    """Every BillingConfig setting has a bound: past it, a ValueError that says which setting and
+    which bound (a server's operator reads it at start-up); at it, the config is built."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        BillingConfig(**{setting: refused})
+    assert getattr(BillingConfig(**{setting: smallest}), setting) == smallest
+
+
 def test_unknown_user_is_refused(billing: BillingService) -> None:
     """Deducting from a user that does not exist raises UnknownUser."""
     with pytest.raises(UnknownUser):

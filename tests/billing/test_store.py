@@ -47,7 +47,7 @@ def db(request: pytest.FixtureRequest) -> Iterator[Store]:
     """Each store in turn, with one user holding 1,000 credits, auto top-up on at a 500
     threshold."""
     with STORES[request.param]() as store:
-        store.create_user("u1", b"wrapped", None, T0)
+        store.create_user("u1", b"wrapped", None)
         store.credit("u1", 1_000, "grant", "opening:u1", T0)
         store.save_settings("u1", AutoTopupSettings(True, 500, 10_000, "eur"))
         yield store
@@ -274,7 +274,7 @@ def test_unknown_user_is_a_typed_error(db: Store) -> None:
 def test_duplicate_user_is_a_typed_error(db: Store) -> None:
     """Creating an existing user raises DuplicateUser."""
     with pytest.raises(DuplicateUser):
-        db.create_user("u1", b"other", None, T0)
+        db.create_user("u1", b"other", None)
 
 
 def test_webhook_event_processed_once(db: Store) -> None:
@@ -290,7 +290,7 @@ def test_file_store_survives_reopen(tmp_path: object) -> None:
     """A file-backed store keeps balances and ledgers across connections."""
     path = str(tmp_path) + "/billing.sqlite"  # type: ignore[operator]
     first = SQLiteStore(path)
-    first.create_user("u1", b"wrapped", None, T0)
+    first.create_user("u1", b"wrapped", None)
     first.credit("u1", 42, "grant", "g1", T0)
     first.close()
     again = SQLiteStore(path)
@@ -403,7 +403,7 @@ def test_snapshot_shows_the_attempt_in_flight(db: Store) -> None:
 def test_duplicate_user_error_carries_the_id(db: Store) -> None:
     """DuplicateUser names the id that was taken."""
     with pytest.raises(DuplicateUser) as raised:
-        db.create_user("u1", b"other", None, T0)
+        db.create_user("u1", b"other", None)
     assert raised.value.user_id == "u1"
 
 
@@ -414,7 +414,7 @@ def test_file_store_waits_for_another_writer(tmp_path: Path) -> None:
     path = str(tmp_path / "billing.sqlite")
     store = SQLiteStore(path)
     assert store.path == path
-    store.create_user("u1", b"wrapped", None, T0)
+    store.create_user("u1", b"wrapped", None)
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     other.execute("BEGIN IMMEDIATE")  # another worker holds the write lock ...
@@ -431,7 +431,7 @@ def test_file_store_waits_for_another_writer(tmp_path: Path) -> None:
 def test_user_record_holds_what_was_stored(db: Store) -> None:
     """The user record carries the encrypted e-mail, the last accepted TOTP step and the
     version of the cached fields, as stored."""
-    db.create_user("u2", b"wrapped", b"sealed-email", T0)
+    db.create_user("u2", b"wrapped", b"sealed-email")
     db.tfa_guess("u2", 57, T0, TFA)
     user = db.get_user("u2")
     assert (user.encrypted_email, user.tfa_last_step) == (b"sealed-email", 57)
@@ -443,7 +443,7 @@ def test_default_store_is_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """Without a path the store lives in memory: it writes no file."""
     monkeypatch.chdir(tmp_path)
     store = SQLiteStore()
-    store.create_user("u1", b"wrapped", None, T0)
+    store.create_user("u1", b"wrapped", None)
     store.close()
     assert list(tmp_path.iterdir()) == []
 
@@ -497,7 +497,7 @@ def test_tfa_guesses_from_two_connections_are_judged_one_at_a_time(tmp_path: Pat
     take turns, so exactly ``max_failures`` are judged wrong and the rest are locked."""
     path = str(tmp_path / "billing.sqlite")
     stores = [SQLiteStore(path), SQLiteStore(path)]
-    stores[0].create_user("u1", b"wrapped", None, T0)
+    stores[0].create_user("u1", b"wrapped", None)
     barrier = threading.Barrier(20)
     verdicts: list[Guess] = []
 
@@ -769,7 +769,7 @@ def test_a_refused_spend_is_not_kept_and_keys_are_per_user(db: Store) -> None:
     db.credit("u1", 10_000, "grant", "support-1", T0 + 1)
     taken = db.deduct("u1", 5_000, T0 + 2, POLICY, _seal, "big")
     assert (taken.refused, taken.balance, taken.replay) == (False, 6_000, None)
-    db.create_user("u2", b"key-2", None, T0)
+    db.create_user("u2", b"key-2", None)
     db.credit("u2", 100, "grant", "support-2", T0)
     other = db.deduct("u2", 50, T0 + 3, POLICY, _seal, "big")
     assert (other.balance, other.replay) == (50, None)

@@ -42,7 +42,7 @@ def test_a_sqlite_url_opens_and_creates_the_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/billing.sqlite"
     first = open_store(url)
     assert isinstance(first, SQLiteStore)
-    first.create_user("u1", b"wrapped", None, T0)
+    first.create_user("u1", b"wrapped", None)
     first.close()  # type: ignore[attr-defined]
     assert open_store(url).user_ids() == ["u1"]
 

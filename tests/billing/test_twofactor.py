@@ -37,7 +37,7 @@ SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 def tfa(store: FlakyStore, vault: Vault, clock: ManualClock) -> TwoFactor:
     """Two-factor for user u1, enrolled with a known secret; u2 exists without 2FA."""
     for user in ("u1", "u2"):
-        store.create_user(user, vault.new_wrapped_key(user), None, clock.now())
+        store.create_user(user, vault.new_wrapped_key(user), None)
     service = TwoFactor(store=store, vault=vault, clock=clock)  # type: ignore[arg-type]
     service.enable("u1", SECRET)
     return service

@@ -83,7 +83,7 @@ def test_close_lets_go_of_every_row_of_a_store_in_memory(name: str) -> None:
     """Closing a run's backend empties its store in memory, as closing SQLite's ``:memory:``
     database does: the rows go even while a finished world still refers to the store."""
     opened = get_backend(name).open()
-    opened.store.create_user("u1", b"wrapped", None, 0.0)
+    opened.store.create_user("u1", b"wrapped", None)
     opened.store.credit("u1", 500, "grant", "opening", 0.0)
     opened.close()
     assert opened.store.user_ids() == []

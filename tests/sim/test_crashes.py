@@ -67,7 +67,7 @@ def test_crash_rolls_back_an_uncommitted_transaction() -> None:
     plan = CrashPlan(at="setup/store.create_user:after", armed=True)
     wrapped = Boundaries(store, "store", plan)
     with pytest.raises(Crash):
-        wrapped.create_user("u1", b"k", None, 0.0)
+        wrapped.create_user("u1", b"k", None)
     assert store.user_ids() == ["u1"]  # after: the write had committed
     plan = CrashPlan(at="setup/store.credit:before", armed=True)
     with pytest.raises(Crash):

@@ -66,7 +66,7 @@ def test_flaky_store_fails_only_armed_and_chosen_operations() -> None:
     fault is reported with the operation that failed."""
     faults: list[tuple[str, str, str]] = []
     store = FlakyStore(SQLiteStore(), _schedule(1.0), ["credit"], lambda *f: faults.append(f))
-    store.create_user("u1", b"k", None, START)
+    store.create_user("u1", b"k", None)
     assert store.credit("u1", 5, "grant", "opening", START)
     store.armed = True
     with pytest.raises(StoreUnavailable):
