@@ -37,6 +37,7 @@ from sim.billing import (
     Vault,
     idempotency_key,
 )
+from sim.billing.errors import IdempotencyKeyReused
 from sim.billing.reconcile import reconcile_user
 from sim.billing.testing import ScriptedGateway
 from sim.crashes import Boundaries, Crash, CrashPlan
@@ -114,6 +115,23 @@ def test_each_rule_refuses_a_value_past_its_bound_naming_it(
     assert getattr(BillingConfig(**{setting: smallest}), setting) == smallest
 
 
+def test_a_request_key_answers_its_first_deduction_and_refuses_other_credits(
+    billing: BillingService, add_user: AddUser
+) -> None:
+    """The same key again answers the first deduction and takes nothing; the same key with other
+    credits is refused with what the key took, what was asked, and what to do."""
+    add_user(balance=1_500)
+    first = billing.deduct_credits("u1", 100, request_key="r1")
+    again = billing.deduct_credits("u1", 100, request_key="r1")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.balance == first.balance == billing.balance("u1") == 1_400
+    with pytest.raises(
+        IdempotencyKeyReused, match=r"^this key took 100 credits, not 200: use a new key$"
+    ):
+        billing.deduct_credits("u1", 200, request_key="r1")
+    assert billing.balance("u1") == 1_400
+
+
 def test_unknown_user_is_refused(billing: BillingService) -> None:
     """Deducting from a user that does not exist raises UnknownUser."""
     with pytest.raises(UnknownUser):
@@ -130,14 +148,17 @@ def test_crossing_claims_a_topup_that_runs_after_the_deduction_returns(
     tasks: QueueRunner,
     store: FlakyStore,
 ) -> None:
-    """The deduction returns with the claim made and no charge yet; the task then charges once."""
+    """The deduction returns with the claim made and no charge yet; the task then charges once.
+    A deduction while it is pending submits no second task: only the claim's lease runs it."""
     add_user(balance=1_500)
     done = billing.deduct_credits("u1", 600)
     assert (done.trigger, done.attempt, done.balance) == (Trigger.CLAIMED, 1, 900)
     assert gateway.calls == [] and len(tasks) == 1
+    pending = billing.deduct_credits("u1", 100)
+    assert (pending.trigger, pending.attempt, len(tasks)) == (Trigger.PENDING, None, 1)
     assert tasks.run_pending() == 1
     assert [c.idempotency_key for c in gateway.calls] == [idempotency_key("u1", 1)]
-    assert _books_balance(billing, store, "u1") == 10_900
+    assert _books_balance(billing, store, "u1") == 10_800
     assert store.attempts("u1")[0].status == "succeeded"
 
 
@@ -554,9 +575,12 @@ def test_store_failure_while_settling_credits_later_exactly_once(
     assert store.attempts("u1")[0].status == "succeeded"
 
 
-def test_unreachable_cache_fails_nothing_and_catches_up(vault: Vault, clock: ManualClock) -> None:
-    """With Redis down the store still decides and records (reads fall back to it); once Redis
-    is back, the user's next write brings the cache up to date."""
+def test_unreachable_cache_fails_nothing_and_catches_up(
+    vault: Vault, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Redis down the store still decides and records (reads fall back to it), and a
+    warning names the user whose cached copy is now behind; once Redis is back, the user's next
+    write brings the cache up to date."""
     server = fakeredis.FakeServer()
     store = SQLiteStore(":memory:")
     billing = BillingService(
@@ -565,7 +589,11 @@ def test_unreachable_cache_fails_nothing_and_catches_up(vault: Vault, clock: Man
     )  # fmt: skip
     billing.create_user("u1", balance=500)
     server.connected = False
-    assert billing.deduct_credits("u1", 100).balance == 400
+    with caplog.at_level(logging.WARNING, logger="sim.billing.service"):
+        assert billing.deduct_credits("u1", 100).balance == 400
+    assert [r.getMessage() for r in caplog.records] == [
+        "cache unreachable: u1 stays at an older version until its next write"
+    ]
     assert billing.balance("u1") == store.get_user("u1").balance == store.ledger_sum("u1") == 400
     server.connected = True
     billing.deduct_credits("u1", 1)
