@@ -166,7 +166,7 @@ def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "fit-trace":
             return _fit_trace(args)
-        scenario = _scenario(args)
+        scenario = _scenario(args).seeded(args.seed)  # a bad seed is found before anything
         if args.command == "run":
             return _run(scenario, args)
         return _sweep(scenario, args)

@@ -260,16 +260,16 @@ def test_sweep_with_redis_unset_is_one_line(
 
 
 def test_a_negative_seed_is_one_line_from_the_cli_and_a_scenario_error_from_python(
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--seed meets the rule the file's ``seed`` meets (a whole number >= 0): one line, exit 2,
-    where numpy's seeding had printed a traceback; ``run`` and ``sweep`` raise ScenarioError
-    before anything runs."""
-    baseline = SCENARIOS / "baseline.toml"
-    assert main(["run", str(baseline), *SMALL, "--seed", "-1"]) == 2
+    where numpy's seeding had printed a traceback, and no --out folder made; ``run`` and
+    ``sweep`` raise ScenarioError before anything runs."""
+    baseline, out = SCENARIOS / "baseline.toml", tmp_path / "frames"
+    assert main(["run", str(baseline), *SMALL, "--seed", "-1", "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert "baseline.toml: seed: must be >= 0, got -1" in one_line(captured.err)
-    assert captured.out == ""
+    assert captured.out == "" and not out.exists()
     with pytest.raises(ScenarioError, match=r"seed: must be >= 0, got -7"):
         run(SCENARIOS / "baseline.toml", seed=-7)
     with pytest.raises(ScenarioError, match=r"seed: must be a whole number"):
