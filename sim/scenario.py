@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -482,8 +483,13 @@ class Scenario:
 
     def seeded(self, seed: int | None) -> Scenario:
         """This scenario with ``seed`` in place of its own (``None``: as it is), checked as the
-        file's ``seed`` is: a caller's seed meets the same rule, and the same one-line error."""
-        if seed is None or (type(seed) is int and seed == self.seed):
+        file's ``seed`` is: a caller's seed meets the same rule, and the same one-line error.
+        NumPy's integers count as whole numbers (a seed read from a frame is one)."""
+        if seed is None:
+            return self
+        if not isinstance(seed, bool | int) and hasattr(seed, "__index__"):
+            seed = operator.index(seed)
+        if type(seed) is int and seed == self.seed:
             return self
         return self.with_overrides({"seed": seed})
 

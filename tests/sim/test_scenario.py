@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sim import ScenarioError, load_scenario
@@ -178,3 +179,20 @@ def test_every_billing_setting_is_reachable_from_a_scenario() -> None:
     assert {name: getattr(config, name) for name in names} == expected
     plain = shipped("baseline").with_overrides({"billing": {}}).billing.config()
     assert plain == BillingConfig()
+
+
+def test_a_callers_seed_meets_the_files_rule() -> None:
+    """``seeded`` puts a caller's seed in place by the rule of the file's ``seed``: the scenario
+    itself for none or its own, a whole number >= 0 (NumPy's integers too, as a seed read from a
+    frame is one), and the file's one-line error for anything else (a bool is no seed)."""
+    scenario = shipped("baseline")
+    assert scenario.seeded(None) is scenario and scenario.seeded(scenario.seed) is scenario
+    reseeded = scenario.seeded(np.int64(7))
+    assert (reseeded.seed, type(reseeded.seed), reseeded.users) == (7, int, scenario.users)
+    for bad, said in [
+        (-1, "must be >= 0"),
+        (True, "must be a whole number"),
+        (1.5, "must be a whole"),
+    ]:
+        with pytest.raises(ScenarioError, match=f"baseline.toml: seed: {said}"):
+            scenario.seeded(bad)  # type: ignore[arg-type]
