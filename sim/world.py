@@ -46,6 +46,7 @@ from sim.billing.payments import WebhookVerifier
 from sim.billing.reconcile import reconcile_all
 from sim.stripe_emulator import Faults as EmulatorFaults
 
+from . import draws
 from .actions import Behaviour
 from .backends import OpenBackend
 from .crashes import Boundaries, Crash, CrashPlan
@@ -279,6 +280,12 @@ class World:
         for group, count in zip(scenario.groups, scenario.counts(), strict=True):
             for _ in range(count):
                 self._add_user(group, len(self.profiles))
+        #: Under which key this run's request draws are shared with other runs of this process
+        #: (a sweep's worker: ``sim.draws``), or ``None``.
+        self._draw_key: draws.DrawKey | None = None
+        if draws.sharing() and not self._replays:
+            streams = tuple(draws.stream_state(rng) for rng in self._user_rngs)
+            self._draw_key = draws.DrawKey(tuple(self._usage), streams, scenario.horizon)
         self.behaviour.schedule(scenario.actions, [(p.user_id, p.group) for p in self.profiles])
         self._deduct: Callable[[str, int], Any] = self.billing.deduct_credits
         if crash is not None:
@@ -426,9 +433,17 @@ class World:
         horizon = self.scenario.horizon
         day = 0.0
         now = env.now  # only this process's timeouts move time while it runs
+        key = self._draw_key
+        shared = None if key is None else draws.lookup(key)  # drawn by an earlier point
+        drawn: list[draws.Batch] = []  # kept for the next point once every day is drawn
+        days = 0
         while day < horizon:
             end = min(day + DAY, horizon)
-            times, users, costs = self._batch(day, end)
+            batch = self._batch(day, end) if shared is None else shared[days]
+            days += 1
+            if key is not None and shared is None:
+                drawn.append(batch)
+            times, users, costs = batch
             for t, u, cost in zip(times.tolist(), users.tolist(), costs.tolist(), strict=True):
                 user = ids[u]
                 if blocked and blocked.get(user, -1) > t:
@@ -441,6 +456,8 @@ class World:
             day = end
             if on_day is not None:
                 on_day(end / DAY)
+        if key is not None and shared is None:  # every day was drawn: kept for the next point
+            draws.keep(key, drawn)
 
     def _requester(self) -> Callable[[int, str, int, int], None]:
         """``request(t, user, cost, tries=0)``: one request of ``user`` at tick ``t``

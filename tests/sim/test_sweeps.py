@@ -97,6 +97,38 @@ def test_finished_points_are_kept_and_not_run_again(
     assert len(ran) == 6  # another seed is another point
 
 
+def test_points_start_longest_first_and_the_frame_keeps_the_grid_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The smaller the auto top-up amount, the more top-ups and the longer the point: those
+    start first, so that no long point is handed out last; the frame is in the grid's order."""
+    started: list[int] = []
+    real = sweeps._indexed_summary
+
+    def recording(index: int, *args: Any) -> tuple[int, pd.DataFrame]:
+        started.append(index)
+        return real(index, *args)
+
+    monkeypatch.setattr(sweeps, "_indexed_summary", recording)
+    grid = {"auto_topup.amount": [21000, 1000, 10000]}
+    frame = sweep(shipped("threshold_grid", users=2, days=0.25), grid, workers=1)
+    assert started == [1, 2, 0]
+    assert list(frame["auto_topup.amount"]) == [21000, 1000, 10000]
+
+
+def test_expected_work_counts_requests_and_top_ups_at_their_cost() -> None:
+    """A point's expected work: its requests, and its expected top-ups (credits spent over the
+    amount) at a top-up's cost in requests; a group without auto top-up makes none."""
+    scenario = shipped("threshold_grid", users=100, days=10)
+    [group] = scenario.groups
+    requests = 100 * group.usage.requests_per_day * 10
+    top_ups = requests * group.usage.cost.expected() / group.settings.amount
+    expected = requests + top_ups * sweeps.TOPUP_COST_IN_REQUESTS
+    assert sweeps.expected_work(scenario) == pytest.approx(expected)
+    off = scenario.with_overrides({"auto_topup.enabled": False})
+    assert sweeps.expected_work(off) == pytest.approx(requests)
+
+
 def test_point_key_follows_scenario_seed_backend_and_gateway() -> None:
     """The key changes with the point's scenario, the seed, the backend and the gateway, and
     only with them."""
