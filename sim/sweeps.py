@@ -18,7 +18,6 @@ figures, and the frame keeps the grid's order.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import itertools
@@ -172,7 +171,6 @@ def _summary(scenario: Scenario, seed: int, backend: str | Backend, gateway: str
     """One point's summary rows: the run-wide one (``group`` = ``all``), then one per group."""
     with draws.shared():  # the points a worker runs in turn share their request draws
         results = run(scenario, seed=seed, backend=backend, gateway=gateway)
-    _give_back_freed_memory()
     whole = results.summary.copy()
     whole.insert(0, "group", ALL_GROUPS)
     return pd.concat([whole, results.groups], ignore_index=True)
@@ -181,22 +179,6 @@ def _summary(scenario: Scenario, seed: int, backend: str | Backend, gateway: str
 class SchedulerUnavailable(Exception):
     """The dask scheduler asked for cannot be used: its address is none, or nothing answers
     there. Raised before any point runs, as one line naming the address and what to give."""
-
-
-def _give_back_freed_memory() -> None:
-    """Return the memory a finished point freed to the system (glibc's ``malloc_trim``; nothing
-    elsewhere).
-
-    The C allocator keeps what a point's world freed for reuse, so a worker's resident size
-    after a 1,000-credit point at 1,000 users stays near that point's peak. joblib's loky pool
-    reads a worker whose resident size grew 300 MB past its size after its first task as a
-    leak and replaces it with a new process, which imports everything again: a decision grid
-    on 2 workers started 5 such replacements."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to ask
-        return
-    libc.malloc_trim(0)
 
 
 @contextmanager
