@@ -39,7 +39,16 @@ class DrawKey:
     horizon: float
 
 
-_state: dict[str, object] = {"on": False, "key": None, "batches": None}
+@dataclass(slots=True)
+class _Shared:
+    """This process's sharing: whether it is on, and the one entry kept."""
+
+    on: bool = False
+    key: DrawKey | None = None
+    batches: list[Batch] | None = None
+
+
+_shared = _Shared()
 
 
 def stream_state(rng: np.random.Generator) -> Hashable:
@@ -51,34 +60,37 @@ def stream_state(rng: np.random.Generator) -> Hashable:
 def shared() -> Iterator[None]:
     """Within: worlds share their draws through this process's entry (kept after, for the next
     point the process runs)."""
-    before = _state["on"]
-    _state["on"] = True
+    before = _shared.on
+    _shared.on = True
     try:
         yield
     finally:
-        _state["on"] = before
+        _shared.on = before
 
 
 def sharing() -> bool:
     """Whether worlds share their draws now."""
-    return bool(_state["on"])
+    return _shared.on
+
+
+def kept_key() -> DrawKey | None:
+    """The key of the entry kept, if any."""
+    return _shared.key
 
 
 def lookup(key: DrawKey) -> Sequence[Batch] | None:
     """Every day's batch drawn under ``key`` by an earlier run in this process, or ``None``."""
-    if not _state["on"] or _state["key"] != key:
+    if not _shared.on or _shared.key != key:
         return None
-    batches = _state["batches"]
-    assert isinstance(batches, list)
-    return batches
+    return _shared.batches
 
 
 def keep(key: DrawKey, batches: list[Batch]) -> None:
     """Keep a whole run's batches under ``key`` (replacing the entry there was)."""
-    if _state["on"]:
-        _state["key"], _state["batches"] = key, batches
+    if _shared.on:
+        _shared.key, _shared.batches = key, batches
 
 
 def forget() -> None:
     """Drop the kept entry (tests; a process that is done sweeping)."""
-    _state["key"] = _state["batches"] = None
+    _shared.key = _shared.batches = None

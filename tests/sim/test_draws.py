@@ -29,10 +29,10 @@ def test_points_that_share_their_draws_give_the_events_they_give_alone() -> None
     alone = [_events(point) for point in points]
     with draws.shared():
         first = _events(points[0])
-        key = draws._state["key"]
+        key = draws.kept_key()
         assert isinstance(key, draws.DrawKey) and len(key.usages) == 6
         second = _events(points[1])
-        assert draws._state["key"] == key  # read, not drawn again
+        assert draws.kept_key() == key  # read, not drawn again
         other_seed = _events(points[1], seed=base.seed + 1)
     pd.testing.assert_frame_equal(first, alone[0])
     pd.testing.assert_frame_equal(second, alone[1])
@@ -58,13 +58,13 @@ def test_users_that_differ_in_any_draw_find_nothing_to_share(change: dict[str, o
     changed = base.with_overrides(change)
     with draws.shared():
         _events(base)
-        kept = draws._state["key"]
+        kept = draws.kept_key()
         shared = _events(changed)
-        assert draws._state["key"] != kept
+        assert draws.kept_key() != kept
     pd.testing.assert_frame_equal(shared, _events(changed))
 
 
 def test_a_run_outside_a_sweep_keeps_nothing() -> None:
     """``run`` alone shares nothing and keeps nothing: a notebook's process holds no draws."""
     _events(shipped("threshold_grid", users=6, days=2))
-    assert draws._state["key"] is None and draws._state["batches"] is None
+    assert draws.kept_key() is None
