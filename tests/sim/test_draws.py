@@ -68,3 +68,19 @@ def test_a_run_outside_a_sweep_keeps_nothing() -> None:
     """``run`` alone shares nothing and keeps nothing: a notebook's process holds no draws."""
     _events(shipped("threshold_grid", users=6, days=2))
     assert draws.kept_key() is None
+
+
+def test_users_alike_but_for_their_random_streams_find_nothing_to_share() -> None:
+    """Without variation every user's usage law is the group's, whatever the seed: only the
+    state of their random streams tells two seeds' users apart, and the key holds it."""
+    alike = shipped("threshold_grid", users=6, days=2).with_overrides(
+        {"groups.regular.variation": {}}
+    )
+    with draws.shared():
+        _events(alike)
+        kept = draws.kept_key()
+        other = _events(alike, seed=alike.seed + 1)
+        assert kept is not None and draws.kept_key() is not None
+        assert draws.kept_key().usages == kept.usages  # type: ignore[union-attr]
+        assert draws.kept_key() != kept
+    pd.testing.assert_frame_equal(other, _events(alike, seed=alike.seed + 1))
