@@ -19,9 +19,10 @@ entry holds three numbers a request (about 40 MB for a month of 1,000 users).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,11 +42,15 @@ class DrawKey:
 
 @dataclass(slots=True)
 class _Shared:
-    """This process's sharing: whether it is on, and the one entry kept."""
+    """This process's sharing: how many callers have it on, and the one entry kept.
 
-    on: bool = False
-    key: DrawKey | None = None
-    batches: list[Batch] | None = None
+    The entry is one attribute holding key and batches together, so that a thread reading it
+    (a dask worker runs points in threads of one process) never pairs one run's key with
+    another's batches; the count is changed under a lock for the same reason."""
+
+    on: int = 0
+    entry: tuple[DrawKey, list[Batch]] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _shared = _Shared()
@@ -60,37 +65,40 @@ def stream_state(rng: np.random.Generator) -> Hashable:
 def shared() -> Iterator[None]:
     """Within: worlds share their draws through this process's entry (kept after, for the next
     point the process runs)."""
-    before = _shared.on
-    _shared.on = True
+    with _shared.lock:
+        _shared.on += 1
     try:
         yield
     finally:
-        _shared.on = before
+        with _shared.lock:
+            _shared.on -= 1
 
 
 def sharing() -> bool:
     """Whether worlds share their draws now."""
-    return _shared.on
+    return _shared.on > 0
 
 
 def kept_key() -> DrawKey | None:
     """The key of the entry kept, if any."""
-    return _shared.key
+    entry = _shared.entry
+    return None if entry is None else entry[0]
 
 
 def lookup(key: DrawKey) -> Sequence[Batch] | None:
     """Every day's batch drawn under ``key`` by an earlier run in this process, or ``None``."""
-    if not _shared.on or _shared.key != key:
+    entry = _shared.entry
+    if not sharing() or entry is None or entry[0] != key:
         return None
-    return _shared.batches
+    return entry[1]
 
 
 def keep(key: DrawKey, batches: list[Batch]) -> None:
     """Keep a whole run's batches under ``key`` (replacing the entry there was)."""
-    if _shared.on:
-        _shared.key, _shared.batches = key, batches
+    if sharing():
+        _shared.entry = (key, batches)
 
 
 def forget() -> None:
     """Drop the kept entry (tests; a process that is done sweeping)."""
-    _shared.key = _shared.batches = None
+    _shared.entry = None
