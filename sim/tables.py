@@ -9,7 +9,6 @@ silently with a default.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,10 +148,6 @@ _KIND_NAMES = {
 }
 
 
-#: The largest integer a float can hold; TOML reads integers whole, of any length.
-_LARGEST_FLOAT = int(sys.float_info.max)
-
-
 def _coerce(value: object, kind: type) -> Any:
     """``value`` as ``kind`` if it is one (an int counts as a float, a bool as a bool only; a
     float must be finite: TOML's ``inf`` and ``nan``, and integers past a float's range, which
@@ -160,10 +155,13 @@ def _coerce(value: object, kind: type) -> Any:
     if isinstance(value, bool):
         return value if kind is bool else None
     if kind is float:
-        if isinstance(value, int) and abs(value) > _LARGEST_FLOAT:
+        if not isinstance(value, int | float):
             return None
-        finite = isinstance(value, int | float) and math.isfinite(value)
-        return float(value) if finite else None
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past a float's range
+            return None
+        return number if math.isfinite(number) else None
     return value if isinstance(value, kind) else None
 
 
