@@ -36,6 +36,7 @@ from typing import Any
 
 import fakeredis
 import redis
+from interpreter import print_interpreter
 
 from sim.billing import (
     AutoTopupSettings,
@@ -207,6 +208,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000, help="calls per measurement")
     parser.add_argument("--threads", type=int, default=8, help="threads in part 2")
     args = parser.parse_args()
+    print_interpreter()
     print("Part 1: one deduction, median microseconds per call (batches of 1,000)\n")
     print(f"{'backend':<10} {'what':<24} {'us/call':>9} {'calls/s':>11}")
     for row in deduction_rows("memory", MemoryCache, args.calls):

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+from interpreter import print_interpreter
 
 from sim import load_scenario, run
 from sim.faults import fault_matrix
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args()
+    print_interpreter()
     scenario = load_scenario(CHAOS, users=args.users, days=args.days)
     rows = []
     for name, variant in fault_matrix(scenario).items():

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import fakeredis
+from interpreter import print_interpreter
 
 from sim import Backend, OpenBackend, load_scenario, run
 from sim.billing import MemoryStore, RedisCache
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000, help="users on memory (the month)")
     parser.add_argument("--slow-users", type=int, default=100, help="users on Redis backends")
     args = parser.parse_args()
+    print_interpreter()
 
     rows = [("memory", "direct"), ("memory", "stripe"), ("fakeredis", "stripe")]
     if os.environ.get("REDIS_URL"):

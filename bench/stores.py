@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from interpreter import print_interpreter
 from servers import postgres_schema, redis_url
 
 from sim.billing import (
@@ -369,6 +370,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every store at every worker count; print the rows, the books and the ratios."""
     args = parse(argv)
+    print_interpreter()
     stores = list(args.stores)
     if "postgres" in stores and not os.environ.get("POSTGRES_URL"):
         print("postgres  (POSTGRES_URL is not set: skipped)")

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import stripe
+from interpreter import print_interpreter
 
 from sim.stripe_emulator import ManualClock, StripeEmulator
 
@@ -90,6 +91,7 @@ def setup(emulator: StripeEmulator) -> tuple[stripe.StripeClient, dict[str, Any]
 
 def main() -> None:
     """Measure and print the table."""
+    print_interpreter()
     emulator = StripeEmulator(clock=ManualClock(), seed=0)
     client, params, body = setup(emulator)
     canned = client.v1.payment_intents.create(params=params).last_response.body.encode()

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from interpreter import print_interpreter
 
 from sim import load_scenario, sweep
 
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--backend", default="memory", help="backend of every point")
     parser.add_argument("--speedup", action="store_true", help="1 against 2 workers")
     args = parser.parse_args()
+    print_interpreter()
     runs = (1, 2) if args.speedup else (args.workers,)
     seconds, frames = {}, {}
     for workers in runs:

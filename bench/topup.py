@@ -23,6 +23,8 @@ import argparse
 import statistics
 import time
 
+from interpreter import print_interpreter
+
 from sim.billing import (
     AutoTopupSettings,
     BillingService,
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    print_interpreter()
     figures: dict[str, list[float]] = {"floor": [], "stripe": [], "direct": []}
     for _ in range(args.rounds):  # interleaved, so that machine drift hits every path alike
         figures["floor"].append(top_ups("direct", args.users, enabled=False))
