@@ -100,7 +100,7 @@ class TopupRun:
             )  # fmt: skip
         request = self._charge_request(user, seq, terms)
         if attempt.status != "claimed" and self._key_may_be_forgotten(attempt.claimed_at):
-            self._look_up(user, seq, lease, terms, request, tries)
+            self._look_up(user, seq, lease, request, tries)
             return
         try:
             result = self.gateway.charge(request)
@@ -110,7 +110,7 @@ class TopupRun:
                       key=request.idempotency_key, error=repr(str(exc)))  # fmt: skip
             self._retry_later(user, seq, lease, tries + 1, sent=True)
             return
-        self._record_result(user, seq, lease, terms, result, tries)
+        self._record_result(user, seq, lease, result, tries)
 
     def _key_may_be_forgotten(self, claimed_at: float) -> bool:
         """Whether Stripe may have dropped the attempt's idempotency key: its charge left no
@@ -118,9 +118,8 @@ class TopupRun:
         return self.clock.now() - claimed_at >= self.config.idempotency_window_seconds
 
     def _look_up(
-        self, user: UserRecord, seq: int, lease: int, terms: ChargeTerms, request: ChargeRequest,
-        tries: int,
-    ) -> None:  # fmt: skip
+        self, user: UserRecord, seq: int, lease: int, request: ChargeRequest, tries: int
+    ) -> None:
         """Settle an old attempt from what Stripe holds, without sending its charge again (a
         forgotten key would make the resend a second charge). No PaymentIntent at all means
         nothing was charged: the attempt ends ``failed``."""
@@ -134,7 +133,7 @@ class TopupRun:
         if found is None:
             self._finish(user, seq, lease, replace(_unchanged(user, "failed"), retries=tries))
             return
-        self._record_result(user, seq, lease, terms, found, tries)
+        self._record_result(user, seq, lease, found, tries)
 
     def _prepare(
         self, user: UserRecord, attempt: TopupAttempt, lease: int, tries: int
@@ -153,15 +152,13 @@ class TopupRun:
             self._finish(user, seq, lease, _unchanged(user, "skipped"))
             return None
         saved = self._saved_card(user)
-        usable = False
-        if saved is not None:
-            try:
-                usable = self.gateway.payment_method_usable(*saved)
-            except TransientGatewayError as exc:
-                log_event(log, logging.WARNING, "topup_card_check_transient",
-                          user=user.user_id, attempt=seq, error=repr(str(exc)))  # fmt: skip
-                self._retry_later(user, seq, lease, tries + 1, sent=False)
-                return None
+        try:  # no card saved is no usable card, and asks Stripe nothing
+            usable = saved is not None and self.gateway.payment_method_usable(*saved)
+        except TransientGatewayError as exc:
+            log_event(log, logging.WARNING, "topup_card_check_transient",
+                      user=user.user_id, attempt=seq, error=repr(str(exc)))  # fmt: skip
+            self._retry_later(user, seq, lease, tries + 1, sent=False)
+            return None
         if not usable or user.encrypted_payment_method_id is None:
             self._finish(user, seq, lease, replace(_unchanged(user, "no_payment_method"),
                                                    state=PAUSED))  # fmt: skip
@@ -214,9 +211,8 @@ class TopupRun:
             log_event(log, logging.WARNING, "topup_unknown", user=user.user_id, attempt=seq)
 
     def _record_result(
-        self, user: UserRecord, seq: int, lease: int, terms: ChargeTerms, result: ChargeResult,
-        tries: int,
-    ) -> None:  # fmt: skip
+        self, user: UserRecord, seq: int, lease: int, result: ChargeResult, tries: int
+    ) -> None:
         """Apply the charge's answer to attempt ``seq``: credit, or count and report the failure.
 
         The open attempt is always the user's newest, so its failure may change the user's state.
@@ -230,18 +226,17 @@ class TopupRun:
             return
         failures = user.consecutive_failures + 1
         suspended = failures >= self.config.failures_before_suspension
-        failed = AttemptOutcome(
-            "", terms.credits, terms.currency, terms.amount_minor,
-            result.payment_intent_id, retries=tries, consecutive_failures=failures,
-            state=SUSPENDED if suspended else user.state,
-        )  # fmt: skip
         if isinstance(result, ChargeNeedsAuthentication):
             # The bank wants the customer present: pause until they act, whatever the count.
-            outcome = replace(failed, status="requires_action",
-                              state=SUSPENDED if suspended else PAUSED)  # fmt: skip
+            status, code, state = "requires_action", None, SUSPENDED if suspended else PAUSED
         else:
-            code = result.decline_code or result.code
-            outcome = replace(failed, status="declined", decline_code=code)
+            status, code = "declined", result.decline_code or result.code
+            state = SUSPENDED if suspended else user.state
+        # The charge's terms are the attempt's own since it started charging: the store keeps them.
+        outcome = AttemptOutcome(
+            status, payment_intent_id=result.payment_intent_id, decline_code=code, retries=tries,
+            state=state, consecutive_failures=failures,
+        )  # fmt: skip
         extra = []
         if suspended:
             extra.append(outbox_notice(user.user_id, "topup_suspended", str(seq),

@@ -23,6 +23,7 @@ from sim.billing import (
     Money,
     QueueRunner,
     StoreUnavailable,
+    TransientGatewayError,
     Trigger,
 )
 from sim.billing.metrics import METRIC_NAMES, METRICS, NoMetrics, PrometheusMetrics
@@ -33,6 +34,7 @@ from sim.billing.webhooks import WebhookHandler
 
 from .conftest import BillingFactory, FlakyStore
 from .test_api import Api, api  # noqa: F401  (the fixture, used by name)
+from .test_service import LookUpGateway, _unknown_past_the_window
 
 AddUser = Callable[..., str]
 
@@ -328,3 +330,109 @@ def test_deductions_counted_from_many_threads_are_all_counted() -> None:
     assert metrics.value("topup_triggers_total", kind="pending") == 160_000
     metrics.trigger(Trigger.NONE)  # not a decision at the threshold: not counted
     assert sum(s.value for s in metrics.samples() if s.name == "topup_triggers_total") == 160_000
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The service's warning lines, in order."""
+    return [
+        r.getMessage() for r in caplog.records
+        if r.name == "sim.billing.service" and r.levelno == logging.WARNING
+    ]  # fmt: skip
+
+
+def test_charges_without_an_answer_warn_with_their_key_then_once_unknown(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each try that got no answer is a warning naming the user, the attempt, its idempotency
+    key and the error; out of tries, one more says the outcome is unknown."""
+    caplog.set_level(logging.WARNING, logger="sim.billing")
+    gateway.queue("transient", "transient", "transient")
+    add_user("u1", balance=1_200)
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    transient = (
+        "event=topup_charge_transient user=u1 attempt=1 key=auto-topup:u1:1"
+        " error='scripted transient failure'"
+    )
+    assert _warnings(caplog) == [transient] * 3 + ["event=topup_unknown user=u1 attempt=1"]
+
+
+def test_a_card_check_without_an_answer_warns_and_checks_again_before_charging(
+    billing: BillingService,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    store: FlakyStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The check is retried as what it was: the attempt stays ``claimed`` (nothing was sent),
+    so the next try checks the card again, and only then charges."""
+    caplog.set_level(logging.WARNING, logger="sim.billing")
+    checks: list[str] = []
+
+    def once_unreachable(customer_id: str, payment_method_id: str) -> bool:
+        checks.append(payment_method_id)
+        if len(checks) == 1:
+            raise TransientGatewayError("connection reset")
+        return True
+
+    add_user("u1", balance=1_200)
+    gateway.payment_method_usable = once_unreachable  # type: ignore[method-assign]
+    billing.deduct_credits("u1", 300)
+    tasks.run_next()
+    assert _warnings(caplog) == [
+        "event=topup_card_check_transient user=u1 attempt=1 error='connection reset'"
+    ]
+    assert store.attempts("u1")[0].status == "claimed" and gateway.calls == []
+    tasks.run_pending()
+    assert checks == ["pm_card_visa", "pm_card_visa"] and len(gateway.calls) == 1
+    assert store.attempts("u1")[0].status == "succeeded"
+
+
+def test_a_charge_that_needs_the_customer_is_counted_logged_and_may_suspend(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``requires_action`` is an outcome of its own in the charge counter and the log; as the
+    failure that reaches the limit it suspends, with a warning naming the failure count."""
+    caplog.set_level(logging.INFO, logger="sim.billing")
+    billing = make_billing(config=BillingConfig(failures_before_suspension=1))
+    add_user("u1", balance=1_200, service=billing)
+    gateway.queue("authentication_required")
+    billing.deduct_credits("u1", 300)
+    tasks.run_pending()
+    m = _metrics(billing)
+    assert m.value("topup_charges_total", outcome="requires_action", decline_code="") == 1
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event=")]
+    assert lines[1:] == [
+        "event=topup_charge_requires_action user=u1 attempt=1 payment_intent=pi_scripted_0001",
+        "event=topup_finished user=u1 attempt=1 status=requires_action",
+        "event=topup_suspended user=u1 attempt=1 failures=1",
+    ]
+
+
+def test_a_read_back_without_an_answer_warns_with_the_attempts_key(
+    make_billing: BillingFactory,
+    add_user: AddUser,
+    gateway: ScriptedGateway,
+    tasks: QueueRunner,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the idempotency window an open attempt is read back, not charged again; a read-back
+    that gets no answer is a warning naming the attempt's key and the error."""
+    lookup = LookUpGateway(gateway, failures=1)
+    _unknown_past_the_window(make_billing, add_user, gateway, tasks, clock, "succeeded", lookup)
+    caplog.clear()  # the lost answers' warnings, tested above
+    caplog.set_level(logging.WARNING, logger="sim.billing")
+    tasks.run_pending()
+    assert _warnings(caplog) == [
+        "event=topup_lookup_transient user=u1 attempt=1 key=auto-topup:u1:1 error='read timed out'"
+    ]

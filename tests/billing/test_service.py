@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -1708,6 +1709,32 @@ def test_claim_charges_the_credits_it_reserved(
     tasks.run_pending()
     assert [call.metadata["credits"] for call in gateway.calls] == ["10000"]
     assert billing.balance("u1") == 900 + 10_000
+
+
+def test_a_claim_from_before_claims_kept_credits_tops_up_the_settings_amount(
+    tmp_path: Path, clock: ManualClock, gateway: ScriptedGateway
+) -> None:
+    """An attempt claimed by a version that did not yet keep the claim's credits (its
+    ``claimed_credits`` is empty in a migrated file) is charged the settings' amount."""
+    path = tmp_path / "billing.sqlite"
+    store, tasks = SQLiteStore(str(path)), QueueRunner()
+    billing = BillingService(
+        clock=clock, cache=fakeredis.FakeRedis(), store=store, gateway=gateway,
+        notifier=RecordingNotifier(), tasks=tasks, vault=Vault(MASTER_KEY),
+    )  # fmt: skip
+    billing.create_user("u1", email="u1@example.com", balance=1_200)
+    billing.save_payment_method("u1", "cus_u1", "pm_card_visa")
+    billing.update_settings("u1", AutoTopupSettings(True, 1_000, 21_000, "eur"))
+    billing.deduct_credits("u1", 300)  # claims attempt 1, keeping its 21,000 credits
+    old = sqlite3.connect(path)  # what the older version's file held
+    old.execute("UPDATE topup_attempts SET claimed_credits = NULL")
+    old.commit()
+    old.close()
+    assert store.attempt("u1", 1).claimed_credits is None  # type: ignore[union-attr]
+    tasks.run_pending()
+    assert [call.metadata["credits"] for call in gateway.calls] == ["21000"]
+    assert billing.balance("u1") == 900 + 21_000
+    store.close()
 
 
 def test_no_limit_changes_nothing(
