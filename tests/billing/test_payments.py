@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +47,8 @@ class CannedRequester:
 
     def __init__(self, status: int, body: dict[str, Any] | None = None) -> None:
         self.status, self.paths = status, list[str]()
+        #: Each request's parameters and idempotency key, in order.
+        self.sent: list[tuple[dict[str, Any], str | None]] = []
         self.body = {"error": {"message": "No such thing", "code": "resource_missing"}}
         if body is not None:
             self.body = body
@@ -54,6 +57,7 @@ class CannedRequester:
         self, method: str, path: str, params: Mapping[str, Any], idempotency_key: str | None = None
     ) -> StripeAnswer:
         self.paths.append(path)
+        self.sent.append((dict(params), idempotency_key))
         return StripeAnswer(self.status, self.body)
 
 
@@ -176,6 +180,55 @@ def test_find_charge_of_a_request_never_sent_is_none(stripe_gateway: StripeGatew
     other = ChargeRequest(request.customer_id, request.payment_method_id, request.price, "k2",
                           {**META, "attempt": "2"})  # fmt: skip
     assert stripe_gateway.find_charge(other) is None
+
+
+def test_find_charge_prefers_the_attempts_paid_intent_to_a_newer_failed_one(
+    stripe_gateway: StripeGateway,
+) -> None:
+    """An attempt with a paid intent and a later declined one (the card changed and the key was
+    forgotten) reads back as paid: Stripe lists the newest first, and a success wins."""
+    paid_request = _request(stripe_gateway, "pm_card_visa")
+    paid = stripe_gateway.charge(paid_request)
+    card = stripe_gateway.attach_card(paid_request.customer_id, "pm_card_chargeDeclined")
+    declined = stripe_gateway.charge(
+        ChargeRequest(paid_request.customer_id, card, paid_request.price, "k2", META)
+    )
+    assert isinstance(declined, ChargeDeclined)
+    found = stripe_gateway.find_charge(paid_request)
+    assert isinstance(found, ChargeSucceeded)
+    assert found.payment_intent_id == paid.payment_intent_id
+
+
+@pytest.mark.parametrize(
+    "other", [{"user_id": "u2"}, {"purpose": "purchase"}], ids=["another user", "a purchase"]
+)
+def test_find_charge_matches_user_attempt_and_purpose_all(
+    stripe_gateway: StripeGateway, other: dict[str, str]
+) -> None:
+    """An intent of the customer with the attempt's number but another user or purpose is
+    not the attempt's."""
+    request = _request(stripe_gateway, "pm_card_visa")
+    stripe_gateway.charge(
+        ChargeRequest(request.customer_id, request.payment_method_id, request.price, "k9",
+                      {**META, **other})
+    )  # fmt: skip
+    assert stripe_gateway.find_charge(request) is None
+
+
+def test_succeeded_charges_are_the_customers_own(stripe_gateway: StripeGateway) -> None:
+    """Each customer's paid top-ups and purchases, not another customer's."""
+    mine = _request(stripe_gateway, "pm_card_visa")
+    theirs = stripe_gateway.ensure_customer("u2")
+    their_card = stripe_gateway.attach_card(theirs, "pm_card_visa")
+    for customer, card, key in ((mine.customer_id, mine.payment_method_id, "k1"),
+                                (theirs, their_card, "k2")):  # fmt: skip
+        for purpose in ("auto_topup", "purchase"):
+            metadata = {**META, "purpose": purpose}
+            stripe_gateway.charge(
+                ChargeRequest(customer, card, mine.price, f"{key}-{purpose}", metadata)
+            )
+    for read in (stripe_gateway.succeeded_charges, stripe_gateway.succeeded_purchases):
+        assert len(read(mine.customer_id)) == 1 and len(read(theirs)) == 1
 
 
 def test_payment_method_usable_only_for_its_customer(stripe_gateway: StripeGateway) -> None:
@@ -358,6 +411,53 @@ def test_a_paid_intent_is_read_with_its_amount_received_and_metadata() -> None:
     assert _canned_charge(200, {**paid, "amount_received": 900, "metadata": None}) == (
         ChargeSucceeded("pi_1", Money(900, "eur"), {})
     )
+
+
+def test_a_charge_is_sent_confirmed_off_session_under_the_attempts_key() -> None:
+    """The charge asks Stripe to confirm at once and off session (the customer is not there:
+    a card that needs them answers ``authentication_required`` instead of waiting)."""
+    requester = CannedRequester(200, {"id": "pi_1", "status": "succeeded", "amount": 1_000,
+                                      "currency": "eur"})  # fmt: skip
+    gateway = StripeGateway("sk_test_x", requester=requester)
+    gateway.charge(ChargeRequest("cus_1", "pm_1", Money(1_000, "eur"), "auto-topup:u1:1", META))
+    [(params, key)] = requester.sent
+    assert (params["confirm"], params["off_session"], key) == (True, True, "auto-topup:u1:1")
+    assert (params["customer"], params["payment_method"], params["metadata"]) == (
+        "cus_1",
+        "pm_1",
+        META,
+    )
+
+
+def test_an_intent_waiting_for_the_customer_needs_authentication() -> None:
+    """A confirmed intent in ``requires_action`` is the bank asking for the customer."""
+    assert _canned_charge(200, {"id": "pi_1", "status": "requires_action"}) == (
+        ChargeNeedsAuthentication("pi_1", "the bank asks the customer to confirm")
+    )
+
+
+def test_a_charge_answered_with_a_failed_intent_but_no_refusal_is_transient() -> None:
+    """Stripe refuses a charge the card declines (402); an intent answered 200 yet waiting for a
+    new card is not an answer to act on: the retry replays it under the same key."""
+    error = {"code": "card_declined", "decline_code": "lost_card"}
+    failed = {"id": "pi_1", "status": "requires_payment_method", "last_payment_error": error}
+    with pytest.raises(TransientGatewayError, match="pi_1 is requires_payment_method"):
+        _canned_charge(200, failed)
+
+
+def test_a_refusal_names_stripes_code_or_else_its_error_type() -> None:
+    """The refusal's message carries Stripe's ``code``, else the error's ``type``."""
+    typed = StripeRefused("/v1/customers", 400, {"type": "invalid_request_error"})
+    coded = StripeRefused("/v1/customers", 400, {"type": "card_error", "code": "card_declined"})
+    bare = StripeRefused("/v1/customers", 400, {})
+    assert "(400 invalid_request_error)" in str(typed)
+    assert "(400 card_declined)" in str(coded) and "(400 refused)" in str(bare)
+
+
+def test_from_env_takes_the_test_key_it_finds() -> None:
+    """With ``STRIPE_API_KEY`` set to a test key, a gateway on the stripe library."""
+    gateway = StripeGateway.from_env({"STRIPE_API_KEY": "sk_test_from_env"})
+    assert isinstance(gateway.client, stripe.StripeClient)
 
 
 def test_card_errors_read_the_intent_whether_expanded_or_not() -> None:
