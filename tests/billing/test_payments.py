@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -411,53 +410,6 @@ def test_a_paid_intent_is_read_with_its_amount_received_and_metadata() -> None:
     assert _canned_charge(200, {**paid, "amount_received": 900, "metadata": None}) == (
         ChargeSucceeded("pi_1", Money(900, "eur"), {})
     )
-
-
-def test_a_charge_is_sent_confirmed_off_session_under_the_attempts_key() -> None:
-    """The charge asks Stripe to confirm at once and off session (the customer is not there:
-    a card that needs them answers ``authentication_required`` instead of waiting)."""
-    requester = CannedRequester(200, {"id": "pi_1", "status": "succeeded", "amount": 1_000,
-                                      "currency": "eur"})  # fmt: skip
-    gateway = StripeGateway("sk_test_x", requester=requester)
-    gateway.charge(ChargeRequest("cus_1", "pm_1", Money(1_000, "eur"), "auto-topup:u1:1", META))
-    [(params, key)] = requester.sent
-    assert (params["confirm"], params["off_session"], key) == (True, True, "auto-topup:u1:1")
-    assert (params["customer"], params["payment_method"], params["metadata"]) == (
-        "cus_1",
-        "pm_1",
-        META,
-    )
-
-
-def test_an_intent_waiting_for_the_customer_needs_authentication() -> None:
-    """A confirmed intent in ``requires_action`` is the bank asking for the customer."""
-    assert _canned_charge(200, {"id": "pi_1", "status": "requires_action"}) == (
-        ChargeNeedsAuthentication("pi_1", "the bank asks the customer to confirm")
-    )
-
-
-def test_a_charge_answered_with_a_failed_intent_but_no_refusal_is_transient() -> None:
-    """Stripe refuses a charge the card declines (402); an intent answered 200 yet waiting for a
-    new card is not an answer to act on: the retry replays it under the same key."""
-    error = {"code": "card_declined", "decline_code": "lost_card"}
-    failed = {"id": "pi_1", "status": "requires_payment_method", "last_payment_error": error}
-    with pytest.raises(TransientGatewayError, match="pi_1 is requires_payment_method"):
-        _canned_charge(200, failed)
-
-
-def test_a_refusal_names_stripes_code_or_else_its_error_type() -> None:
-    """The refusal's message carries Stripe's ``code``, else the error's ``type``."""
-    typed = StripeRefused("/v1/customers", 400, {"type": "invalid_request_error"})
-    coded = StripeRefused("/v1/customers", 400, {"type": "card_error", "code": "card_declined"})
-    bare = StripeRefused("/v1/customers", 400, {})
-    assert "(400 invalid_request_error)" in str(typed)
-    assert "(400 card_declined)" in str(coded) and "(400 refused)" in str(bare)
-
-
-def test_from_env_takes_the_test_key_it_finds() -> None:
-    """With ``STRIPE_API_KEY`` set to a test key, a gateway on the stripe library."""
-    gateway = StripeGateway.from_env({"STRIPE_API_KEY": "sk_test_from_env"})
-    assert isinstance(gateway.client, stripe.StripeClient)
 
 
 def test_card_errors_read_the_intent_whether_expanded_or_not() -> None:
