@@ -4,7 +4,7 @@ not final, refusals, saved cards, and the on-session intents (a purchase with th
 present, a card saved with a SetupIntent): declined with their reason, waiting for the customer
 with what the client needs, confirmed only while they wait.
 
-The same gateway against the emulator, both ways, is ``test_payments.py``."""
+The same gateway against the emulator, both ways, is ``test_payments.py``; both test ``payments.py``."""
 
 from __future__ import annotations
 
