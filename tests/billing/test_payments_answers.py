@@ -4,7 +4,8 @@ not final, refusals, saved cards, and the on-session intents (a purchase with th
 present, a card saved with a SetupIntent): declined with their reason, waiting for the customer
 with what the client needs, confirmed only while they wait.
 
-The same gateway against the emulator, both ways, is ``test_payments.py``; both test ``payments.py``."""
+Both this and ``test_payments.py`` (the same gateway against the emulator, both ways) test
+``payments.py``."""
 
 from __future__ import annotations
 
@@ -309,3 +310,90 @@ def test_card_details_read_what_stripe_gives_and_say_so_when_it_gives_nothing() 
     gateway, _ = _gateway((401, {"error": {"message": "Invalid API key"}}))
     with pytest.raises(StripeRefused):
         gateway.card_details("pm_1")
+
+
+# ------------------------------------------------------------------------- subscriptions, lists
+
+SUBSCRIPTION = {
+    "id": "sub_1", "object": "subscription", "status": "active", "customer": "cus_1",
+    "cancel_at_period_end": False, "current_period_end": 1_769_904_000,
+    "items": {"data": [{"price": {"id": "price_1"}, "current_period_end": 1_769_904_000}]},
+    "metadata": {"user_id": "u1", "credits": "10000"},
+}  # fmt: skip
+
+
+def _subscribe(gateway: StripeGateway, key: str = "subscribe:u1:1") -> None:
+    gateway.create_subscription(
+        "cus_1", "pm_1", Money(10_000, "eur"), key, {"user_id": "u1", "credits": "10000"}
+    )
+
+
+def test_a_tiers_monthly_price_is_found_by_lookup_key_once() -> None:
+    """A Price that exists is found by its lookup key and remembered: the next subscription of
+    that tier and currency asks Stripe for it no more."""
+    found = (200, {"data": [{"id": "price_found"}], "has_more": False})
+    gateway, requester = _gateway(found, (200, SUBSCRIPTION), (200, SUBSCRIPTION))
+    _subscribe(gateway)
+    _subscribe(gateway, "subscribe:u1:2")
+    lookups = [s for s in requester.sent if s[1] == "/v1/prices"]
+    assert [(m, params) for m, _, params, _ in lookups] == [
+        ("get", {"lookup_keys": ["topup-monthly-10000-eur"], "limit": 1})
+    ]
+    subscriptions = [s for s in requester.sent if s[1] == "/v1/subscriptions"]
+    assert [s[2]["items"] for s in subscriptions] == [[{"price": "price_found"}]] * 2
+
+
+def test_a_missing_monthly_price_is_created_once_under_keys_of_its_own() -> None:
+    """No Price yet: its Product and Price are created, each under an idempotency key named
+    for the lookup key (two servers creating it at once make one), then subscribed to."""
+    gateway, requester = _gateway(
+        (200, {"data": [], "has_more": False}), (200, {"id": "prod_1"}),
+        (200, {"id": "price_new"}), (200, SUBSCRIPTION),
+    )  # fmt: skip
+    _subscribe(gateway)
+    assert [(m, p, k) for m, p, _, k in requester.sent] == [
+        ("get", "/v1/prices", None),
+        ("post", "/v1/products", "product:topup-monthly-10000-eur"),
+        ("post", "/v1/prices", "price:topup-monthly-10000-eur"),
+        ("post", "/v1/subscriptions", "subscribe:u1:1"),
+    ]
+    price = requester.sent[2][2]
+    assert (price["product"], price["lookup_key"], price["unit_amount"]) == (
+        "prod_1",
+        "topup-monthly-10000-eur",
+        10_000,
+    )
+    assert requester.sent[3][2]["items"] == [{"price": "price_new"}]
+
+
+def test_a_subscription_charges_its_first_month_off_session_or_not_at_all() -> None:
+    """The first invoice is paid at once with the saved card, off session, and a card that
+    fails it leaves no subscription behind (``error_if_incomplete``)."""
+    found = (200, {"data": [{"id": "price_1"}], "has_more": False})
+    gateway, requester = _gateway(found, (200, SUBSCRIPTION))
+    _subscribe(gateway)
+    params = requester.sent[-1][2]
+    assert (
+        params["off_session"],
+        params["payment_behavior"],
+        params["default_payment_method"],
+    ) == (True, "error_if_incomplete", "pm_1")
+
+
+def test_a_list_stops_at_the_page_that_says_there_is_no_more() -> None:
+    """One request per page: the last page (``has_more`` false) is not followed by another."""
+    first = {"data": [{"id": "pi_2"}, {"id": "pi_1"}], "has_more": True}
+    last = {"data": [{"id": "pi_0"}], "has_more": False}
+    gateway, requester = _gateway((200, first), (200, last))
+    assert [i["id"] for i in gateway.list_all("/v1/payment_intents", {})] == [
+        "pi_2",
+        "pi_1",
+        "pi_0",
+    ]
+    assert [s[2].get("starting_after") for s in requester.sent] == [None, "pi_1"]
+
+
+def test_a_decline_without_a_message_has_an_empty_one() -> None:
+    declined = _pay((200, {**INTENT, "status": "requires_payment_method",
+                           "last_payment_error": {"code": "card_declined"}}))  # fmt: skip
+    assert (declined.status, declined.message) == ("declined", "")
