@@ -297,6 +297,23 @@ def test_stale_or_future_timestamp_is_refused(clock: ManualClock, skew: float) -
         WebhookVerifier("whsec_test", clock).verify(b"{}", header)
 
 
+@pytest.mark.parametrize("skew", [-300, 300])
+def test_a_timestamp_exactly_at_the_tolerance_passes(clock: ManualClock, skew: float) -> None:
+    """Five minutes either way is still within it (Stripe's library compares the same way)."""
+    WebhookVerifier("whsec_test", clock).verify(b"{}", _signed(b"{}", clock.now() + skew))
+
+
+def test_a_secret_blank_only_to_unicode_is_still_a_secret(clock: ManualClock) -> None:
+    """A secret is blank when only ASCII whitespace is left, as the library reads it: a
+    no-break space is a (bad, but real) secret, and deliveries signed with it pass."""
+    secret, now = "\u00a0", clock.now()
+    WebhookVerifier(secret, clock).verify(b"{}", _signed(b"{}", now, secret))
+    assert _library_verdict(secret, now, b"{}", _signed(b"{}", now, secret))
+    with pytest.raises(WebhookSignatureError, match="no webhook secret"):
+        WebhookVerifier(" \t\n", clock).verify(b"{}", _signed(b"{}", now, " \t\n"))
+    assert not _library_verdict(" \t\n", now, b"{}", _signed(b"{}", now, " \t\n"))
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
 def test_a_refused_request_is_stripe_refused_naming_no_id(status: int) -> None:
     """A 4xx other than 402 and 429 is Stripe refusing the request itself: ``StripeRefused``

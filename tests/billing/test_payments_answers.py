@@ -19,11 +19,12 @@ from sim.billing import (
     ChargeNeedsAuthentication,
     ChargeRequest,
     ChargeResult,
+    GatewayConfigurationError,
     Money,
     TransientGatewayError,
 )
 from sim.billing.gateway import OnSessionIntent
-from sim.billing.payments import StripeGateway, StripeRefused
+from sim.billing.payments import StripeGateway, StripeRefused, check_test_key
 from sim.billing.stripe_transport import StripeAnswer
 
 
@@ -397,3 +398,34 @@ def test_a_decline_without_a_message_has_an_empty_one() -> None:
     declined = _pay((200, {**INTENT, "status": "requires_payment_method",
                            "last_payment_error": {"code": "card_declined"}}))  # fmt: skip
     assert (declined.status, declined.message) == ("declined", "")
+
+
+# ------------------------------------------------------------------------- keys, customers, cards
+
+
+def test_restricted_test_keys_are_test_keys_and_restricted_live_keys_are_live() -> None:
+    assert check_test_key("rk_test_abc") == "rk_test_abc"
+    with pytest.raises(GatewayConfigurationError, match="live Stripe keys are refused"):
+        check_test_key("rk_live_abc")
+
+
+def test_a_customer_is_made_once_per_user_with_its_id_and_email() -> None:
+    """Under the user's own idempotency key, with the user's id in its metadata, and the
+    e-mail only when there is one."""
+    gateway, requester = _gateway((200, {"id": "cus_1"}), (200, {"id": "cus_2"}))
+    assert gateway.ensure_customer("u1", "ada@example.com") == "cus_1"
+    gateway.ensure_customer("u2")
+    assert requester.sent == [
+        ("post", "/v1/customers", {"metadata": {"user_id": "u1"}, "email": "ada@example.com"},
+         "customer:u1"),
+        ("post", "/v1/customers", {"metadata": {"user_id": "u2"}}, "customer:u2"),
+    ]  # fmt: skip
+
+
+def test_an_attached_card_becomes_the_customers_default() -> None:
+    gateway, requester = _gateway((200, {"id": "pm_1"}), (200, {"id": "cus_1"}))
+    assert gateway.attach_card("cus_1", "pm_card_visa") == "pm_1"
+    assert [(p, params) for _, p, params, _ in requester.sent] == [
+        ("/v1/payment_methods/pm_card_visa/attach", {"customer": "cus_1"}),
+        ("/v1/customers/cus_1", {"invoice_settings": {"default_payment_method": "pm_1"}}),
+    ]
