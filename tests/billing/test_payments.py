@@ -239,6 +239,17 @@ def test_payment_method_usable_only_for_its_customer(stripe_gateway: StripeGatew
     assert not stripe_gateway.payment_method_usable(ada, "pm_does_not_exist")
 
 
+def test_the_library_never_retries_on_its_own(clock: ManualClock) -> None:
+    """Retries are the billing core's, later and under the same key: the stripe library, whose
+    client retries a 5xx by default, sends each request once."""
+    emulator = StripeEmulator(clock=clock, seed=0, faults=Faults(server_error_rate=1.0))
+    transport = emulator.http_client()
+    gateway = StripeGateway("sk_test_billing", http_client=transport)
+    with pytest.raises(TransientGatewayError):
+        gateway.ensure_customer("u1")
+    assert transport.last_attempts == 1
+
+
 @pytest.mark.parametrize("key", ["sk_live_abc", "rk_live_abc", "pk_test_abc", ""])
 def test_live_or_malformed_keys_are_refused(key: str) -> None:
     """Only Stripe test keys are accepted: a live key never gets a client."""
