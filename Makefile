@@ -3,8 +3,8 @@
 
 # The interpreter .venv is made with: Debian's own python3 when it is 3.11 or newer and can make
 # a venv (Debian builds it with profile-guided and link-time optimisation, statically linked: the
-# simulation runs 8 to 13% faster on it than on pyenv's default build, docs/performance.md),
-# else the first python3 on PATH. `make PYTHON=...` chooses another.
+# simulation runs faster on it than on pyenv's default build, docs/performance.md, "The
+# interpreter"), else the first python3 on PATH. `make PYTHON=...` chooses another.
 SYSTEM_PYTHON := /usr/bin/python3
 PYTHON ?= $(shell $(SYSTEM_PYTHON) -c 'import sys, ensurepip, venv; \
 	sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $(SYSTEM_PYTHON) || echo python3)

@@ -1,9 +1,10 @@
 """The interpreter a benchmark ran on, in one line printed above its figures.
 
-The same code runs 8 to 13% faster on an optimised CPython build (profile-guided and link-time
+The same code runs faster on an optimised CPython build (profile-guided and link-time
 optimised, libpython linked into the executable, as Debian builds it) than on a default source
 build (pyenv's: a shared libpython, without ``--enable-optimizations``), so a figure is only
-comparable with figures of the same build (docs/performance.md, "The interpreter").
+comparable with figures of the same build (docs/performance.md, "The interpreter", measures
+the difference).
 
     python bench/interpreter.py
 """

@@ -46,8 +46,6 @@ class CannedRequester:
 
     def __init__(self, status: int, body: dict[str, Any] | None = None) -> None:
         self.status, self.paths = status, list[str]()
-        #: Each request's parameters and idempotency key, in order.
-        self.sent: list[tuple[dict[str, Any], str | None]] = []
         self.body = {"error": {"message": "No such thing", "code": "resource_missing"}}
         if body is not None:
             self.body = body
@@ -56,7 +54,6 @@ class CannedRequester:
         self, method: str, path: str, params: Mapping[str, Any], idempotency_key: str | None = None
     ) -> StripeAnswer:
         self.paths.append(path)
-        self.sent.append((dict(params), idempotency_key))
         return StripeAnswer(self.status, self.body)
 
 

@@ -18,7 +18,6 @@ import stripe
 from sim.billing import (
     ChargeNeedsAuthentication,
     ChargeRequest,
-    ChargeResult,
     GatewayConfigurationError,
     Money,
     TransientGatewayError,
@@ -26,6 +25,8 @@ from sim.billing import (
 from sim.billing.gateway import OnSessionIntent
 from sim.billing.payments import StripeGateway, StripeRefused, check_test_key
 from sim.billing.stripe_transport import StripeAnswer
+
+from .test_payments import META, _canned_charge
 
 
 class ScriptedRequester:
@@ -46,14 +47,6 @@ class ScriptedRequester:
 def _gateway(*answers: tuple[int, dict[str, Any]]) -> tuple[StripeGateway, ScriptedRequester]:
     requester = ScriptedRequester(*answers)
     return StripeGateway("sk_test_x", requester=requester), requester
-
-
-META = {"user_id": "u1", "credits": "10000", "attempt": "1", "purpose": "auto_topup"}
-
-
-def _charge(status: int, body: dict[str, Any]) -> ChargeResult:
-    gateway, _ = _gateway((status, body))
-    return gateway.charge(ChargeRequest("cus_1", "pm_1", Money(1_000, "eur"), "k", META))
 
 
 def _pay(*answers: tuple[int, dict[str, Any]], save_card: bool = False) -> OnSessionIntent:
@@ -259,7 +252,7 @@ def test_a_charge_is_sent_confirmed_off_session_under_the_attempts_key() -> None
 
 def test_an_intent_waiting_for_the_customer_needs_authentication() -> None:
     """A confirmed intent in ``requires_action`` is the bank asking for the customer."""
-    assert _charge(200, {"id": "pi_1", "status": "requires_action"}) == (
+    assert _canned_charge(200, {"id": "pi_1", "status": "requires_action"}) == (
         ChargeNeedsAuthentication("pi_1", "the bank asks the customer to confirm")
     )
 
@@ -270,7 +263,7 @@ def test_a_charge_answered_with_a_failed_intent_but_no_refusal_is_transient() ->
     error = {"code": "card_declined", "decline_code": "lost_card"}
     failed = {"id": "pi_1", "status": "requires_payment_method", "last_payment_error": error}
     with pytest.raises(TransientGatewayError, match="pi_1 is requires_payment_method"):
-        _charge(200, failed)
+        _canned_charge(200, failed)
 
 
 def test_a_refusal_names_stripes_code_or_else_its_error_type() -> None:

@@ -604,16 +604,24 @@ def test_unreachable_cache_fails_nothing_and_catches_up(
 # ------------------------------------------------------------------------- encryption at rest
 
 
+def _on_a_file(
+    path: Path, clock: ManualClock, gateway: ScriptedGateway
+) -> tuple[BillingService, SQLiteStore, QueueRunner]:
+    """A service on a SQLite file of its own (the ``store`` fixture's is in memory), its store
+    and its task queue."""
+    store, tasks = SQLiteStore(str(path)), QueueRunner()
+    billing = BillingService(
+        clock=clock, cache=fakeredis.FakeRedis(), store=store, gateway=gateway,
+        notifier=RecordingNotifier(), tasks=tasks, vault=Vault(MASTER_KEY),
+    )  # fmt: skip
+    return billing, store, tasks
+
+
 def test_store_file_holds_no_plaintext_secrets(tmp_path: Path, clock: ManualClock) -> None:
     """The SQLite file holds no plaintext payment method id, Stripe customer id, e-mail or
     last-triggered time."""
     path = tmp_path / "billing.sqlite"
-    store = SQLiteStore(str(path))
-    tasks = QueueRunner()
-    billing = BillingService(
-        clock=clock, cache=fakeredis.FakeRedis(), store=store, gateway=ScriptedGateway(),
-        notifier=RecordingNotifier(), tasks=tasks, vault=Vault(MASTER_KEY),
-    )  # fmt: skip
+    billing, store, tasks = _on_a_file(path, clock, ScriptedGateway())
     clock.set(1_767_225_600.123456)
     billing.create_user("u1", email="ada.lovelace@example.com", balance=1_200)
     billing.save_payment_method("u1", "cus_1SecretCustomer", "pm_1SecretCardToken")
@@ -1677,11 +1685,7 @@ def test_a_claim_from_before_claims_kept_credits_tops_up_the_settings_amount(
     """An attempt claimed by a version that did not yet keep the claim's credits (its
     ``claimed_credits`` is empty in a migrated file) is charged the settings' amount."""
     path = tmp_path / "billing.sqlite"
-    store, tasks = SQLiteStore(str(path)), QueueRunner()
-    billing = BillingService(
-        clock=clock, cache=fakeredis.FakeRedis(), store=store, gateway=gateway,
-        notifier=RecordingNotifier(), tasks=tasks, vault=Vault(MASTER_KEY),
-    )  # fmt: skip
+    billing, store, tasks = _on_a_file(path, clock, gateway)
     billing.create_user("u1", email="u1@example.com", balance=1_200)
     billing.save_payment_method("u1", "cus_u1", "pm_card_visa")
     billing.update_settings("u1", AutoTopupSettings(True, 1_000, 21_000, "eur"))
